@@ -1,0 +1,117 @@
+// The unified service model: what every registry produces and every output consumes.
+
+export type Protocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'TCP' | 'TLS' | 'HTTPS';
+export const PROTOCOLS: readonly Protocol[] = ['HTTP', 'HTTP2', 'GRPC', 'TCP', 'TLS', 'HTTPS'];
+
+/** Protocols Envoy can route by Host/:authority. */
+export function isHttpProtocol(p: Protocol): boolean {
+  return p === 'HTTP' || p === 'HTTP2' || p === 'GRPC';
+}
+
+export interface ServicePort {
+  readonly name: string;
+  readonly number: number;
+  readonly protocol: Protocol;
+  /** Port on the endpoints when an endpoint does not name one. Defaults to `number`. */
+  readonly targetPort?: number;
+}
+
+/** An RPC interface: a first-class name that belongs to a service. */
+export interface RpcInterface {
+  /** Interface name as the registry spells it, e.g. com.alipay.userservice.UserQuery. */
+  readonly name: string;
+  readonly version?: string;
+  readonly group?: string;
+  readonly methods: readonly string[];
+  /** Service port the interface is served on; undefined means every port. */
+  readonly port?: number;
+}
+
+export type Resolution = 'STATIC' | 'DNS' | 'NONE';
+export type Location = 'MESH_EXTERNAL' | 'MESH_INTERNAL';
+
+export interface Locality {
+  readonly region?: string;
+  readonly zone?: string;
+  readonly subzone?: string;
+}
+
+/** Where a piece of the model came from, for debugging and migration status. */
+export interface Origin {
+  /** Registry id, e.g. "file:///etc/isthmus" or "etcd://10.0.0.1:2379/dubbo". */
+  readonly registry: string;
+  /** The object inside the registry, e.g. "config/demo.yaml#2 ServiceEntry default/web". */
+  readonly ref: string;
+}
+
+export interface Service {
+  /** Primary hostname: the cluster and DNS name. */
+  readonly hostname: string;
+  /** Further hostnames routed to the same service (ServiceEntry hosts[1:]). */
+  readonly aliases: readonly string[];
+  readonly namespace: string;
+  readonly ports: readonly ServicePort[];
+  /** Virtual IPs (or CIDRs) of the service. */
+  readonly addresses: readonly string[];
+  readonly resolution: Resolution;
+  readonly location: Location;
+  readonly interfaces: readonly RpcInterface[];
+  /** Selects workloads (same namespace) whose addresses become endpoints. */
+  readonly workloadSelector?: Readonly<Record<string, string>>;
+  readonly origin: Origin;
+}
+
+export type Health = 'HEALTHY' | 'UNHEALTHY' | 'DRAINING';
+
+export interface Endpoint {
+  /** Hostname of the service this endpoint belongs to. */
+  readonly service: string;
+  readonly address: string;
+  /** Port name → port on this endpoint; a missing name means the service port's target. */
+  readonly ports: Readonly<Record<string, number>>;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly locality: Locality;
+  readonly weight: number;
+  readonly health: Health;
+  readonly origin: Origin;
+}
+
+/** A workload instance that services select by labels (WorkloadEntry, pod, VM). */
+export interface Workload {
+  readonly name: string;
+  readonly namespace: string;
+  readonly address: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly ports: Readonly<Record<string, number>>;
+  readonly locality: Locality;
+  readonly weight: number;
+  readonly health: Health;
+  readonly origin: Origin;
+}
+
+/** A document or key a registry could not use, and why. */
+export interface Rejection {
+  /** File, key or object reference. */
+  readonly source: string;
+  /** Document index inside a multi-document file, when there is one. */
+  readonly document?: number;
+  readonly kind?: string;
+  readonly name?: string;
+  /** Dotted field path, e.g. spec.ports[0].number. */
+  readonly field?: string;
+  readonly reason: string;
+}
+
+/** Everything one registry knows at one moment. Registries emit a new state on each change. */
+export interface RegistryState {
+  /** Registry id (its URL). */
+  readonly id: string;
+  /** True once the registry has read its source completely at least once. */
+  readonly synced: boolean;
+  /** Set when the source is unreachable; the last known state is still served. */
+  readonly error?: string;
+  readonly services: readonly Service[];
+  readonly endpoints: readonly Endpoint[];
+  readonly workloads: readonly Workload[];
+  readonly rejections: readonly Rejection[];
+}

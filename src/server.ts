@@ -1,0 +1,135 @@
+// Wires the pipeline: registries → aggregate → debounce → xDS cache → ADS server, plus admin.
+import { BehaviorSubject, filter, map, type Observable, Subject, type Subscription } from 'rxjs';
+import { aggregate } from './model/aggregate.ts';
+import { debounceWithMax } from './model/debounce.ts';
+import type { Registry } from './model/registry.ts';
+import { ModelSnapshot } from './model/snapshot.ts';
+import { type Generation, XdsCache } from './xds/cache.ts';
+import { AdsServer } from './xds/server/ads.ts';
+import type { ResourceSnapshot, SnapshotSource } from './xds/server/types.ts';
+import { AdminServer } from './admin/server.ts';
+import { logger } from './log.ts';
+import { metrics } from './metrics.ts';
+
+const log = logger('server');
+const snapshotsBuilt = metrics.counter('isthmus_snapshots_total', 'xDS snapshots built from the model.');
+const buildTime = metrics.histogram('isthmus_snapshot_build_seconds', 'Time to turn a model snapshot into xDS resources.');
+const registryEvents = metrics.counter('isthmus_registry_events_total', 'Model changes seen, by registry.');
+
+export interface IsthmusOptions {
+  readonly registries: readonly Registry[];
+  readonly xdsAddress: string;
+  readonly adminAddress: string;
+  readonly debounceQuietMs: number;
+  readonly debounceMaxMs: number;
+  /** How long to wait for every registry to sync before serving what is there. */
+  readonly syncTimeoutMs: number;
+}
+
+export const DEFAULTS = {
+  xdsAddress: '127.0.0.1:15010',
+  adminAddress: '127.0.0.1:15014',
+  debounceQuietMs: 100,
+  debounceMaxMs: 10_000,
+  syncTimeoutMs: 10_000,
+} as const;
+
+export class Isthmus implements SnapshotSource {
+  readonly cache = new XdsCache();
+  readonly ads: AdsServer;
+  readonly admin: AdminServer;
+  private readonly opts: IsthmusOptions;
+  private readonly generations = new BehaviorSubject<Generation | undefined>(undefined);
+  readonly snapshots: Observable<ResourceSnapshot>;
+  private latestModel = ModelSnapshot.empty();
+  private accepting = false;
+  private readonly accepted = new Subject<ModelSnapshot>();
+  private subs: Subscription[] = [];
+  private syncTimer?: NodeJS.Timeout;
+  xdsPort = 0;
+  adminPort = 0;
+
+  constructor(opts: IsthmusOptions) {
+    this.opts = opts;
+    this.snapshots = this.generations.pipe(filter((g): g is Generation => g !== undefined));
+    this.ads = new AdsServer(this);
+    this.admin = new AdminServer({
+      ready: () => this.readiness(),
+      model: () => this.latestModel,
+      problems: () => this.generations.value?.problems ?? [],
+      syncz: () => this.ads.status(),
+      configDump: (id) => this.ads.configDump(id),
+    });
+  }
+
+  current(): ResourceSnapshot | undefined {
+    return this.generations.value;
+  }
+
+  get model(): ModelSnapshot {
+    return this.latestModel;
+  }
+
+  async start(): Promise<void> {
+    this.adminPort = await this.admin.listen(this.opts.adminAddress);
+    this.subs.push(
+      this.accepted
+        .pipe(
+          debounceWithMax(this.opts.debounceQuietMs, this.opts.debounceMaxMs),
+          map((m) => this.build(m)),
+        )
+        .subscribe((g) => this.generations.next(g)),
+    );
+    this.subs.push(
+      aggregate(this.opts.registries).subscribe({
+        next: (m) => this.onModel(m),
+        error: (e) => log.error('model pipeline failed', { error: e }),
+      }),
+    );
+    this.syncTimer = setTimeout(() => {
+      if (this.accepting) return;
+      const waiting = this.latestModel.registries.filter((r) => !r.synced).map((r) => r.id);
+      log.warn('serving before every registry synced', { waiting, afterMs: this.opts.syncTimeoutMs });
+      this.accepting = true;
+      this.accepted.next(this.latestModel);
+    }, this.opts.syncTimeoutMs);
+    this.xdsPort = await this.ads.listen(this.opts.xdsAddress);
+    log.info('isthmus serving', { xds: `${this.opts.xdsAddress.replace(/:\d+$/, '')}:${this.xdsPort}`, admin: this.adminPort, registries: this.opts.registries.map((r) => r.id) });
+  }
+
+  private onModel(m: ModelSnapshot): void {
+    this.latestModel = m;
+    registryEvents.inc({});
+    // Serving an empty or partial model before the registries have synced would make
+    // connected proxies drop what they have; wait for every registry (bounded).
+    if (!this.accepting && m.registries.every((r) => r.synced)) {
+      this.accepting = true;
+      clearTimeout(this.syncTimer);
+    }
+    if (this.accepting) this.accepted.next(m);
+  }
+
+  private build(m: ModelSnapshot): Generation {
+    const start = performance.now();
+    const g = this.cache.update(m);
+    const seconds = (performance.now() - start) / 1000;
+    snapshotsBuilt.inc();
+    buildTime.observe({}, seconds);
+    log.info('snapshot built', { seq: g.seq, version: m.version, services: m.services.size, ms: Math.round(seconds * 1000), changed: Object.fromEntries([...g.changed].map(([t, s]) => [t.split('.').pop(), s.size])) });
+    return g;
+  }
+
+  private readiness(): { ready: boolean; reason?: string } {
+    if (this.generations.value) return { ready: true };
+    const waiting = this.latestModel.registries.filter((r) => !r.synced).map((r) => `${r.id}${r.error ? ` (${r.error})` : ''}`);
+    return { ready: false, reason: waiting.length ? `waiting for registries to sync: ${waiting.join(', ')}` : 'building the first snapshot' };
+  }
+
+  async close(): Promise<void> {
+    clearTimeout(this.syncTimer);
+    for (const s of this.subs) s.unsubscribe();
+    this.subs = [];
+    this.ads.forceClose();
+    await this.admin.close();
+  }
+}

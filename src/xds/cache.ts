@@ -1,0 +1,258 @@
+// The xDS resource cache: turns model snapshots into encoded resources, once per content.
+// Each generation holds the resources of one model version; unchanged resources are
+// carried over byte-for-byte from the previous generation, never re-encoded.
+import type { ModelSnapshot } from '../model/snapshot.ts';
+import { contentHash } from '../model/hash.ts';
+import { messageType } from './proto.ts';
+import type { ProxyInfo } from './proxy.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, MESSAGE_OF, ROUTE_TYPE, type TypeUrl } from './resources.ts';
+import { encodeAny, encodeDeltaResource } from './wire.ts';
+import { buildInboundCluster, buildServiceClusters } from './generators/cluster.ts';
+import { buildLoadAssignment } from './generators/endpoint.ts';
+import { buildApiListener, buildSidecarListeners } from './generators/listener.ts';
+import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem } from './generators/route.ts';
+import { outboundCluster } from './generators/names.ts';
+import { metrics } from '../metrics.ts';
+
+const encodes = metrics.counter('isthmus_xds_resource_encodes_total', 'Resources encoded to protobuf, by type (once per content version).');
+
+export class EncodedResource {
+  readonly typeUrl: TypeUrl;
+  readonly name: string;
+  /** Hash of the encoded bytes: equal content gives equal versions in every process. */
+  readonly version: string;
+  /** The resource as an encoded google.protobuf.Any, shared by every response. */
+  readonly any: Buffer;
+  private delta?: Buffer;
+
+  constructor(typeUrl: TypeUrl, name: string, message: Record<string, unknown>) {
+    const t = messageType(MESSAGE_OF[typeUrl]);
+    const bytes = t.encode(t.fromObject(message)).finish();
+    this.typeUrl = typeUrl;
+    this.name = name;
+    this.version = contentHash(bytes);
+    this.any = encodeAny(typeUrl, bytes);
+    encodes.inc({ type: MESSAGE_OF[typeUrl] });
+  }
+
+  /** The delta-protocol Resource wrapper, built on first use and then shared. */
+  deltaBytes(): Buffer {
+    return (this.delta ??= encodeDeltaResource(this.name, this.version, this.any));
+  }
+
+  /** The decoded message, for debug output only. */
+  message(): Uint8Array {
+    // Any { type_url = 1; value = 2 }: skip the type_url field, return the value bytes.
+    const anyType = messageType('google.protobuf.Any');
+    return (anyType.decode(this.any) as unknown as { value: Uint8Array }).value;
+  }
+}
+
+export type ResourceMap = ReadonlyMap<string, EncodedResource>;
+
+/** The resources one class of proxies (same listener-shaping metadata) receives. */
+export interface ClassView {
+  readonly clusters: ResourceMap;
+  readonly listeners: ResourceMap;
+  readonly routes: ResourceMap;
+  readonly versions: Readonly<Record<TypeUrl, string>>;
+}
+
+interface ServiceEntryCache {
+  readonly serviceHash: string;
+  readonly endpointHash: string;
+  readonly clusters: EncodedResource[];
+  readonly endpoints: EncodedResource[];
+}
+
+function setVersion(map: ResourceMap): string {
+  const h: string[] = [];
+  for (const [name, r] of map) h.push(name, r.version);
+  return contentHash(h.join('\n'));
+}
+
+export class Generation {
+  readonly seq: number;
+  readonly model: ModelSnapshot;
+  readonly clusters: ResourceMap;
+  readonly endpoints: ResourceMap;
+  readonly outboundRoute: EncodedResource;
+  /** Version over all endpoint assignments, used as the EDS version_info. */
+  readonly endpointsVersion: string;
+  readonly problems: readonly RouteProblem[];
+  /** Names whose resource differs from the previous generation (added, changed or removed). */
+  readonly changed: ReadonlyMap<TypeUrl, ReadonlySet<string>>;
+  private readonly views = new Map<string, ClassView>();
+  private readonly named = new Map<string, EncodedResource | null>();
+  private readonly previous?: Generation;
+
+  constructor(init: {
+    seq: number;
+    model: ModelSnapshot;
+    clusters: ResourceMap;
+    endpoints: ResourceMap;
+    outboundRoute: EncodedResource;
+    problems: RouteProblem[];
+    changed: Map<TypeUrl, Set<string>>;
+    previous?: Generation;
+  }) {
+    this.seq = init.seq;
+    this.model = init.model;
+    this.clusters = init.clusters;
+    this.endpoints = init.endpoints;
+    this.outboundRoute = init.outboundRoute;
+    this.problems = init.problems;
+    this.changed = init.changed;
+    this.endpointsVersion = setVersion(init.endpoints);
+    this.previous = init.previous;
+  }
+
+  /** Resources for one class of proxies; built once per class and generation. */
+  view(proxy: ProxyInfo): ClassView {
+    let v = this.views.get(proxy.classKey);
+    if (v) return v;
+    const problems: RouteProblem[] = [];
+    const prev = this.previous?.views.get(proxy.classKey);
+    const reuse = (typeUrl: TypeUrl, name: string, msg: Record<string, unknown>, old?: ResourceMap): EncodedResource => {
+      const fresh = new EncodedResource(typeUrl, name, msg);
+      const before = old?.get(name);
+      return before && before.version === fresh.version ? before : fresh;
+    };
+    const listeners = new Map<string, EncodedResource>();
+    for (const l of buildSidecarListeners(this.model, proxy, problems)) {
+      listeners.set(l.name as string, reuse(LISTENER_TYPE, l.name as string, l, prev?.listeners));
+    }
+    const clusters = new Map<string, EncodedResource>(this.clusters);
+    const routes = new Map<string, EncodedResource>([[this.outboundRoute.name, this.outboundRoute]]);
+    if (proxy.appPorts.length) {
+      for (const app of proxy.appPorts) {
+        const c = buildInboundCluster(proxy.appAddress, app);
+        clusters.set(c.name as string, reuse(CLUSTER_TYPE, c.name as string, c, prev?.clusters));
+      }
+      const r = buildInboundRoute(proxy.appPorts);
+      routes.set(r.name as string, reuse(ROUTE_TYPE, r.name as string, r, prev?.routes));
+    }
+    v = {
+      clusters,
+      listeners,
+      routes,
+      versions: {
+        [CLUSTER_TYPE]: setVersion(clusters),
+        [LISTENER_TYPE]: setVersion(listeners),
+        [ROUTE_TYPE]: setVersion(routes),
+        [ENDPOINT_TYPE]: this.endpointsVersion,
+      },
+    };
+    this.views.set(proxy.classKey, v);
+    return v;
+  }
+
+  /** Everything of a type a wildcard subscription receives. */
+  wildcard(typeUrl: TypeUrl, proxy: ProxyInfo): ResourceMap {
+    switch (typeUrl) {
+      case CLUSTER_TYPE:
+        return this.view(proxy).clusters;
+      case LISTENER_TYPE:
+        return proxy.kind === 'envoy' ? this.view(proxy).listeners : new Map();
+      case ROUTE_TYPE:
+        return this.view(proxy).routes;
+      case ENDPOINT_TYPE:
+        return this.endpoints;
+    }
+  }
+
+  /** One named resource, or undefined if it does not exist. */
+  resolve(typeUrl: TypeUrl, name: string, proxy: ProxyInfo): EncodedResource | undefined {
+    switch (typeUrl) {
+      case ENDPOINT_TYPE:
+        return this.endpoints.get(name);
+      case CLUSTER_TYPE:
+        return this.clusters.get(name) ?? this.view(proxy).clusters.get(name);
+      case LISTENER_TYPE:
+        return (proxy.kind === 'envoy' ? this.view(proxy).listeners.get(name) : undefined) ?? this.target(LISTENER_TYPE, name);
+      case ROUTE_TYPE:
+        return (name === this.outboundRoute.name ? this.outboundRoute : this.view(proxy).routes.get(name)) ?? this.target(ROUTE_TYPE, name);
+    }
+  }
+
+  /** Listener and route of a proxyless client's target "HOST:PORT". */
+  private target(typeUrl: typeof LISTENER_TYPE | typeof ROUTE_TYPE, name: string): EncodedResource | undefined {
+    const key = `${typeUrl}\n${name}`;
+    const hit = this.named.get(key);
+    if (hit !== undefined) return hit ?? undefined;
+    const t = resolveTarget(this.model, name);
+    let r: EncodedResource | null = null;
+    if (t) {
+      const msg = typeUrl === LISTENER_TYPE ? buildApiListener(name) : buildTargetRoute(name, t.svc, t.port);
+      r = new EncodedResource(typeUrl, name, msg);
+      const before = this.previous?.named.get(key);
+      if (before && before.version === r.version) r = before;
+    }
+    this.named.set(key, r);
+    return r ?? undefined;
+  }
+}
+
+/** Builds generations from model snapshots, reusing what did not change. */
+export class XdsCache {
+  private seq = 0;
+  private current?: Generation;
+  private services = new Map<string, ServiceEntryCache>();
+
+  get generation(): Generation | undefined {
+    return this.current;
+  }
+
+  update(model: ModelSnapshot): Generation {
+    const prev = this.current;
+    const nextServices = new Map<string, ServiceEntryCache>();
+    const clusters = new Map<string, EncodedResource>();
+    const endpoints = new Map<string, EncodedResource>();
+    for (const [host, svc] of model.services) {
+      const serviceHash = model.serviceHashes.get(host)!;
+      const endpointHash = model.endpointHashes.get(host)!;
+      let entry = this.services.get(host);
+      if (!entry || entry.serviceHash !== serviceHash || entry.endpointHash !== endpointHash) {
+        const eps = model.endpoints.get(host) ?? [];
+        const sameService = entry?.serviceHash === serviceHash;
+        // A DNS cluster carries its endpoints inline, so an endpoint change rebuilds it.
+        const builtClusters =
+          sameService && svc.resolution !== 'DNS'
+            ? entry!.clusters
+            : buildServiceClusters(svc, eps).map((c) => new EncodedResource(CLUSTER_TYPE, c.name as string, c));
+        const builtEndpoints =
+          svc.resolution === 'DNS'
+            ? []
+            : svc.ports.map((p) => {
+                const name = outboundCluster(host, p.number);
+                return new EncodedResource(ENDPOINT_TYPE, name, buildLoadAssignment(name, p, eps));
+              });
+        entry = { serviceHash, endpointHash, clusters: builtClusters, endpoints: builtEndpoints };
+      }
+      nextServices.set(host, entry);
+      for (const c of entry.clusters) clusters.set(c.name, c);
+      for (const e of entry.endpoints) endpoints.set(e.name, e);
+    }
+    this.services = nextServices;
+
+    const problems: RouteProblem[] = [];
+    let outboundRoute = new EncodedResource(ROUTE_TYPE, 'outbound', buildOutboundRoute(model, problems));
+    if (prev && prev.outboundRoute.version === outboundRoute.version) outboundRoute = prev.outboundRoute;
+
+    const changed = new Map<TypeUrl, Set<string>>([
+      [CLUSTER_TYPE, diff(prev?.clusters, clusters)],
+      [ENDPOINT_TYPE, diff(prev?.endpoints, endpoints)],
+      [ROUTE_TYPE, prev && prev.outboundRoute === outboundRoute ? new Set() : new Set([outboundRoute.name])],
+      [LISTENER_TYPE, new Set()],
+    ]);
+    this.current = new Generation({ seq: ++this.seq, model, clusters, endpoints, outboundRoute, problems, changed, previous: prev });
+    return this.current;
+  }
+}
+
+function diff(before: ResourceMap | undefined, after: ResourceMap): Set<string> {
+  const out = new Set<string>();
+  for (const [name, r] of after) if (before?.get(name) !== r) out.add(name);
+  if (before) for (const name of before.keys()) if (!after.has(name)) out.add(name);
+  return out;
+}

@@ -1,0 +1,50 @@
+// CDS: one outbound cluster per service port; one inbound cluster per app port of a proxy.
+import type { Endpoint, Service, ServicePort } from '../../model/types.ts';
+import { isHttpProtocol } from '../../model/types.ts';
+import type { AppPort } from '../proxy.ts';
+import { ADS_SOURCE, http2Options } from './common.ts';
+import { inboundCluster, outboundCluster } from './names.ts';
+import { buildLoadAssignment } from './endpoint.ts';
+
+const CONNECT_TIMEOUT = { seconds: 10 };
+
+function usesHttp2(p: { protocol: ServicePort['protocol'] }): boolean {
+  return p.protocol === 'HTTP2' || p.protocol === 'GRPC';
+}
+
+/** Clusters of one service. DNS services resolve their endpoints (or hosts) in Envoy. */
+export function buildServiceClusters(svc: Service, endpoints: readonly Endpoint[]): Record<string, unknown>[] {
+  return svc.ports.map((port) => {
+    const name = outboundCluster(svc.hostname, port.number);
+    const cluster: Record<string, unknown> = { name, connect_timeout: CONNECT_TIMEOUT, lb_policy: 'ROUND_ROBIN' };
+    if (svc.resolution === 'DNS') {
+      cluster.type = 'STRICT_DNS';
+      cluster.dns_lookup_family = 'V4_ONLY';
+      const eps: readonly Endpoint[] = endpoints.length
+        ? endpoints
+        : [{ service: svc.hostname, address: svc.hostname, ports: {}, labels: {}, locality: {}, weight: 1, health: 'HEALTHY', origin: svc.origin }];
+      cluster.load_assignment = buildLoadAssignment(name, port, eps);
+    } else {
+      cluster.type = 'EDS';
+      cluster.eds_cluster_config = { eds_config: ADS_SOURCE, service_name: name };
+    }
+    if (usesHttp2(port)) cluster.typed_extension_protocol_options = http2Options();
+    return cluster;
+  });
+}
+
+/** Inbound clusters forward to the local app. */
+export function buildInboundCluster(appAddress: string, app: AppPort): Record<string, unknown> {
+  const name = inboundCluster(app.port);
+  const cluster: Record<string, unknown> = {
+    name,
+    type: 'STATIC',
+    connect_timeout: CONNECT_TIMEOUT,
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: appAddress, port_value: app.port } } } }] }],
+    },
+  };
+  if (isHttpProtocol(app.protocol) && usesHttp2(app)) cluster.typed_extension_protocol_options = http2Options();
+  return cluster;
+}

@@ -1,0 +1,52 @@
+// Small builders shared by the generators.
+import { toAny } from '../proto.ts';
+
+export const ADS_SOURCE = { ads: {}, resource_api_version: 'V3' };
+
+export function routerFilter(): Record<string, unknown> {
+  return {
+    name: 'envoy.filters.http.router',
+    typed_config: toAny('envoy.extensions.filters.http.router.v3.Router', {}),
+  };
+}
+
+export function socketAddress(address: string, port: number): Record<string, unknown> {
+  return { socket_address: { address, port_value: port } };
+}
+
+/** google.protobuf.Struct from string pairs, keys sorted so encoding is deterministic. */
+export function struct(values: Readonly<Record<string, string>>): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  for (const k of Object.keys(values).sort()) fields[k] = { string_value: values[k] };
+  return { fields };
+}
+
+export function httpConnectionManager(statPrefix: string, routeConfigName: string): Record<string, unknown> {
+  return {
+    name: 'envoy.filters.network.http_connection_manager',
+    typed_config: toAny('envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', {
+      stat_prefix: statPrefix,
+      codec_type: 'AUTO',
+      rds: { config_source: ADS_SOURCE, route_config_name: routeConfigName },
+      http_filters: [routerFilter()],
+      // Explicit mode: the app names the service in Host/:authority, so keep it as sent.
+      use_remote_address: false,
+    }),
+  };
+}
+
+export function tcpProxy(statPrefix: string, cluster: string): Record<string, unknown> {
+  return {
+    name: 'envoy.filters.network.tcp_proxy',
+    typed_config: toAny('envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', { stat_prefix: statPrefix, cluster }),
+  };
+}
+
+/** Upstream protocol options: HTTP/2 for HTTP2 and gRPC ports. */
+export function http2Options(): Record<string, unknown> {
+  return {
+    'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': toAny('envoy.extensions.upstreams.http.v3.HttpProtocolOptions', {
+      explicit_http_config: { http2_protocol_options: {} },
+    }),
+  };
+}

@@ -1,0 +1,45 @@
+// EDS: ClusterLoadAssignments, endpoints grouped by locality and labelled with their source.
+import type { Endpoint, Locality, ServicePort } from '../../model/types.ts';
+import { struct } from './common.ts';
+
+const HEALTH = { HEALTHY: 'HEALTHY', UNHEALTHY: 'UNHEALTHY', DRAINING: 'DRAINING' } as const;
+
+function localityKey(l: Locality): string {
+  return `${l.region ?? ''}/${l.zone ?? ''}/${l.subzone ?? ''}`;
+}
+
+export function endpointPort(ep: Endpoint, port: ServicePort): number {
+  return ep.ports[port.name] ?? port.targetPort ?? port.number;
+}
+
+export function buildLoadAssignment(clusterName: string, port: ServicePort, endpoints: readonly Endpoint[]): Record<string, unknown> {
+  const groups = new Map<string, { locality: Locality; lb_endpoints: Record<string, unknown>[] }>();
+  for (const ep of endpoints) {
+    const key = localityKey(ep.locality);
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { locality: ep.locality, lb_endpoints: [] }));
+    g.lb_endpoints.push({
+      endpoint: { address: { socket_address: { address: ep.address, port_value: endpointPort(ep, port) } } },
+      health_status: HEALTH[ep.health],
+      // Envoy rejects weight 0; a zero-weight endpoint is kept at the minimum.
+      load_balancing_weight: { value: Math.max(1, ep.weight) },
+      metadata: {
+        filter_metadata: {
+          'envoy.lb': struct(ep.labels),
+          isthmus: struct({ registry: ep.origin.registry }),
+        },
+      },
+    });
+  }
+  return {
+    cluster_name: clusterName,
+    endpoints: [...groups.keys()].sort().map((k) => {
+      const g = groups.get(k)!;
+      const loc = g.locality;
+      return {
+        locality: { region: loc.region ?? '', zone: loc.zone ?? '', sub_zone: loc.subzone ?? '' },
+        lb_endpoints: g.lb_endpoints,
+      };
+    }),
+  };
+}

@@ -1,0 +1,76 @@
+// LDS: the sidecar's outbound and inbound listeners, and api_listeners for proxyless gRPC.
+// Shaped for transparent mode later: listeners carry traffic_direction and filter chains
+// keyed by destination port, so original-destination chains can be added beside them.
+import type { ModelSnapshot } from '../../model/snapshot.ts';
+import { isHttpProtocol } from '../../model/types.ts';
+import { toAny } from '../proto.ts';
+import type { ProxyInfo } from '../proxy.ts';
+import { ADS_SOURCE, httpConnectionManager, routerFilter, socketAddress, tcpProxy } from './common.ts';
+import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener } from './names.ts';
+import type { RouteProblem } from './route.ts';
+
+export function buildSidecarListeners(model: ModelSnapshot, proxy: ProxyInfo, problems: RouteProblem[]): Record<string, unknown>[] {
+  const listeners: Record<string, unknown>[] = [
+    {
+      name: OUTBOUND_LISTENER,
+      address: socketAddress(proxy.bindAddress, proxy.outboundPort),
+      traffic_direction: 'OUTBOUND',
+      filter_chains: [{ name: 'http', filters: [httpConnectionManager('outbound', OUTBOUND_ROUTE)] }],
+    },
+  ];
+
+  // Opaque TCP services: in explicit mode the app connects to the sidecar on the service port.
+  const reserved = new Set([proxy.outboundPort, proxy.inboundPort, ...proxy.appPorts.map((p) => p.port)]);
+  const bound = new Map<number, string>();
+  for (const svc of model.services.values()) {
+    for (const port of svc.ports) {
+      if (isHttpProtocol(port.protocol)) continue;
+      const owner = bound.get(port.number);
+      if (owner || reserved.has(port.number)) {
+        problems.push({
+          name: `${svc.hostname}:${port.number}`,
+          reason: owner ? `TCP port ${port.number} is already taken by ${owner} on the sidecar` : `TCP port ${port.number} is a sidecar or app port`,
+        });
+        continue;
+      }
+      bound.set(port.number, svc.hostname);
+      const cluster = outboundCluster(svc.hostname, port.number);
+      listeners.push({
+        name: tcpListener(proxy.bindAddress, port.number),
+        address: socketAddress(proxy.bindAddress, port.number),
+        traffic_direction: 'OUTBOUND',
+        filter_chains: [{ name: cluster, filters: [tcpProxy(cluster, cluster)] }],
+      });
+    }
+  }
+
+  if (proxy.appPorts.length) {
+    const chains = proxy.appPorts.map((app) => ({
+      name: inboundCluster(app.port),
+      filter_chain_match: { destination_port: { value: app.port } },
+      filters: [isHttpProtocol(app.protocol) ? httpConnectionManager('inbound', INBOUND_ROUTE) : tcpProxy('inbound', inboundCluster(app.port))],
+    }));
+    listeners.push({
+      name: INBOUND_LISTENER,
+      address: socketAddress('0.0.0.0', proxy.inboundPort),
+      traffic_direction: 'INBOUND',
+      filter_chains: chains,
+      // Explicit mode: traffic arrives on the inbound port itself, so the first app port takes it.
+      default_filter_chain: { ...chains[0], name: 'default', filter_chain_match: undefined },
+    });
+  }
+  return listeners;
+}
+
+/** A proxyless gRPC client's listener for the target it dialed. */
+export function buildApiListener(name: string): Record<string, unknown> {
+  return {
+    name,
+    api_listener: {
+      api_listener: toAny('envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', {
+        rds: { config_source: ADS_SOURCE, route_config_name: name },
+        http_filters: [routerFilter()],
+      }),
+    },
+  };
+}

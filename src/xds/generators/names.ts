@@ -1,0 +1,33 @@
+// Resource names: stable contracts that tests, debug output and later transparent mode use.
+import type { Service, ServicePort } from '../../model/types.ts';
+import { isHttpProtocol } from '../../model/types.ts';
+
+export const OUTBOUND_LISTENER = 'virtualOutbound';
+export const INBOUND_LISTENER = 'virtualInbound';
+export const OUTBOUND_ROUTE = 'outbound';
+export const INBOUND_ROUTE = 'inbound';
+
+export function outboundCluster(host: string, port: number): string {
+  return `outbound|${port}||${host}`;
+}
+
+export function inboundCluster(port: number): string {
+  return `inbound|${port}||`;
+}
+
+/** Explicit-mode listener for an opaque TCP service port. */
+export function tcpListener(bind: string, port: number): string {
+  return `${bind}_${port}`;
+}
+
+/** Parses `outbound|PORT||HOST`. */
+export function parseOutboundCluster(name: string): { host: string; port: number } | undefined {
+  const m = /^outbound\|(\d+)\|\|(.+)$/.exec(name);
+  return m ? { port: Number(m[1]), host: m[2]! } : undefined;
+}
+
+/** The port a request without an explicit port goes to: 80 if HTTP, else the lowest HTTP port. */
+export function defaultHttpPort(svc: Service): ServicePort | undefined {
+  const http = svc.ports.filter((p) => isHttpProtocol(p.protocol));
+  return http.find((p) => p.number === 80) ?? [...http].sort((a, b) => a.number - b.number)[0];
+}

@@ -1,0 +1,82 @@
+// RDS: the sidecar's outbound route table (by Host/:authority), the inbound table, and
+// per-target tables for proxyless gRPC clients.
+import type { ModelSnapshot } from '../../model/snapshot.ts';
+import type { Service, ServicePort } from '../../model/types.ts';
+import { isHttpProtocol } from '../../model/types.ts';
+import type { AppPort } from '../proxy.ts';
+import { defaultHttpPort, INBOUND_ROUTE, inboundCluster, OUTBOUND_ROUTE, outboundCluster } from './names.ts';
+
+export interface RouteProblem {
+  readonly name: string;
+  readonly reason: string;
+}
+
+function route(cluster: string): Record<string, unknown> {
+  // timeout 0: no deadline by default, so gRPC streams are not cut at Envoy's 15 s default.
+  return { match: { prefix: '/' }, route: { cluster, timeout: { seconds: 0 } } };
+}
+
+/** Domains a service port answers to. Envoy rejects a table whose domains repeat. */
+function domainsFor(svc: Service, port: ServicePort, isDefault: boolean): string[] {
+  const names = [svc.hostname, ...svc.aliases];
+  const out = names.map((n) => `${n}:${port.number}`);
+  for (const a of svc.addresses) if (!a.includes('/')) out.push(`${a}:${port.number}`);
+  if (isDefault) out.push(...names);
+  return out;
+}
+
+export function buildOutboundRoute(model: ModelSnapshot, problems: RouteProblem[]): Record<string, unknown> {
+  const claimed = new Map<string, string>();
+  const virtualHosts: Record<string, unknown>[] = [];
+  for (const svc of model.services.values()) {
+    const dflt = defaultHttpPort(svc);
+    for (const port of svc.ports) {
+      if (!isHttpProtocol(port.protocol)) continue;
+      const vhName = `${svc.hostname}:${port.number}`;
+      const domains = domainsFor(svc, port, port === dflt).filter((d) => {
+        const owner = claimed.get(d);
+        if (owner) {
+          problems.push({ name: d, reason: `domain ${d} of ${vhName} is already routed to ${owner}; first one kept` });
+          return false;
+        }
+        claimed.set(d, vhName);
+        return true;
+      });
+      if (domains.length) virtualHosts.push({ name: vhName, domains, routes: [route(outboundCluster(svc.hostname, port.number))] });
+    }
+  }
+  return { name: OUTBOUND_ROUTE, virtual_hosts: virtualHosts, validate_clusters: false };
+}
+
+export function buildInboundRoute(appPorts: readonly AppPort[]): Record<string, unknown> {
+  const http = appPorts.filter((p) => isHttpProtocol(p.protocol));
+  return {
+    name: INBOUND_ROUTE,
+    virtual_hosts: http.slice(0, 1).map((p) => ({ name: `inbound|${p.port}`, domains: ['*'], routes: [route(inboundCluster(p.port))] })),
+  };
+}
+
+/** Resolves a proxyless target "HOST[:PORT]" to its service and HTTP port. */
+export function resolveTarget(model: ModelSnapshot, target: string): { svc: Service; port: ServicePort } | undefined {
+  const m = /^(.*?)(?::(\d+))?$/.exec(target);
+  if (!m) return undefined;
+  const svc = model.lookup(m[1]!.toLowerCase());
+  if (!svc) return undefined;
+  const port = m[2] ? svc.ports.find((p) => p.number === Number(m[2])) : defaultHttpPort(svc);
+  if (!port || !isHttpProtocol(port.protocol)) return undefined;
+  return { svc, port };
+}
+
+/** The route table a proxyless client gets for the target it dialed. */
+export function buildTargetRoute(name: string, svc: Service, port: ServicePort): Record<string, unknown> {
+  return {
+    name,
+    virtual_hosts: [
+      {
+        name,
+        domains: ['*'],
+        routes: [{ match: { prefix: '' }, route: { cluster: outboundCluster(svc.hostname, port.number) } }],
+      },
+    ],
+  };
+}

@@ -1,0 +1,121 @@
+// What Isthmus knows about a connected proxy, read from the xDS Node it announces.
+import type { Protocol } from '../model/types.ts';
+import { PROTOCOLS } from '../model/types.ts';
+
+export type ProxyMode = 'explicit' | 'transparent';
+
+export interface AppPort {
+  readonly port: number;
+  readonly protocol: Protocol;
+}
+
+export interface ProxyInfo {
+  readonly id: string;
+  readonly cluster: string;
+  /** Envoy sidecar, or a proxyless gRPC client (which never subscribes by wildcard). */
+  readonly kind: 'envoy' | 'grpc';
+  readonly mode: ProxyMode;
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  /** Address the outbound listeners bind to. */
+  readonly bindAddress: string;
+  /** Address of the local app that inbound traffic is forwarded to. */
+  readonly appAddress: string;
+  readonly appPorts: readonly AppPort[];
+  readonly metadata: Readonly<Record<string, unknown>>;
+  /**
+   * Everything in this record that shapes the proxy's own resources. Proxies with equal
+   * keys get byte-identical listeners and inbound clusters, generated once.
+   */
+  readonly classKey: string;
+}
+
+export const DEFAULT_OUTBOUND_PORT = 15001;
+export const DEFAULT_INBOUND_PORT = 15006;
+export const DEFAULT_ADMIN_PORT = 15000;
+
+/** Node metadata keys Isthmus reads; `isthmus bootstrap` writes them. */
+export const META = {
+  mode: 'ISTHMUS_MODE',
+  outboundPort: 'ISTHMUS_OUTBOUND_PORT',
+  inboundPort: 'ISTHMUS_INBOUND_PORT',
+  bindAddress: 'ISTHMUS_BIND_ADDRESS',
+  appAddress: 'ISTHMUS_APP_ADDRESS',
+  appPorts: 'ISTHMUS_APP_PORTS',
+} as const;
+
+interface StructValue {
+  null_value?: unknown;
+  number_value?: number;
+  string_value?: string;
+  bool_value?: boolean;
+  struct_value?: { fields?: Record<string, StructValue> };
+  list_value?: { values?: StructValue[] };
+}
+
+/** google.protobuf.Struct as decoded by protobufjs (keepCase) → plain JSON. */
+export function structToJson(s: { fields?: Record<string, StructValue> } | undefined | null): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = valueToJson(v);
+  return out;
+}
+
+function valueToJson(v: StructValue): unknown {
+  if (v.struct_value) return structToJson(v.struct_value);
+  if (v.list_value) return (v.list_value.values ?? []).map(valueToJson);
+  if (v.string_value !== undefined) return v.string_value;
+  if (v.number_value !== undefined) return v.number_value;
+  if (v.bool_value !== undefined) return v.bool_value;
+  return null;
+}
+
+export class ProxyMetadataError extends Error {}
+
+function port(meta: Record<string, unknown>, key: string, dflt: number): number {
+  const raw = meta[key];
+  if (raw === undefined || raw === '') return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new ProxyMetadataError(`node metadata ${key}: "${String(raw)}" is not a port (1-65535)`);
+  return n;
+}
+
+/** Parses "8080:HTTP,9090:GRPC" (protocol optional, HTTP by default). */
+export function parseAppPorts(raw: unknown, key = META.appPorts): AppPort[] {
+  if (raw === undefined || raw === null || raw === '') return [];
+  const out: AppPort[] = [];
+  for (const item of String(raw).split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [p, proto = 'HTTP'] = item.split(':');
+    const n = Number(p);
+    const protocol = proto.toUpperCase() as Protocol;
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw new ProxyMetadataError(`${key}: "${item}" has no valid port (1-65535)`);
+    if (!PROTOCOLS.includes(protocol)) throw new ProxyMetadataError(`${key}: "${item}" has unknown protocol ${proto} (one of ${PROTOCOLS.join(', ')})`);
+    if (out.some((x) => x.port === n)) throw new ProxyMetadataError(`${key}: port ${n} is listed twice`);
+    out.push({ port: n, protocol });
+  }
+  return out;
+}
+
+export interface DecodedNode {
+  id?: string;
+  cluster?: string;
+  metadata?: { fields?: Record<string, StructValue> } | null;
+  user_agent_name?: string;
+}
+
+/** Builds the proxy record; throws ProxyMetadataError naming the bad field. */
+export function proxyFromNode(node: DecodedNode | undefined | null): ProxyInfo {
+  if (!node || !node.id) throw new ProxyMetadataError('the first request on a stream must carry node.id');
+  const metadata = structToJson(node.metadata ?? undefined);
+  const kind: ProxyInfo['kind'] = node.user_agent_name?.startsWith('grpc') ? 'grpc' : 'envoy';
+  const modeRaw = metadata[META.mode] ?? 'explicit';
+  if (modeRaw !== 'explicit' && modeRaw !== 'transparent') throw new ProxyMetadataError(`node metadata ${META.mode}: "${String(modeRaw)}" is not explicit or transparent`);
+  const base = {
+    mode: modeRaw as ProxyMode,
+    outboundPort: port(metadata, META.outboundPort, DEFAULT_OUTBOUND_PORT),
+    inboundPort: port(metadata, META.inboundPort, DEFAULT_INBOUND_PORT),
+    bindAddress: String(metadata[META.bindAddress] ?? '127.0.0.1'),
+    appAddress: String(metadata[META.appAddress] ?? '127.0.0.1'),
+    appPorts: parseAppPorts(metadata[META.appPorts]),
+  };
+  return { id: node.id, cluster: node.cluster ?? '', kind, metadata, ...base, classKey: JSON.stringify(base) };
+}

@@ -1,0 +1,34 @@
+// Type URLs served over ADS, and the message each one carries.
+
+export const CLUSTER_TYPE = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+export const ENDPOINT_TYPE = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
+export const LISTENER_TYPE = 'type.googleapis.com/envoy.config.listener.v3.Listener';
+export const ROUTE_TYPE = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
+
+export type TypeUrl = typeof CLUSTER_TYPE | typeof ENDPOINT_TYPE | typeof LISTENER_TYPE | typeof ROUTE_TYPE;
+
+/** Push order Envoy needs: clusters before their endpoints, listeners before their routes. */
+export const TYPE_ORDER: readonly TypeUrl[] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+
+export const MESSAGE_OF: Readonly<Record<TypeUrl, string>> = {
+  [CLUSTER_TYPE]: 'envoy.config.cluster.v3.Cluster',
+  [ENDPOINT_TYPE]: 'envoy.config.endpoint.v3.ClusterLoadAssignment',
+  [LISTENER_TYPE]: 'envoy.config.listener.v3.Listener',
+  [ROUTE_TYPE]: 'envoy.config.route.v3.RouteConfiguration',
+};
+
+export const SHORT_NAME: Readonly<Record<TypeUrl, string>> = {
+  [CLUSTER_TYPE]: 'CDS',
+  [ENDPOINT_TYPE]: 'EDS',
+  [LISTENER_TYPE]: 'LDS',
+  [ROUTE_TYPE]: 'RDS',
+};
+
+export function isTypeUrl(s: string): s is TypeUrl {
+  return s in MESSAGE_OF;
+}
+
+/** Types where a response must hold every subscribed resource (absence means removal). */
+export function isStateOfWorldType(t: TypeUrl): boolean {
+  return t === CLUSTER_TYPE || t === LISTENER_TYPE;
+}

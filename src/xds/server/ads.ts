@@ -1,0 +1,210 @@
+// The AggregatedDiscoveryService front: decodes requests, dispatches to SotW or delta
+// connections, and exposes status. It depends only on the SnapshotSource interface.
+import * as grpc from '@grpc/grpc-js';
+import type { Subscription as RxSubscription } from 'rxjs';
+import { logger } from '../../log.ts';
+import { metrics } from '../../metrics.ts';
+import { decodeToJson, messageType } from '../proto.ts';
+import { type DecodedNode, ProxyMetadataError, proxyFromNode } from '../proxy.ts';
+import { MESSAGE_OF, SHORT_NAME, TYPE_ORDER, type TypeUrl } from '../resources.ts';
+import type { Connection, ConnectionHooks } from './connection.ts';
+import { DeltaConnection, type DeltaDiscoveryRequest } from './delta.ts';
+import { type DiscoveryRequest, RequestError, SotwConnection } from './sotw.ts';
+import type { ConnectionStatus, SnapshotSource } from './types.ts';
+
+const log = logger('xds');
+const connected = metrics.gauge('isthmus_xds_connected_proxies', 'Proxies connected over ADS, by stream kind.');
+const pushes = metrics.counter('isthmus_xds_pushes_total', 'xDS responses sent, by type and reason.');
+const pushBytes = metrics.counter('isthmus_xds_push_bytes_total', 'Bytes of xDS responses sent, by type.');
+const nacks = metrics.counter('isthmus_xds_nacks_total', 'xDS responses rejected by proxies, by type.');
+const rejected = metrics.counter('isthmus_xds_rejected_requests_total', 'Malformed or unsupported xDS requests, by reason.');
+const pushTime = metrics.histogram('isthmus_xds_push_seconds', 'Time from a new snapshot to every connection having flushed it.');
+
+const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService/';
+const sotwRequest = messageType('envoy.service.discovery.v3.DiscoveryRequest');
+const deltaRequest = messageType('envoy.service.discovery.v3.DeltaDiscoveryRequest');
+
+function decoder<T>(t: ReturnType<typeof messageType>): (buf: Buffer) => T {
+  return (buf) => t.toObject(t.decode(buf), { longs: String, enums: String, defaults: false, arrays: true, objects: true }) as T;
+}
+
+const passthrough = (b: Buffer): Buffer => b;
+
+/** Service definition with our own codecs: responses arrive as ready-made bytes. */
+const ADS_DEFINITION: grpc.ServiceDefinition = {
+  StreamAggregatedResources: {
+    path: SERVICE + 'StreamAggregatedResources',
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (r: DiscoveryRequest) => Buffer.from(sotwRequest.encode(sotwRequest.fromObject(r)).finish()),
+    requestDeserialize: decoder<DiscoveryRequest & { node?: DecodedNode }>(sotwRequest),
+    responseSerialize: passthrough,
+    responseDeserialize: passthrough,
+  },
+  DeltaAggregatedResources: {
+    path: SERVICE + 'DeltaAggregatedResources',
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (r: DeltaDiscoveryRequest) => Buffer.from(deltaRequest.encode(deltaRequest.fromObject(r)).finish()),
+    requestDeserialize: decoder<DeltaDiscoveryRequest & { node?: DecodedNode }>(deltaRequest),
+    responseSerialize: passthrough,
+    responseDeserialize: passthrough,
+  },
+};
+
+export interface AdsServerOptions {
+  /** Called when a snapshot has been offered to every connection. */
+  onPushed?(seq: number, seconds: number): void;
+}
+
+export class AdsServer {
+  private readonly server = new grpc.Server({
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+  });
+  private readonly connections = new Set<Connection>();
+  private readonly source: SnapshotSource;
+  private readonly hooks: ConnectionHooks;
+  private snapshotSub?: RxSubscription;
+  private readonly opts: AdsServerOptions;
+
+  constructor(source: SnapshotSource, opts: AdsServerOptions = {}) {
+    this.source = source;
+    this.opts = opts;
+    this.hooks = {
+      onResponse: (_c, t, reason, _n, bytes) => {
+        pushes.inc({ type: SHORT_NAME[t], reason });
+        pushBytes.inc({ type: SHORT_NAME[t] }, bytes);
+      },
+      onNack: (c, t, nack) => {
+        nacks.inc({ type: SHORT_NAME[t] });
+        log.warn('proxy rejected config', { proxy: c.proxy.id, type: SHORT_NAME[t], version: nack.version, error: nack.message });
+      },
+    };
+    this.server.addService(ADS_DEFINITION, {
+      StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest & { node?: DecodedNode }, Buffer>) =>
+        this.serve(call, 'sotw'),
+      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest & { node?: DecodedNode }, Buffer>) =>
+        this.serve(call, 'delta'),
+    });
+  }
+
+  /** Binds and starts serving; returns the bound port. */
+  async listen(address: string): Promise<number> {
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.snapshotSub = this.source.snapshots.subscribe((snap) => {
+      const start = performance.now();
+      for (const c of this.connections) c.onSnapshot();
+      // Flushes run on setImmediate; this one runs after all of them.
+      setImmediate(() => {
+        const seconds = (performance.now() - start) / 1000;
+        pushTime.observe({}, seconds);
+        this.opts.onPushed?.(snap.seq, seconds);
+      });
+    });
+    return port;
+  }
+
+  async close(): Promise<void> {
+    this.snapshotSub?.unsubscribe();
+    for (const c of this.connections) c.close();
+    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    this.server.forceShutdown();
+  }
+
+  /** Stops without waiting for proxies to go: they reconnect to the next instance. */
+  forceClose(): void {
+    this.snapshotSub?.unsubscribe();
+    for (const c of this.connections) c.close();
+    this.server.forceShutdown();
+  }
+
+  status(): ConnectionStatus[] {
+    return [...this.connections].map((c) => c.status());
+  }
+
+  /** What a proxy was sent, decoded, per type. */
+  configDump(proxyId: string): Record<string, unknown>[] | undefined {
+    const conns = [...this.connections].filter((c) => c.proxy.id === proxyId);
+    if (!conns.length) return undefined;
+    const snap = this.source.current();
+    return conns.map((c) => {
+      const sent = c.sentResources();
+      const types: Record<string, unknown> = {};
+      for (const t of TYPE_ORDER) {
+        const names = sent.get(t);
+        if (!names) continue;
+        types[SHORT_NAME[t]] = [...names].map(([name, version]) => {
+          const r = snap?.resolve(t, name, c.proxy) ?? snap?.wildcard(t, c.proxy).get(name);
+          const current = r && r.version === version;
+          return { name, version, ...(current ? { resource: decodeAny(t, r.any) } : { note: 'sent version is no longer current' }) };
+        });
+      }
+      return { proxy: c.proxy.id, connection: c.number, stream: c.stream, metadata: c.proxy.metadata, resources: types };
+    });
+  }
+
+  private serve(
+    call: grpc.ServerDuplexStream<(DiscoveryRequest | DeltaDiscoveryRequest) & { node?: DecodedNode }, Buffer>,
+    kind: 'sotw' | 'delta',
+  ): void {
+    let conn: SotwConnection | DeltaConnection | undefined;
+    const fail = (code: grpc.status, details: string): void => {
+      rejected.inc({ reason: code === grpc.status.INVALID_ARGUMENT ? 'invalid' : 'other' });
+      log.warn('closing xDS stream', { peer: call.getPeer(), proxy: conn?.proxy.id, error: details });
+      call.emit('error', { code, details });
+    };
+    const done = (): void => {
+      if (!conn) return;
+      conn.close();
+      if (this.connections.delete(conn)) {
+        connected.dec({ stream: kind });
+        log.info('proxy disconnected', { proxy: conn.proxy.id, connection: conn.number });
+      }
+    };
+    call.on('data', (req) => {
+      try {
+        if (!conn) {
+          const proxy = proxyFromNode(req.node);
+          conn = kind === 'sotw' ? new SotwConnection(proxy, call.getPeer(), call, this.source, this.hooks) : new DeltaConnection(proxy, call.getPeer(), call, this.source, this.hooks);
+          this.connections.add(conn);
+          connected.inc({ stream: kind });
+          log.info('proxy connected', { proxy: proxy.id, connection: conn.number, stream: kind, kind: proxy.kind, peer: call.getPeer() });
+        }
+        if (conn instanceof SotwConnection) conn.handle(req as DiscoveryRequest);
+        else conn.handle(req as DeltaDiscoveryRequest);
+      } catch (e) {
+        if (e instanceof RequestError) {
+          // An unsupported type is answered by silence, as Envoy tolerates; the stream stays up.
+          rejected.inc({ reason: 'unsupported_type' });
+          log.debug('ignoring request', { proxy: conn?.proxy.id, error: e.message });
+        } else if (e instanceof ProxyMetadataError) {
+          fail(grpc.status.INVALID_ARGUMENT, e.message);
+        } else {
+          fail(grpc.status.INTERNAL, `internal error: ${(e as Error).message}`);
+          log.error('request handling failed', { error: e });
+        }
+      }
+    });
+    call.on('error', (e) => {
+      log.debug('stream error', { proxy: conn?.proxy.id, error: e.message });
+      done();
+    });
+    call.on('cancelled', done);
+    call.on('end', () => {
+      done();
+      call.end();
+    });
+    call.on('close', done);
+  }
+}
+
+function decodeAny(t: TypeUrl, any: Uint8Array): Record<string, unknown> {
+  const value = (messageType('google.protobuf.Any').decode(any) as unknown as { value: Uint8Array }).value;
+  return decodeToJson(MESSAGE_OF[t], value);
+}

@@ -85,10 +85,15 @@ export class Isthmus {
     return this.json<unknown>('/debug/registryz');
   }
 
-  /** Starts `serve` again with the same arguments and ports. */
+  /** Starts `serve` again with the same arguments and ports (after stop()). */
+  async start(): Promise<void> {
+    if (this.proc.alive()) throw new Error('isthmus is still running');
+    this.proc = await launch(this.opts);
+  }
+
   async restart(): Promise<void> {
     await this.stop();
-    this.proc = await launch(this.opts);
+    await this.start();
   }
 
   async stop(graceMs = 5000): Promise<void> {

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnTracked, scratchDir, type Proc } from './processes.ts';
-import { waitFor } from './wait.ts';
+import { GiveUp, waitFor } from './wait.ts';
 
 export const ENVOY_BIN =
   process.env.ISTHMUS_ENVOY ?? path.join(process.env.ISTHMUS_CACHE ?? path.join(os.homedir(), '.cache', 'isthmus'), 'bin', 'envoy');
@@ -222,7 +222,7 @@ export async function startEnvoy(bootstrap: object | string, opts: EnvoyOptions 
   try {
     adminPort = await waitFor(
       () => {
-        if (proc.exit) throw new Error(`exited with ${proc.exit.code ?? proc.exit.signal}`);
+        if (proc.exit) throw new GiveUp(`exited with ${proc.exit.code ?? proc.exit.signal}`);
         const text = fs.existsSync(adminPathFile) ? fs.readFileSync(adminPathFile, 'utf8').trim() : '';
         const m = /:(\d+)$/.exec(text);
         return m ? Number(m[1]) : 0;
@@ -239,7 +239,7 @@ export async function startEnvoy(bootstrap: object | string, opts: EnvoyOptions 
     if (mode !== 'none') {
       await waitFor(
         async () => {
-          if (proc.exit) throw new Error(`exited with ${proc.exit.code ?? proc.exit.signal}`);
+          if (proc.exit) throw new GiveUp(`exited with ${proc.exit.code ?? proc.exit.signal}`);
           const state = await envoy.readyState();
           return mode === 'admin' || state === 'LIVE' ? state : false;
         },

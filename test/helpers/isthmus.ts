@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { freePort, isListening } from './ports.ts';
 import { runCommand, scratchDir, spawnTracked, type Proc } from './processes.ts';
-import { waitFor } from './wait.ts';
+import { GiveUp, waitFor } from './wait.ts';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const MAIN = path.join(REPO, 'src', 'cli', 'main.ts');
@@ -116,7 +116,7 @@ async function launch(o: IsthmusOptions & { xdsPort: number; adminPort: number }
   try {
     await waitFor(
       async () => {
-        if (proc.exit) throw new Error(`exited with ${proc.exit.code ?? proc.exit.signal}`);
+        if (proc.exit) throw new GiveUp(`exited with ${proc.exit.code ?? proc.exit.signal}`);
         const res = await fetch(`http://127.0.0.1:${o.adminPort}/healthz/ready`, { signal: AbortSignal.timeout(1000) });
         return res.status === 200 && (await isListening(o.xdsPort));
       },

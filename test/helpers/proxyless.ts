@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnTracked, type Proc } from './processes.ts';
-import { waitFor } from './wait.ts';
+import { GiveUp, waitFor } from './wait.ts';
 
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'proxyless-child.ts');
 
@@ -49,7 +49,7 @@ export async function startProxylessClient(bootstrap: object | string, opts: { n
   const proc = spawnTracked(opts.name ?? 'proxyless', process.execPath, [CHILD], { env });
   const port = await waitFor(
     () => {
-      if (proc.exit) throw new Error(`exited ${proc.exit.code ?? proc.exit.signal}: ${proc.tail()}`);
+      if (proc.exit) throw new GiveUp(`exited ${proc.exit.code ?? proc.exit.signal}: ${proc.tail()}`);
       const m = /^PORT (\d+)$/m.exec(proc.output());
       return m ? Number(m[1]) : 0;
     },

@@ -22,10 +22,15 @@ function show(v: unknown): string {
   return s.length > 2000 ? `${s.slice(0, 2000)}… (${s.length} chars)` : s;
 }
 
+/** Thrown by a polled function to stop waiting at once (e.g. the process it waits on died). */
+export class GiveUp extends Error {
+  override name = 'GiveUp';
+}
+
 /**
  * Calls `fn` until it returns a truthy value (or resolves to one) and returns that value.
- * A throw counts as "not yet"; on timeout the error names what was awaited and the last
- * value or error observed.
+ * A throw counts as "not yet" (a GiveUp ends the wait at once); on timeout the error names
+ * what was awaited and the last value or error observed.
  */
 export async function waitFor<T>(
   fn: () => T | Promise<T>,
@@ -44,6 +49,7 @@ export async function waitFor<T>(
       if (v) return v as NonNullable<T>;
       last = v;
     } catch (err) {
+      if (err instanceof GiveUp) throw new Error(`gave up waiting for ${what}: ${err.message}`, { cause: err });
       last = err;
     }
     if (Date.now() >= deadline) break;

@@ -13,8 +13,9 @@ import { metrics } from './metrics.ts';
 
 const log = logger('server');
 const snapshotsBuilt = metrics.counter('isthmus_snapshots_total', 'xDS snapshots built from the model.');
+const buildFailures = metrics.counter('isthmus_snapshot_build_failures_total', 'Models that could not be turned into xDS.');
 const buildTime = metrics.histogram('isthmus_snapshot_build_seconds', 'Time to turn a model snapshot into xDS resources.');
-const registryEvents = metrics.counter('isthmus_registry_events_total', 'Model changes seen, by registry.');
+const modelUpdates = metrics.counter('isthmus_model_updates_total', 'Changes of the aggregated model.');
 
 export interface IsthmusOptions {
   readonly registries: readonly Registry[];
@@ -77,6 +78,7 @@ export class Isthmus implements SnapshotSource {
         .pipe(
           debounceWithMax(this.opts.debounceQuietMs, this.opts.debounceMaxMs),
           map((m) => this.build(m)),
+          filter((g): g is Generation => g !== undefined),
         )
         .subscribe((g) => this.generations.next(g)),
     );
@@ -99,7 +101,7 @@ export class Isthmus implements SnapshotSource {
 
   private onModel(m: ModelSnapshot): void {
     this.latestModel = m;
-    registryEvents.inc({});
+    modelUpdates.inc();
     // Serving an empty or partial model before the registries have synced would make
     // connected proxies drop what they have; wait for every registry (bounded).
     if (!this.accepting && m.registries.every((r) => r.synced)) {
@@ -109,9 +111,17 @@ export class Isthmus implements SnapshotSource {
     if (this.accepting) this.accepted.next(m);
   }
 
-  private build(m: ModelSnapshot): Generation {
+  /** A model that cannot be turned into xDS is logged and skipped; proxies keep the last good one. */
+  private build(m: ModelSnapshot): Generation | undefined {
     const start = performance.now();
-    const g = this.cache.update(m);
+    let g: Generation;
+    try {
+      g = this.cache.update(m);
+    } catch (e) {
+      buildFailures.inc();
+      log.error('cannot build xDS from the model; keeping the previous snapshot', { version: m.version, error: e });
+      return undefined;
+    }
     const seconds = (performance.now() - start) / 1000;
     snapshotsBuilt.inc();
     buildTime.observe({}, seconds);

@@ -44,13 +44,14 @@ export const META = {
   appPorts: 'ISTHMUS_APP_PORTS',
 } as const;
 
+// protobufjs's built-in google.protobuf.Value uses camelCase names even under keepCase.
 interface StructValue {
-  null_value?: unknown;
-  number_value?: number;
-  string_value?: string;
-  bool_value?: boolean;
-  struct_value?: { fields?: Record<string, StructValue> };
-  list_value?: { values?: StructValue[] };
+  nullValue?: unknown;
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: { fields?: Record<string, StructValue> };
+  listValue?: { values?: StructValue[] };
 }
 
 /** google.protobuf.Struct as decoded by protobufjs (keepCase) → plain JSON. */
@@ -61,11 +62,11 @@ export function structToJson(s: { fields?: Record<string, StructValue> } | undef
 }
 
 function valueToJson(v: StructValue): unknown {
-  if (v.struct_value) return structToJson(v.struct_value);
-  if (v.list_value) return (v.list_value.values ?? []).map(valueToJson);
-  if (v.string_value !== undefined) return v.string_value;
-  if (v.number_value !== undefined) return v.number_value;
-  if (v.bool_value !== undefined) return v.bool_value;
+  if (v.structValue) return structToJson(v.structValue);
+  if (v.listValue) return (v.listValue.values ?? []).map(valueToJson);
+  if (v.stringValue !== undefined) return v.stringValue;
+  if (v.numberValue !== undefined) return v.numberValue;
+  if (v.boolValue !== undefined) return v.boolValue;
   return null;
 }
 
@@ -80,7 +81,7 @@ function port(meta: Record<string, unknown>, key: string, dflt: number): number 
 }
 
 /** Parses "8080:HTTP,9090:GRPC" (protocol optional, HTTP by default). */
-export function parseAppPorts(raw: unknown, key = META.appPorts): AppPort[] {
+export function parseAppPorts(raw: unknown, key: string = META.appPorts): AppPort[] {
   if (raw === undefined || raw === null || raw === '') return [];
   const out: AppPort[] = [];
   for (const item of String(raw).split(',').map((s) => s.trim()).filter(Boolean)) {

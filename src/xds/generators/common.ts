@@ -14,10 +14,13 @@ export function socketAddress(address: string, port: number): Record<string, unk
   return { socket_address: { address, port_value: port } };
 }
 
-/** google.protobuf.Struct from string pairs, keys sorted so encoding is deterministic. */
+/**
+ * google.protobuf.Struct from string pairs, keys sorted so encoding is deterministic.
+ * protobufjs defines Value with camelCase field names even under keepCase.
+ */
 export function struct(values: Readonly<Record<string, string>>): Record<string, unknown> {
   const fields: Record<string, unknown> = {};
-  for (const k of Object.keys(values).sort()) fields[k] = { string_value: values[k] };
+  for (const k of Object.keys(values).sort()) fields[k] = { stringValue: values[k] };
   return { fields };
 }
 
@@ -29,8 +32,6 @@ export function httpConnectionManager(statPrefix: string, routeConfigName: strin
       codec_type: 'AUTO',
       rds: { config_source: ADS_SOURCE, route_config_name: routeConfigName },
       http_filters: [routerFilter()],
-      // Explicit mode: the app names the service in Host/:authority, so keep it as sent.
-      use_remote_address: false,
     }),
   };
 }

@@ -45,7 +45,7 @@ export function buildOutboundRoute(model: ModelSnapshot, problems: RouteProblem[
       if (domains.length) virtualHosts.push({ name: vhName, domains, routes: [route(outboundCluster(svc.hostname, port.number))] });
     }
   }
-  return { name: OUTBOUND_ROUTE, virtual_hosts: virtualHosts, validate_clusters: false };
+  return { name: OUTBOUND_ROUTE, virtual_hosts: virtualHosts, validate_clusters: { value: false } };
 }
 
 export function buildInboundRoute(appPorts: readonly AppPort[]): Record<string, unknown> {

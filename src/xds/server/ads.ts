@@ -18,6 +18,7 @@ const pushes = metrics.counter('isthmus_xds_pushes_total', 'xDS responses sent, 
 const pushBytes = metrics.counter('isthmus_xds_push_bytes_total', 'Bytes of xDS responses sent, by type.');
 const nacks = metrics.counter('isthmus_xds_nacks_total', 'xDS responses rejected by proxies, by type.');
 const rejected = metrics.counter('isthmus_xds_rejected_requests_total', 'Malformed or unsupported xDS requests, by reason.');
+const generateErrors = metrics.counter('isthmus_xds_generate_errors_total', 'Failures to generate a proxy\'s resources, by type.');
 const pushTime = metrics.histogram('isthmus_xds_push_seconds', 'Time from a new snapshot to every connection having flushed it.');
 
 const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService/';
@@ -78,6 +79,10 @@ export class AdsServer {
       onResponse: (_c, t, reason, _n, bytes) => {
         pushes.inc({ type: SHORT_NAME[t], reason });
         pushBytes.inc({ type: SHORT_NAME[t] }, bytes);
+      },
+      onError: (c, t, error) => {
+        generateErrors.inc({ type: SHORT_NAME[t] });
+        log.error('cannot generate config for proxy', { proxy: c.proxy.id, type: SHORT_NAME[t], error });
       },
       onNack: (c, t, nack) => {
         nacks.inc({ type: SHORT_NAME[t] });

@@ -10,6 +10,7 @@ export interface ConnectionHooks {
   onResponse?(conn: Connection, typeUrl: TypeUrl, reason: PushReason, resources: number, bytes: number): void;
   onAck?(conn: Connection, typeUrl: TypeUrl, version: string): void;
   onNack?(conn: Connection, typeUrl: TypeUrl, nack: NackInfo): void;
+  onError?(conn: Connection, typeUrl: TypeUrl, error: Error): void;
 }
 
 export type PushReason = 'request' | 'config';
@@ -105,7 +106,14 @@ export abstract class Connection {
       this.dirty.delete(typeUrl);
       const sub = this.subs.get(typeUrl);
       if (!sub) continue;
-      const out = this.compute(sub, snap);
+      let out;
+      try {
+        out = this.compute(sub, snap);
+      } catch (e) {
+        // A resource that cannot be generated for this proxy must not take the process down.
+        this.hooks.onError?.(this, typeUrl, e as Error);
+        continue;
+      }
       if (!out) continue;
       sub.awaitingFirst = false;
       this.hooks.onResponse?.(this, typeUrl, reason, out.resources, out.bytes.length);

@@ -1,0 +1,34 @@
+// Argument parsing shared by the commands: strict, with errors that name the flag.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+export class UsageError extends Error {}
+
+export function parse<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+/** "250", "250ms", "2s" → milliseconds. */
+export function durationMs(flag: string, raw: string | undefined, dflt: number): number {
+  if (raw === undefined) return dflt;
+  const m = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(raw.trim());
+  if (!m) throw new UsageError(`--${flag} "${raw}": expected a duration like 100ms or 2s`);
+  return Math.round(Number(m[1]) * (m[2] === 's' ? 1000 : 1));
+}
+
+export function portNumber(flag: string, raw: string | undefined, dflt: number): number {
+  if (raw === undefined) return dflt;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`--${flag} "${raw}": expected a port number 1-65535`);
+  return n;
+}
+
+export function address(flag: string, raw: string | undefined, dflt: string): string {
+  const v = raw ?? dflt;
+  const m = /^(?:\[[^\]]+\]|[^:]*):(\d+)$/.exec(v);
+  if (!m || Number(m[1]) > 65535) throw new UsageError(`--${flag} "${v}": expected HOST:PORT`);
+  return v;
+}

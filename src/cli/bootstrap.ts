@@ -1,0 +1,68 @@
+import { envoyBootstrap, grpcBootstrap } from '../xds/bootstrap.ts';
+import { parseAppPorts, ProxyMetadataError, DEFAULT_ADMIN_PORT, DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT } from '../xds/proxy.ts';
+import { DEFAULTS } from '../server.ts';
+import { splitAddress } from '../admin/server.ts';
+import { address, parse, portNumber, UsageError } from './args.ts';
+
+export const BOOTSTRAP_HELP = `Usage: isthmus bootstrap --node-id ID [options]
+
+Prints a bootstrap (JSON) that points a proxy at this Isthmus:
+an Envoy sidecar by default, or a proxyless gRPC client with --proxyless.
+
+  envoy -c <(isthmus bootstrap --node-id web-1)
+
+Options:
+  --node-id ID            the proxy's node id, shown in /debug/syncz (required)
+  --cluster NAME          the proxy's service cluster (default: the node id)
+  --xds-address HOST:PORT where Isthmus serves xDS (default ${DEFAULTS.xdsAddress})
+  --admin-port PORT       Envoy admin port (default ${DEFAULT_ADMIN_PORT})
+  --outbound-port PORT    outbound listener port (default ${DEFAULT_OUTBOUND_PORT})
+  --inbound-port PORT     inbound listener port (default ${DEFAULT_INBOUND_PORT})
+  --app-port PORT[:PROTO] a port of the local app that inbound traffic goes to;
+                          repeatable; PROTO is HTTP (default), HTTP2, GRPC or TCP
+  --delta                 use incremental (delta) ADS instead of state-of-the-world
+  --proxyless             print a gRPC xDS bootstrap instead (for xds:/// clients)
+  -h, --help              this text
+`;
+
+export function bootstrap(argv: string[]): number {
+  const { values } = parse(argv, {
+    'node-id': { type: 'string' },
+    cluster: { type: 'string' },
+    'xds-address': { type: 'string' },
+    'admin-port': { type: 'string' },
+    'outbound-port': { type: 'string' },
+    'inbound-port': { type: 'string' },
+    'app-port': { type: 'string', multiple: true },
+    delta: { type: 'boolean' },
+    proxyless: { type: 'boolean' },
+  });
+  if (values.help) {
+    process.stdout.write(BOOTSTRAP_HELP);
+    return 0;
+  }
+  const nodeId = values['node-id'];
+  if (!nodeId) throw new UsageError('--node-id is required (the proxy\'s identity in /debug/syncz)');
+  const { host, port } = splitAddress(address('xds-address', values['xds-address'], DEFAULTS.xdsAddress));
+  let appPorts;
+  try {
+    appPorts = parseAppPorts((values['app-port'] ?? []).join(','), '--app-port');
+  } catch (e) {
+    if (e instanceof ProxyMetadataError) throw new UsageError(e.message);
+    throw e;
+  }
+  const opts = {
+    nodeId,
+    cluster: values.cluster ?? nodeId,
+    xdsHost: host === '0.0.0.0' ? '127.0.0.1' : host,
+    xdsPort: port,
+    adminPort: portNumber('admin-port', values['admin-port'], DEFAULT_ADMIN_PORT),
+    outboundPort: portNumber('outbound-port', values['outbound-port'], DEFAULT_OUTBOUND_PORT),
+    inboundPort: portNumber('inbound-port', values['inbound-port'], DEFAULT_INBOUND_PORT),
+    appPorts,
+    delta: values.delta ?? false,
+  };
+  const out = values.proxyless ? grpcBootstrap(opts) : envoyBootstrap(opts);
+  process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+  return 0;
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// isthmus <verb>: the command-line entry point.
+import { bootstrap } from './bootstrap.ts';
+import { serve } from './serve.ts';
+import { UsageError } from './args.ts';
+
+const HELP = `Usage: isthmus <command> [options]
+
+An Istio-style control plane for fleets moving from legacy SOA registries to a mesh.
+
+Commands:
+  serve       serve the service model as xDS (default registry: ./config)
+  bootstrap   print an Envoy (or proxyless gRPC) bootstrap pointing at Isthmus
+  help        this text
+
+Run 'isthmus <command> --help' for a command's options.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [verb, ...rest] = argv;
+  switch (verb) {
+    case 'serve':
+      return serve(rest);
+    case 'bootstrap':
+      return bootstrap(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(HELP);
+      return 0;
+    default:
+      throw new UsageError(`unknown command "${verb}"`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (e instanceof UsageError) {
+      process.stderr.write(`isthmus: ${e.message}\nRun 'isthmus --help' for usage.\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`isthmus: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -107,7 +107,8 @@ export interface DecodedNode {
 export function proxyFromNode(node: DecodedNode | undefined | null): ProxyInfo {
   if (!node || !node.id) throw new ProxyMetadataError('the first request on a stream must carry node.id');
   const metadata = structToJson(node.metadata ?? undefined);
-  const kind: ProxyInfo['kind'] = node.user_agent_name?.startsWith('grpc') ? 'grpc' : 'envoy';
+  // grpc-js-xds says "gRPC Node", grpc-go "gRPC Go"; Envoy says "envoy".
+  const kind: ProxyInfo['kind'] = /grpc/i.test(node.user_agent_name ?? '') ? 'grpc' : 'envoy';
   const modeRaw = metadata[META.mode] ?? 'explicit';
   if (modeRaw !== 'explicit' && modeRaw !== 'transparent') throw new ProxyMetadataError(`node metadata ${META.mode}: "${String(modeRaw)}" is not explicit or transparent`);
   const base = {

@@ -1,0 +1,72 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CLUSTER_TYPE, ENDPOINT_TYPE } from '../../../src/xds/resources.ts';
+import { DeltaConnection } from '../../../src/xds/server/delta.ts';
+import { endpoint, model, proxy, service, settle, Sink, Source } from './fixtures.ts';
+
+const A = 'outbound|8080||a.test';
+const B = 'outbound|8080||b.test';
+const C = 'outbound|8080||c.test';
+
+function services(hosts: string[], addr = '10.0.0.1') {
+  return model(hosts.map((h) => service(h)), hosts.map((h) => endpoint(h, addr)));
+}
+
+function connect(src: Source, init: Record<string, Record<string, string>> = {}) {
+  const sink = new Sink(true);
+  const conn = new DeltaConnection(proxy('d'), 'test', sink, src, {});
+  conn.handle({ type_url: CLUSTER_TYPE, initial_resource_versions: init[CLUSTER_TYPE] ?? {} });
+  return { sink, conn };
+}
+
+test('wildcard clusters, then removals reported by name', async () => {
+  const src = new Source();
+  src.publish(services(['a.test', 'b.test']));
+  const { sink, conn } = connect(src);
+  await settle();
+  const [first] = sink.drain();
+  assert.deepEqual(first!.names.sort(), [A, B]);
+  conn.handle({ type_url: CLUSTER_TYPE, response_nonce: first!.nonce });
+  src.publish(services(['a.test', 'c.test']));
+  conn.onSnapshot();
+  await settle();
+  const [next] = sink.drain();
+  assert.deepEqual(next!.names, [C], 'only the new cluster is sent');
+  assert.deepEqual(next!.removed, [B]);
+});
+
+test('reconnect with initial_resource_versions: nothing re-sent, stale names removed', async () => {
+  const src = new Source();
+  src.publish(services(['a.test', 'b.test']));
+  const one = connect(src);
+  await settle();
+  const [first] = one.sink.drain();
+  src.publish(services(['a.test']));
+  const two = connect(src, { [CLUSTER_TYPE]: { ...first!.versions } });
+  await settle();
+  const [resp] = two.sink.drain();
+  assert.deepEqual(resp!.names, [], 'a.test is held at its current version');
+  assert.deepEqual(resp!.removed, [B]);
+});
+
+test('named subscriptions: subscribe, absent names, unsubscribe', async () => {
+  const src = new Source();
+  src.publish(services(['a.test', 'b.test']));
+  const sink = new Sink(true);
+  const conn = new DeltaConnection(proxy('d'), 'test', sink, src, {});
+  conn.handle({ type_url: ENDPOINT_TYPE, resource_names_subscribe: [A, 'outbound|1||nope'] });
+  await settle();
+  const [r1] = sink.drain();
+  assert.deepEqual(r1!.names, [A]);
+  assert.deepEqual(r1!.removed, ['outbound|1||nope'], 'an absent name is reported so clients need not time out');
+  conn.handle({ type_url: ENDPOINT_TYPE, response_nonce: r1!.nonce, resource_names_unsubscribe: [A], resource_names_subscribe: [B] });
+  await settle();
+  const [r2] = sink.drain();
+  assert.deepEqual(r2!.names, [B]);
+  conn.handle({ type_url: ENDPOINT_TYPE, response_nonce: r2!.nonce });
+  // A change to an unsubscribed resource sends nothing.
+  src.publish(model([service('a.test'), service('b.test')], [endpoint('a.test', '10.9.9.9'), endpoint('b.test', '10.0.0.1')]));
+  conn.onSnapshot();
+  await settle();
+  assert.deepEqual(sink.drain(), []);
+});

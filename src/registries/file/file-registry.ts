@@ -84,7 +84,8 @@ class DirWatch {
   private error: string | undefined;
   private lastEmitted: string | undefined;
   private logged = new Set<string>();
-  private lastLoggedError: string | undefined;
+  /** null until the first state is reported, so the first sync is logged too. */
+  private lastLoggedError: string | undefined | null = null;
 
   constructor(id: string, dir: string, opts: Required<FileRegistryOptions>, emit: (s: RegistryState) => void) {
     this.id = id;
@@ -306,6 +307,7 @@ async function listManifests(root: string, display: string): Promise<{ files: st
       if (e.isDirectory()) {
         if (depth >= MAX_DEPTH) continue;
         await walk(child, depth + 1).catch((err: unknown) => {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // removed while we looked; an event follows
           problems.push({ source: path.join(display, child), reason: `cannot read directory: ${describeError(err)}` });
         });
       } else if (isFile && isManifestName(e.name)) files.push(child);

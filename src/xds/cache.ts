@@ -39,13 +39,6 @@ export class EncodedResource {
   deltaBytes(): Buffer {
     return (this.delta ??= encodeDeltaResource(this.name, this.version, this.any));
   }
-
-  /** The decoded message, for debug output only. */
-  message(): Uint8Array {
-    // Any { type_url = 1; value = 2 }: skip the type_url field, return the value bytes.
-    const anyType = messageType('google.protobuf.Any');
-    return (anyType.decode(this.any) as unknown as { value: Uint8Array }).value;
-  }
 }
 
 export type ResourceMap = ReadonlyMap<string, EncodedResource>;
@@ -84,7 +77,8 @@ export class Generation {
   readonly changed: ReadonlyMap<TypeUrl, ReadonlySet<string>>;
   private readonly views = new Map<string, ClassView>();
   private readonly named = new Map<string, EncodedResource | null>();
-  private readonly previous?: Generation;
+  /** Only the generation just before, to carry unchanged per-class resources over. */
+  private previous?: Generation;
 
   constructor(init: {
     seq: number;
@@ -105,6 +99,11 @@ export class Generation {
     this.changed = init.changed;
     this.endpointsVersion = setVersion(init.endpoints);
     this.previous = init.previous;
+  }
+
+  /** Drops the link to the generation before, so that only two are ever kept alive. */
+  forgetPrevious(): void {
+    this.previous = undefined;
   }
 
   /** Resources for one class of proxies; built once per class and generation. */
@@ -246,6 +245,7 @@ export class XdsCache {
       [LISTENER_TYPE, new Set()],
     ]);
     this.current = new Generation({ seq: ++this.seq, model, clusters, endpoints, outboundRoute, problems, changed, previous: prev });
+    prev?.forgetPrevious();
     return this.current;
   }
 }

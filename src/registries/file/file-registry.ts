@@ -72,7 +72,7 @@ class DirWatch {
   private readonly opts: Required<FileRegistryOptions>;
   private readonly emit: (s: RegistryState) => void;
   private files = new Map<string, FileRecord>();
-  private watcher: FSWatcher | undefined;
+  private readonly watchers = new Map<string, FSWatcher>();
   private watchedIno: number | undefined;
   private settleTimer: NodeJS.Timeout | undefined;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -125,36 +125,52 @@ class DirWatch {
     }, delay);
   }
 
+  /**
+   * One non-recursive watch per directory: Node's recursive watch on Linux stops reporting
+   * a file once it has been replaced by rename, which is how editors and tools save.
+   */
   private arm(ino: number): void {
-    if (this.watcher && this.watchedIno === ino) return;
-    this.disarm(); // the directory was replaced: the old watcher sees nothing any more
+    if (this.watchedIno !== ino) this.disarm(); // the directory was replaced: old watchers see nothing
+    this.watchedIno = ino;
+    this.watchDir('');
+  }
+
+  /** Watches exactly these directories (relative to the root), closing the others. */
+  private syncWatches(dirs: readonly string[]): void {
+    const want = new Set(['', ...dirs]);
+    for (const [rel, w] of this.watchers) {
+      if (want.has(rel)) continue;
+      this.watchers.delete(rel);
+      closeQuietly(w);
+    }
+    for (const rel of want) this.watchDir(rel);
+  }
+
+  private watchDir(rel: string): void {
+    if (this.watchers.has(rel) || this.closed) return;
     try {
-      const w = watch(this.abs, { recursive: true, persistent: true });
+      const w = watch(path.join(this.abs, rel), { persistent: true });
       w.on('change', () => this.onEvent());
       w.on('error', (err) => {
         this.count('watch_error');
-        log.warn('directory watch failed; re-arming', { registry: this.id, err });
-        this.disarm();
+        log.warn('directory watch failed; re-arming', { registry: this.id, dir: rel || '.', err });
+        this.watchers.delete(rel);
+        closeQuietly(w);
         this.schedulePoll();
       });
-      this.watcher = w;
-      this.watchedIno = ino;
+      this.watchers.set(rel, w);
     } catch (err) {
       // E.g. inotify limits: fall back to polling, and try to watch again each time.
       this.count('watch_error');
-      log.warn('cannot watch directory; polling instead', { registry: this.id, err });
+      log.warn('cannot watch directory; polling instead', { registry: this.id, dir: rel || '.', err });
       this.schedulePoll();
     }
   }
 
   private disarm(): void {
-    const w = this.watcher;
-    this.watcher = this.watchedIno = undefined;
-    try {
-      w?.close();
-    } catch {
-      // already closed
-    }
+    for (const w of this.watchers.values()) closeQuietly(w);
+    this.watchers.clear();
+    this.watchedIno = undefined;
   }
 
   private schedulePoll(): void {
@@ -187,7 +203,7 @@ class DirWatch {
   }
 
   private async scanOnce(): Promise<void> {
-    let listing: { files: string[]; problems: Rejection[] };
+    let listing: { files: string[]; dirs: string[]; problems: Rejection[] };
     try {
       const st = await stat(this.abs);
       if (!st.isDirectory()) throw new Error('not a directory');
@@ -204,7 +220,8 @@ class DirWatch {
       this.publish();
       return;
     }
-    if (!this.watcher) this.schedulePoll();
+    this.syncWatches(listing.dirs);
+    if (!this.watchers.has('')) this.schedulePoll();
     const next = new Map<string, FileRecord>();
     for (const rel of listing.files) {
       const rec = await this.readOne(rel, this.files.get(rel));
@@ -288,14 +305,23 @@ class DirWatch {
   }
 }
 
+function closeQuietly(w: FSWatcher): void {
+  try {
+    w.close();
+  } catch {
+    // already closed
+  }
+}
+
 function describeError(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   return e?.code ? `${e.code} (${e.message})` : err instanceof Error ? err.message : String(err);
 }
 
 /** Relative paths of manifest files under root, sorted; unreadable subdirectories are reported. */
-async function listManifests(root: string, display: string): Promise<{ files: string[]; problems: Rejection[] }> {
+async function listManifests(root: string, display: string): Promise<{ files: string[]; dirs: string[]; problems: Rejection[] }> {
   const files: string[] = [];
+  const dirs: string[] = [];
   const problems: Rejection[] = [];
   const walk = async (rel: string, depth: number): Promise<void> => {
     const entries = await readdir(path.join(root, rel), { withFileTypes: true });
@@ -306,6 +332,7 @@ async function listManifests(root: string, display: string): Promise<{ files: st
       const isFile = e.isFile() || (e.isSymbolicLink() && (await stat(path.join(root, child)).then((s) => s.isFile(), () => false)));
       if (e.isDirectory()) {
         if (depth >= MAX_DEPTH) continue;
+        dirs.push(child);
         await walk(child, depth + 1).catch((err: unknown) => {
           if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // removed while we looked; an event follows
           problems.push({ source: path.join(display, child), reason: `cannot read directory: ${describeError(err)}` });
@@ -314,5 +341,5 @@ async function listManifests(root: string, display: string): Promise<{ files: st
     }
   };
   await walk('', 0);
-  return { files: files.sort(), problems };
+  return { files: files.sort(), dirs, problems };
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { setLogLevel } from '../../../../src/log.ts';
@@ -58,6 +58,22 @@ describe('FileRegistry', () => {
     ]);
     assert.deepEqual(s.workloads.map((w) => [w.namespace, w.name, w.address, w.ports]), [['demo', 'echo-1', '10.0.0.9', { tcp: 9001 }]]);
     assert.equal(rec.states.length, 1);
+  });
+
+  it('follows a file that is replaced by rename again and again, as editors and tools save', async (t) => {
+    const dir = tempDir(t);
+    mkdirSync(path.join(dir, 'sub'));
+    for (const f of ['a.yaml', 'sub/b.yaml']) writeFileSync(path.join(dir, f), se(f[0]!, `${f[0]}0.local`));
+    const rec = start(t, dir);
+    await rec.next((s) => s.synced, 'first state');
+    for (let i = 1; i <= 3; i++) {
+      for (const f of ['a.yaml', 'sub/b.yaml']) {
+        const tmp = path.join(dir, path.dirname(f), `.${path.basename(f)}.tmp`);
+        writeFileSync(tmp, se(path.basename(f)[0]!, `${path.basename(f)[0]}${i}.local`));
+        renameSync(tmp, path.join(dir, f));
+      }
+      await rec.next((s) => hostnames(s).join() === `a${i}.local,b${i}.local`, `replacement ${i}`);
+    }
   });
 
   it('emits a new state when a file is edited, added or deleted', async (t) => {

@@ -14,7 +14,8 @@ function show(v: unknown): string {
   if (v instanceof Error) return `${v.name}: ${v.message}`;
   let s: string;
   try {
-    s = typeof v === 'string' ? v : JSON.stringify(v);
+    const plain = v instanceof Map ? Object.fromEntries(v) : v instanceof Set ? [...v] : v;
+    s = typeof v === 'string' ? v : JSON.stringify(plain);
   } catch {
     s = String(v);
   }

@@ -13,11 +13,12 @@ export function endpointPort(ep: Endpoint, port: ServicePort): number {
 }
 
 export function buildLoadAssignment(clusterName: string, port: ServicePort, endpoints: readonly Endpoint[]): Record<string, unknown> {
-  const groups = new Map<string, { locality: Locality; lb_endpoints: Record<string, unknown>[] }>();
+  const groups = new Map<string, { locality: Locality; weight: number; lb_endpoints: Record<string, unknown>[] }>();
   for (const ep of endpoints) {
     const key = localityKey(ep.locality);
     let g = groups.get(key);
-    if (!g) groups.set(key, (g = { locality: ep.locality, lb_endpoints: [] }));
+    if (!g) groups.set(key, (g = { locality: ep.locality, weight: 0, lb_endpoints: [] }));
+    g.weight += Math.max(1, ep.weight);
     g.lb_endpoints.push({
       endpoint: { address: { socket_address: { address: ep.address, port_value: endpointPort(ep, port) } } },
       health_status: HEALTH[ep.health],
@@ -39,6 +40,8 @@ export function buildLoadAssignment(clusterName: string, port: ServicePort, endp
       return {
         locality: { region: loc.region ?? '', zone: loc.zone ?? '', sub_zone: loc.subzone ?? '' },
         lb_endpoints: g.lb_endpoints,
+        // gRPC ignores localities without a weight; Envoy uses it only for locality-weighted LB.
+        load_balancing_weight: { value: g.weight },
       };
     }),
   };

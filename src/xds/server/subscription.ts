@@ -74,8 +74,9 @@ export class Subscription {
 
   status(): TypeStatus {
     let status: SyncStatus;
-    if (!this.sentNonce) status = 'NOT_SENT';
-    else if (this.nack && this.nack.nonce === this.sentNonce) status = 'NACKED';
+    if (this.nack && this.nack.nonce === this.sentNonce) status = 'NACKED';
+    // A reconnecting proxy that already holds the current version is synced without a response.
+    else if (!this.sentVersion) status = 'NOT_SENT';
     else status = this.ackedVersion === this.sentVersion ? 'SYNCED' : 'STALE';
     return {
       typeUrl: this.typeUrl,

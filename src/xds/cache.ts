@@ -244,10 +244,24 @@ export class XdsCache {
       [ROUTE_TYPE, prev && prev.outboundRoute === outboundRoute ? new Set() : new Set([outboundRoute.name])],
       [LISTENER_TYPE, new Set()],
     ]);
+    checkConsistent(model, clusters, endpoints);
     this.current = new Generation({ seq: ++this.seq, model, clusters, endpoints, outboundRoute, problems, changed, previous: prev });
     prev?.forgetPrevious();
     return this.current;
   }
+}
+
+/** Every EDS cluster has its assignment, and every service port its cluster; else the snapshot is not served. */
+function checkConsistent(model: ModelSnapshot, clusters: ResourceMap, endpoints: ResourceMap): void {
+  const missing: string[] = [];
+  for (const [host, svc] of model.services) {
+    for (const p of svc.ports) {
+      const name = outboundCluster(host, p.number);
+      if (!clusters.has(name)) missing.push(`cluster ${name}`);
+      if (svc.resolution !== 'DNS' && !endpoints.has(name)) missing.push(`endpoints of ${name}`);
+    }
+  }
+  if (missing.length) throw new Error(`inconsistent snapshot: missing ${missing.slice(0, 5).join(', ')}`);
 }
 
 function diff(before: ResourceMap | undefined, after: ResourceMap): Set<string> {

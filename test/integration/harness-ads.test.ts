@@ -50,6 +50,7 @@ test('SotW: records responses, ACKs clusters and NACKs listeners with a message'
   const client = new AdsClient({
     address: `127.0.0.1:${port}`,
     nodeId: 'n1',
+    metadata: { mode: 'test', n: 2, nested: { ok: true } },
     policy: (r) => (r.typeUrl === TYPE.listener ? { nack: 'listener rejected on purpose' } : 'ack'),
   });
   try {
@@ -67,7 +68,9 @@ test('SotW: records responses, ACKs clusters and NACKs listeners with a message'
     assert.equal(nack.version_info, '');
     assert.equal(nack.error_detail.message, 'listener rejected on purpose');
     assert.equal(nack.error_detail.code, grpc.status.INVALID_ARGUMENT);
-    assert.equal((received[0]?.node as { id: string }).id, 'n1');
+    const node = received[0]?.node as { id: string; metadata: unknown };
+    assert.equal(node.id, 'n1');
+    assert.match(JSON.stringify(node.metadata), /"mode":\{"stringValue":"test"\}.*"n":\{"numberValue":2\}.*"ok":\{"boolValue":true\}/);
   } finally {
     client.close();
   }

@@ -1,0 +1,129 @@
+// Isthmus in its own process over a synthetic MemoryRegistry, driven over IPC by bench/run.ts.
+// Usage (forked): isthmus-child.ts --services S --endpoints E
+import { parseArgs } from 'node:util';
+import { Isthmus, DEFAULTS } from '../src/server.ts';
+import { MemoryRegistry } from '../src/registries/memory.ts';
+import type { Endpoint, Service } from '../src/model/types.ts';
+import { address, clusterOf, type FromChild, hostname, memory, now, PORT, type ToChild } from './messages.ts';
+
+const REGISTRY = 'memory://bench';
+
+function service(k: number): Service {
+  return {
+    hostname: hostname(k),
+    aliases: [],
+    namespace: 'bench',
+    ports: [{ name: 'http', number: PORT, protocol: 'HTTP' }],
+    addresses: [],
+    resolution: 'STATIC',
+    location: 'MESH_INTERNAL',
+    interfaces: [],
+    origin: { registry: REGISTRY, ref: `svc-${k}` },
+  };
+}
+
+function endpoint(k: number, addr: string): Endpoint {
+  return {
+    service: hostname(k),
+    address: addr,
+    ports: { http: PORT },
+    labels: { app: `svc-${k}`, version: 'v1' },
+    locality: { region: 'bench-region', zone: 'bench-zone-a' },
+    weight: 1,
+    health: 'HEALTHY',
+    origin: { registry: REGISTRY, ref: `svc-${k}` },
+  };
+}
+
+function send(m: FromChild): void {
+  process.send?.(m);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { services: { type: 'string' }, endpoints: { type: 'string' } } });
+  const S = Number(values.services);
+  const E = Number(values.endpoints);
+  if (!(S > 0 && E > 0)) throw new Error('--services and --endpoints must be positive');
+  if (S * E >= 255 * 65536) throw new Error('too many endpoints for the 10.x address plan');
+
+  const services = Array.from({ length: S }, (_, k) => service(k));
+  let endpoints: Endpoint[] = [];
+  for (let k = 0; k < S; k++) for (let j = 0; j < E; j++) endpoints.push(endpoint(k, address(k * E + j + 1)));
+  const registry = new MemoryRegistry(REGISTRY);
+  registry.set({ services, endpoints });
+
+  const isthmus = new Isthmus({
+    registries: [registry],
+    xdsAddress: '127.0.0.1:0',
+    adminAddress: '127.0.0.1:0',
+    debounceQuietMs: DEFAULTS.debounceQuietMs,
+    debounceMaxMs: DEFAULTS.debounceMaxMs,
+    syncTimeoutMs: DEFAULTS.syncTimeoutMs,
+  });
+
+  // Time each cache build (bench-side wrapper; Isthmus itself is unchanged).
+  let lastBuildMs = 0;
+  const update = isthmus.cache.update.bind(isthmus.cache);
+  isthmus.cache.update = (m) => {
+    const t = performance.now();
+    try {
+      return update(m);
+    } finally {
+      lastBuildMs = performance.now() - t;
+    }
+  };
+
+  let started = false;
+  let ready = false;
+  const sendReady = (): void => {
+    ready = true;
+    send({ type: 'ready', xdsPort: isthmus.xdsPort, adminPort: isthmus.adminPort, buildMs: lastBuildMs });
+  };
+  isthmus.snapshots.subscribe((g) => {
+    const t = now();
+    if (!started) return;
+    if (!ready) sendReady();
+    else send({ type: 'snapshot', seq: g.seq, t, buildMs: lastBuildMs });
+  });
+  await isthmus.start();
+  started = true;
+  // The first snapshot may have been built while start() was still binding.
+  if (isthmus.current() && !ready) sendReady();
+
+  let closing = false;
+  const stop = (): void => {
+    if (closing) return;
+    closing = true;
+    void isthmus.close().finally(() => process.exit(0));
+    setTimeout(() => process.exit(0), 2000).unref();
+  };
+  process.on('disconnect', stop);
+  process.on('SIGTERM', stop);
+
+  process.on('message', (m: ToChild) => {
+    switch (m.type) {
+      case 'ping':
+        send({ type: 'pong', id: m.id, t: now() });
+        return;
+      case 'change': {
+        const i = m.service * E + (m.endpoint % E);
+        const tApply = now();
+        endpoints = endpoints.slice();
+        endpoints[i] = { ...endpoints[i]!, address: m.address };
+        registry.set({ endpoints });
+        send({ type: 'changed', id: m.id, cluster: clusterOf(m.service), tApply, tSet: now() });
+        return;
+      }
+      case 'memory':
+        (globalThis as { gc?: () => void }).gc?.();
+        void memory().then((mem) => send({ type: 'memory', id: m.id, memory: mem }));
+        return;
+    }
+  });
+}
+
+main().catch((e: unknown) => {
+  send({ type: 'error', message: (e as Error).stack ?? String(e) });
+  process.exitCode = 1;
+  setTimeout(() => process.exit(1), 100);
+});

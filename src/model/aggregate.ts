@@ -77,6 +77,8 @@ function mergeService(a: Service, b: Service, conflicts: Conflict[]): Service {
   for (const i of b.interfaces) if (!ifaces.some((x) => x.name === i.name)) ifaces.push(i);
   return {
     ...a,
+    // A service known to one registry by selector (e.g. a ServiceEntry) keeps selecting.
+    ...(a.workloadSelector || !b.workloadSelector ? {} : { workloadSelector: b.workloadSelector }),
     aliases: [...new Set([...a.aliases, ...b.aliases])],
     addresses: [...new Set([...a.addresses, ...b.addresses])],
     ports,

@@ -51,9 +51,12 @@ export class SotwConnection extends Connection {
     this.claimed.delete(typeUrl);
 
     if (isStateOfWorldType(typeUrl)) {
-      const desired = sub.desired(snap, this.proxy);
-      const version = sub.wildcard ? snap.view(this.proxy).versions[typeUrl] : versionOf(desired);
+      // The wildcard version is memoized per class: compare it before copying any set.
+      const wildcardVersion = sub.wildcard ? snap.view(this.proxy).versions[typeUrl] : undefined;
       sub.syncedSeq = snap.seq;
+      if (wildcardVersion !== undefined && wildcardVersion === sub.sentVersion && !sub.awaitingFirst) return null;
+      const desired = sub.desired(snap, this.proxy);
+      const version = wildcardVersion ?? versionOf(desired);
       if (version === sub.sentVersion && !sub.awaitingFirst) return null;
       const before = new Map(sub.sent);
       sub.sent.clear();

@@ -42,8 +42,8 @@ export class Subscription {
     return new Set([...this.names, ...this.pending]);
   }
 
-  desired(snap: ResourceSnapshot, proxy: ProxyInfo): Map<string, Resource> {
-    if (this.wildcard) return new Map(snap.wildcard(this.typeUrl, proxy));
+  desired(snap: ResourceSnapshot, proxy: ProxyInfo): ReadonlyMap<string, Resource> {
+    if (this.wildcard) return snap.wildcard(this.typeUrl, proxy);
     const out = new Map<string, Resource>();
     for (const n of this.names) {
       const r = snap.resolve(this.typeUrl, n, proxy);

@@ -29,7 +29,7 @@ export class ModelSnapshot {
   readonly endpoints: ReadonlyMap<string, readonly Endpoint[]>;
   /** Alias hostname → primary hostname. */
   readonly aliases: ReadonlyMap<string, string>;
-  /** Interface name → owning service hostname and the interface. */
+  /** Interface canonical hostname → owning service hostname and the interface. */
   readonly interfaces: ReadonlyMap<string, { readonly service: string; readonly iface: RpcInterface }>;
   /** Per service hostname: hash of the service definition and of its endpoints. */
   readonly serviceHashes: ReadonlyMap<string, string>;
@@ -54,7 +54,7 @@ export class ModelSnapshot {
       const svc = init.services.get(h)!;
       services.set(h, svc);
       for (const a of svc.aliases) aliases.set(a, h);
-      for (const i of svc.interfaces) interfaces.set(i.name, { service: h, iface: i });
+      for (const i of svc.interfaces) interfaces.set(i.hostname, { service: h, iface: i });
       const eps = [...(init.endpoints.get(h) ?? [])].sort(compareEndpoints);
       endpoints.set(h, Object.freeze(eps));
       serviceHashes.set(h, contentHash(canonicalJson({ ...svc, origin: undefined })));

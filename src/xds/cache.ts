@@ -7,11 +7,11 @@ import { messageType } from './proto.ts';
 import type { ProxyInfo } from './proxy.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, MESSAGE_OF, ROUTE_TYPE, type TypeUrl } from './resources.ts';
 import { encodeAny, encodeDeltaResource } from './wire.ts';
-import { buildInboundCluster, buildServiceClusters } from './generators/cluster.ts';
+import { buildInboundCluster, buildServiceClusters, planServiceClusters } from './generators/cluster.ts';
 import { buildLoadAssignment } from './generators/endpoint.ts';
 import { buildApiListener, buildSidecarListeners } from './generators/listener.ts';
 import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem } from './generators/route.ts';
-import { outboundCluster } from './generators/names.ts';
+import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
 import { metrics } from '../metrics.ts';
 
 const encodes = metrics.counter('isthmus_xds_resource_encodes_total', 'Resources encoded to protobuf, by type (once per content version).');
@@ -182,7 +182,7 @@ export class Generation {
     const t = resolveTarget(this.model, name);
     let r: EncodedResource | null = null;
     if (t) {
-      const msg = typeUrl === LISTENER_TYPE ? buildApiListener(name) : buildTargetRoute(name, t.svc, t.port);
+      const msg = typeUrl === LISTENER_TYPE ? buildApiListener(name) : buildTargetRoute(name, t.cluster);
       r = new EncodedResource(typeUrl, name, msg);
       const before = this.previous?.named.get(key);
       if (before && before.version === r.version) r = before;
@@ -215,17 +215,15 @@ export class XdsCache {
         const eps = model.endpoints.get(host) ?? [];
         const sameService = entry?.serviceHash === serviceHash;
         // A DNS cluster carries its endpoints inline, so an endpoint change rebuilds it.
+        const plans = planServiceClusters(svc, eps);
         const builtClusters =
           sameService && svc.resolution !== 'DNS'
             ? entry!.clusters
-            : buildServiceClusters(svc, eps).map((c) => new EncodedResource(CLUSTER_TYPE, c.name as string, c));
+            : buildServiceClusters(svc, plans).map((c) => new EncodedResource(CLUSTER_TYPE, c.name as string, c));
         const builtEndpoints =
           svc.resolution === 'DNS'
             ? []
-            : svc.ports.map((p) => {
-                const name = outboundCluster(host, p.number);
-                return new EncodedResource(ENDPOINT_TYPE, name, buildLoadAssignment(name, p, eps));
-              });
+            : plans.map((p) => reuseIfSame(entry?.endpoints, new EncodedResource(ENDPOINT_TYPE, p.name, buildLoadAssignment(p.name, p.port, p.endpoints))));
         entry = { serviceHash, endpointHash, clusters: builtClusters, endpoints: builtEndpoints };
       }
       nextServices.set(host, entry);
@@ -251,6 +249,12 @@ export class XdsCache {
   }
 }
 
+/** Keeps the previous object when content is equal, so diffs see only what really changed. */
+function reuseIfSame(previous: readonly EncodedResource[] | undefined, fresh: EncodedResource): EncodedResource {
+  const before = previous?.find((r) => r.name === fresh.name);
+  return before && before.version === fresh.version ? before : fresh;
+}
+
 /** Every EDS cluster has its assignment, and every service port its cluster; else the snapshot is not served. */
 function checkConsistent(model: ModelSnapshot, clusters: ResourceMap, endpoints: ResourceMap): void {
   const missing: string[] = [];
@@ -258,8 +262,11 @@ function checkConsistent(model: ModelSnapshot, clusters: ResourceMap, endpoints:
     for (const p of svc.ports) {
       const name = outboundCluster(host, p.number);
       if (!clusters.has(name)) missing.push(`cluster ${name}`);
-      if (svc.resolution !== 'DNS' && !endpoints.has(name)) missing.push(`endpoints of ${name}`);
     }
+  }
+  for (const name of clusters.keys()) {
+    const svc = model.services.get(parseOutboundCluster(name)?.host ?? '');
+    if (svc && svc.resolution !== 'DNS' && !endpoints.has(name)) missing.push(`endpoints of ${name}`);
   }
   if (missing.length) throw new Error(`inconsistent snapshot: missing ${missing.slice(0, 5).join(', ')}`);
 }

@@ -89,7 +89,7 @@ export function mapProviders(providers: readonly Provider[], opts: SoaMappingOpt
       if (!prev || p.port < prev.number) ports.set(p.protocol, { name: p.protocol, number: p.port, protocol: portProtocol(p.protocol) });
     }
     const byNumber = new Map<number, string>();
-    for (const port of [...ports.values()].sort((a, b) => a.number - b.number)) {
+    for (const port of [...ports.values()].sort((a, b) => a.number - b.number || (a.name < b.name ? -1 : 1))) {
       const other = byNumber.get(port.number);
       if (other) {
         for (const p of list) if (p.protocol === port.name) reject(p, 'protocol', `application ${application} serves ${other} and ${port.name} on port ${port.number}; ${port.name} is not served`);

@@ -3,7 +3,7 @@ import type { Endpoint, Service, ServicePort } from '../../model/types.ts';
 import { isHttpProtocol } from '../../model/types.ts';
 import type { AppPort } from '../proxy.ts';
 import { ADS_SOURCE, http2Options } from './common.ts';
-import { inboundCluster, outboundCluster } from './names.ts';
+import { inboundCluster, interfaceCluster, outboundCluster } from './names.ts';
 import { buildLoadAssignment } from './endpoint.ts';
 
 const CONNECT_TIMEOUT = { seconds: 10 };
@@ -12,10 +12,32 @@ function usesHttp2(p: { protocol: ServicePort['protocol'] }): boolean {
   return p.protocol === 'HTTP2' || p.protocol === 'GRPC';
 }
 
+/** A cluster to build: its name, the service port, and the endpoints it holds. */
+export interface ClusterPlan {
+  readonly name: string;
+  readonly port: ServicePort;
+  readonly endpoints: readonly Endpoint[];
+}
+
+/**
+ * Every cluster of a service: one per port with all endpoints, and one per RPC interface
+ * and port with only the endpoints that serve that interface.
+ */
+export function planServiceClusters(svc: Service, endpoints: readonly Endpoint[]): ClusterPlan[] {
+  const plans: ClusterPlan[] = svc.ports.map((port) => ({ name: outboundCluster(svc.hostname, port.number), port, endpoints }));
+  for (const iface of svc.interfaces) {
+    const serving = endpoints.filter((e) => !e.interfaces || e.interfaces.includes(iface.hostname));
+    for (const port of svc.ports) {
+      if (iface.port !== undefined && iface.port !== port.number) continue;
+      plans.push({ name: interfaceCluster(svc.hostname, port.number, iface.hostname), port, endpoints: serving });
+    }
+  }
+  return plans;
+}
+
 /** Clusters of one service. DNS services resolve their endpoints (or hosts) in Envoy. */
-export function buildServiceClusters(svc: Service, endpoints: readonly Endpoint[]): Record<string, unknown>[] {
-  return svc.ports.map((port) => {
-    const name = outboundCluster(svc.hostname, port.number);
+export function buildServiceClusters(svc: Service, plans: readonly ClusterPlan[]): Record<string, unknown>[] {
+  return plans.map(({ name, port, endpoints }) => {
     const cluster: Record<string, unknown> = { name, connect_timeout: CONNECT_TIMEOUT, lb_policy: 'ROUND_ROBIN' };
     if (svc.resolution === 'DNS') {
       cluster.type = 'STRICT_DNS';

@@ -11,6 +11,11 @@ export function outboundCluster(host: string, port: number): string {
   return `outbound|${port}||${host}`;
 }
 
+/** Cluster of one RPC interface of a service: its providers only (Istio's subset slot). */
+export function interfaceCluster(host: string, port: number, ifaceHost: string): string {
+  return `outbound|${port}|${ifaceHost}|${host}`;
+}
+
 export function inboundCluster(port: number): string {
   return `inbound|${port}||`;
 }
@@ -20,10 +25,10 @@ export function tcpListener(bind: string, port: number): string {
   return `${bind}_${port}`;
 }
 
-/** Parses `outbound|PORT||HOST`. */
-export function parseOutboundCluster(name: string): { host: string; port: number } | undefined {
-  const m = /^outbound\|(\d+)\|\|(.+)$/.exec(name);
-  return m ? { port: Number(m[1]), host: m[2]! } : undefined;
+/** Parses `outbound|PORT|SUBSET|HOST` (SUBSET may be empty). */
+export function parseOutboundCluster(name: string): { host: string; port: number; subset: string } | undefined {
+  const m = /^outbound\|(\d+)\|([^|]*)\|(.+)$/.exec(name);
+  return m ? { port: Number(m[1]), subset: m[2]!, host: m[3]! } : undefined;
 }
 
 /** The port a request without an explicit port goes to: 80 if HTTP, else the lowest HTTP port. */

@@ -4,7 +4,7 @@ import type { ModelSnapshot } from '../../model/snapshot.ts';
 import type { Service, ServicePort } from '../../model/types.ts';
 import { isHttpProtocol } from '../../model/types.ts';
 import type { AppPort } from '../proxy.ts';
-import { defaultHttpPort, INBOUND_ROUTE, inboundCluster, OUTBOUND_ROUTE, outboundCluster } from './names.ts';
+import { defaultHttpPort, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_ROUTE, outboundCluster } from './names.ts';
 
 export interface RouteProblem {
   readonly name: string;
@@ -27,22 +27,32 @@ function domainsFor(svc: Service, port: ServicePort, isDefault: boolean): string
 
 export function buildOutboundRoute(model: ModelSnapshot, problems: RouteProblem[]): Record<string, unknown> {
   const claimed = new Map<string, string>();
+  const claim = (domain: string, vhName: string): boolean => {
+    const owner = claimed.get(domain);
+    if (owner) {
+      problems.push({ name: domain, reason: `domain ${domain} of ${vhName} is already routed to ${owner}; first one kept` });
+      return false;
+    }
+    claimed.set(domain, vhName);
+    return true;
+  };
   const virtualHosts: Record<string, unknown>[] = [];
   for (const svc of model.services.values()) {
     const dflt = defaultHttpPort(svc);
     for (const port of svc.ports) {
       if (!isHttpProtocol(port.protocol)) continue;
       const vhName = `${svc.hostname}:${port.number}`;
-      const domains = domainsFor(svc, port, port === dflt).filter((d) => {
-        const owner = claimed.get(d);
-        if (owner) {
-          problems.push({ name: d, reason: `domain ${d} of ${vhName} is already routed to ${owner}; first one kept` });
-          return false;
-        }
-        claimed.set(d, vhName);
-        return true;
-      });
+      const domains = domainsFor(svc, port, port === dflt).filter((d) => claim(d, vhName));
       if (domains.length) virtualHosts.push({ name: vhName, domains, routes: [route(outboundCluster(svc.hostname, port.number))] });
+    }
+    // Each RPC interface is a name of its own, routed to the providers of that interface.
+    for (const iface of svc.interfaces) {
+      for (const port of svc.ports) {
+        if (!isHttpProtocol(port.protocol) || (iface.port !== undefined && iface.port !== port.number)) continue;
+        const vhName = `${iface.hostname}:${port.number}`;
+        const domains = [vhName, iface.hostname].filter((d) => claim(d, vhName));
+        if (domains.length) virtualHosts.push({ name: vhName, domains, routes: [route(interfaceCluster(svc.hostname, port.number, iface.hostname))] });
+      }
     }
   }
   return { name: OUTBOUND_ROUTE, virtual_hosts: virtualHosts, validate_clusters: { value: false } };
@@ -56,27 +66,22 @@ export function buildInboundRoute(appPorts: readonly AppPort[]): Record<string, 
   };
 }
 
-/** Resolves a proxyless target "HOST[:PORT]" to its service and HTTP port. */
-export function resolveTarget(model: ModelSnapshot, target: string): { svc: Service; port: ServicePort } | undefined {
+/** Resolves a proxyless target "HOST[:PORT]" (a service or an interface name) to its cluster. */
+export function resolveTarget(model: ModelSnapshot, target: string): { cluster: string } | undefined {
   const m = /^(.*?)(?::(\d+))?$/.exec(target);
   if (!m) return undefined;
-  const svc = model.lookup(m[1]!.toLowerCase());
+  const host = m[1]!.toLowerCase();
+  const iface = model.interfaces.get(host);
+  const svc = iface ? model.services.get(iface.service) : model.lookup(host);
   if (!svc) return undefined;
-  const port = m[2] ? svc.ports.find((p) => p.number === Number(m[2])) : defaultHttpPort(svc);
+  const wanted = m[2] ? Number(m[2]) : iface?.iface.port;
+  const port = wanted !== undefined ? svc.ports.find((p) => p.number === wanted) : defaultHttpPort(svc);
   if (!port || !isHttpProtocol(port.protocol)) return undefined;
-  return { svc, port };
+  if (iface && iface.iface.port !== undefined && iface.iface.port !== port.number) return undefined;
+  return { cluster: iface ? interfaceCluster(svc.hostname, port.number, host) : outboundCluster(svc.hostname, port.number) };
 }
 
 /** The route table a proxyless client gets for the target it dialed. */
-export function buildTargetRoute(name: string, svc: Service, port: ServicePort): Record<string, unknown> {
-  return {
-    name,
-    virtual_hosts: [
-      {
-        name,
-        domains: ['*'],
-        routes: [{ match: { prefix: '' }, route: { cluster: outboundCluster(svc.hostname, port.number) } }],
-      },
-    ],
-  };
+export function buildTargetRoute(name: string, cluster: string): Record<string, unknown> {
+  return { name, virtual_hosts: [{ name, domains: ['*'], routes: [{ match: { prefix: '' }, route: { cluster } }] }] };
 }

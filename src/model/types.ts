@@ -1,4 +1,5 @@
 // The unified service model: what every registry produces and every output consumes.
+import type { DestinationRule, VirtualService } from './rules.ts';
 
 export type Protocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'TCP' | 'TLS' | 'HTTPS';
 export const PROTOCOLS: readonly Protocol[] = ['HTTP', 'HTTP2', 'GRPC', 'TCP', 'TLS', 'HTTPS'];
@@ -121,4 +122,7 @@ export interface RegistryState {
   readonly endpoints: readonly Endpoint[];
   readonly workloads: readonly Workload[];
   readonly rejections: readonly Rejection[];
+  /** Routing rules (registries that carry Istio documents: files, Kubernetes). */
+  readonly virtualServices?: readonly VirtualService[];
+  readonly destinationRules?: readonly DestinationRule[];
 }

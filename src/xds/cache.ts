@@ -76,6 +76,8 @@ export class Generation {
   /** Names whose resource differs from the previous generation (added, changed or removed). */
   readonly changed: ReadonlyMap<TypeUrl, ReadonlySet<string>>;
   private readonly views = new Map<string, ClassView>();
+  /** No service definition and no cluster changed since the previous generation. */
+  private readonly shapeUnchanged: boolean;
   private readonly named = new Map<string, EncodedResource | null>();
   /** Only the generation just before, to carry unchanged per-class resources over. */
   private previous?: Generation;
@@ -89,6 +91,7 @@ export class Generation {
     problems: RouteProblem[];
     changed: Map<TypeUrl, Set<string>>;
     previous?: Generation;
+    servicesChanged: boolean;
   }) {
     this.seq = init.seq;
     this.model = init.model;
@@ -99,6 +102,7 @@ export class Generation {
     this.changed = init.changed;
     this.endpointsVersion = setVersion(init.endpoints);
     this.previous = init.previous;
+    this.shapeUnchanged = !init.servicesChanged && init.changed.get(CLUSTER_TYPE)!.size === 0;
   }
 
   /** Drops the link to the generation before, so that only two are ever kept alive. */
@@ -110,8 +114,14 @@ export class Generation {
   view(proxy: ProxyInfo): ClassView {
     let v = this.views.get(proxy.classKey);
     if (v) return v;
-    const problems: RouteProblem[] = [];
     const prev = this.previous?.views.get(proxy.classKey);
+    if (prev && this.shapeUnchanged) {
+      // Endpoint-only change: listeners, clusters and routes are the previous ones.
+      v = { ...prev, versions: { ...prev.versions, [ENDPOINT_TYPE]: this.endpointsVersion } };
+      this.views.set(proxy.classKey, v);
+      return v;
+    }
+    const problems: RouteProblem[] = [];
     const reuse = (typeUrl: TypeUrl, name: string, msg: Record<string, unknown>, old?: ResourceMap): EncodedResource => {
       const fresh = new EncodedResource(typeUrl, name, msg);
       const before = old?.get(name);
@@ -205,12 +215,14 @@ export class XdsCache {
   update(model: ModelSnapshot): Generation {
     const prev = this.current;
     const nextServices = new Map<string, ServiceEntryCache>();
+    let servicesChanged = !prev || model.services.size !== this.services.size;
     const clusters = new Map<string, EncodedResource>();
     const endpoints = new Map<string, EncodedResource>();
     for (const [host, svc] of model.services) {
       const serviceHash = model.serviceHashes.get(host)!;
       const endpointHash = model.endpointHashes.get(host)!;
       let entry = this.services.get(host);
+      if (entry?.serviceHash !== serviceHash) servicesChanged = true;
       if (!entry || entry.serviceHash !== serviceHash || entry.endpointHash !== endpointHash) {
         const eps = model.endpoints.get(host) ?? [];
         const sameService = entry?.serviceHash === serviceHash;
@@ -232,9 +244,17 @@ export class XdsCache {
     }
     this.services = nextServices;
 
-    const problems: RouteProblem[] = [];
-    let outboundRoute = new EncodedResource(ROUTE_TYPE, 'outbound', buildOutboundRoute(model, problems));
-    if (prev && prev.outboundRoute.version === outboundRoute.version) outboundRoute = prev.outboundRoute;
+    // The route table depends on service definitions only: an endpoint change keeps it.
+    let outboundRoute: EncodedResource;
+    let problems: RouteProblem[];
+    if (prev && !servicesChanged) {
+      outboundRoute = prev.outboundRoute;
+      problems = [...prev.problems];
+    } else {
+      problems = [];
+      outboundRoute = new EncodedResource(ROUTE_TYPE, 'outbound', buildOutboundRoute(model, problems));
+      if (prev && prev.outboundRoute.version === outboundRoute.version) outboundRoute = prev.outboundRoute;
+    }
 
     const changed = new Map<TypeUrl, Set<string>>([
       [CLUSTER_TYPE, diff(prev?.clusters, clusters)],
@@ -243,7 +263,7 @@ export class XdsCache {
       [LISTENER_TYPE, new Set()],
     ]);
     checkConsistent(model, clusters, endpoints);
-    this.current = new Generation({ seq: ++this.seq, model, clusters, endpoints, outboundRoute, problems, changed, previous: prev });
+    this.current = new Generation({ seq: ++this.seq, model, clusters, endpoints, outboundRoute, problems, changed, previous: prev, servicesChanged });
     prev?.forgetPrevious();
     return this.current;
   }

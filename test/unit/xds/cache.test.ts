@@ -9,6 +9,11 @@ import { endpoint, model, proxy, service, settle, Sink, Source } from './fixture
 const encodes = metrics.counter('isthmus_xds_resource_encodes_total', '');
 const CLA = { type: 'envoy.config.endpoint.v3.ClusterLoadAssignment' };
 const CLUSTER = { type: 'envoy.config.cluster.v3.Cluster' };
+const total = (): number =>
+  ['Cluster', 'ClusterLoadAssignment', 'Listener', 'RouteConfiguration'].reduce(
+    (n, t) => n + encodes.get({ type: `envoy.config.${t === 'ClusterLoadAssignment' ? 'endpoint' : t === 'RouteConfiguration' ? 'route' : t.toLowerCase()}.v3.${t}` }),
+    0,
+  );
 
 function fleet(n: number, changed = -1) {
   const hosts = Array.from({ length: n }, (_, i) => `s${i}.test`);
@@ -18,11 +23,13 @@ function fleet(n: number, changed = -1) {
 test('one endpoint change encodes one ClusterLoadAssignment, whatever the fleet size', () => {
   const cache = new XdsCache();
   cache.update(fleet(50));
-  const cla = encodes.get(CLA);
-  const clusters = encodes.get(CLUSTER);
+  cache.generation!.view(proxy('p'));
+  const before = { cla: encodes.get(CLA), clusters: encodes.get(CLUSTER), all: total() };
   const g = cache.update(fleet(50, 7));
-  assert.equal(encodes.get(CLA) - cla, 1);
-  assert.equal(encodes.get(CLUSTER) - clusters, 0);
+  g.view(proxy('p'));
+  assert.equal(encodes.get(CLA) - before.cla, 1);
+  assert.equal(encodes.get(CLUSTER) - before.clusters, 0);
+  assert.equal(total() - before.all, 1, 'no route or listener is re-encoded either');
   assert.deepEqual([...g.changed.get(ENDPOINT_TYPE)!], ['outbound|8080||s7.test']);
   assert.equal(g.changed.get(CLUSTER_TYPE)!.size, 0);
 });

@@ -1,8 +1,9 @@
 // Wires the pipeline: registries → aggregate → debounce → xDS cache → ADS server, plus admin.
-import { BehaviorSubject, filter, map, type Observable, Subject, type Subscription } from 'rxjs';
-import { aggregate } from './model/aggregate.ts';
+import { BehaviorSubject, combineLatest, distinctUntilChanged, filter, map, type Observable, startWith, Subject, type Subscription, tap } from 'rxjs';
+import { mergeStates } from './model/aggregate.ts';
 import { debounceWithMax } from './model/debounce.ts';
 import type { Registry } from './model/registry.ts';
+import type { RegistryState } from './model/types.ts';
 import { ModelSnapshot } from './model/snapshot.ts';
 import { type Generation, XdsCache } from './xds/cache.ts';
 import { AdsServer } from './xds/server/ads.ts';
@@ -15,7 +16,7 @@ const log = logger('server');
 const snapshotsBuilt = metrics.counter('isthmus_snapshots_total', 'xDS snapshots built from the model.');
 const buildFailures = metrics.counter('isthmus_snapshot_build_failures_total', 'Models that could not be turned into xDS.');
 const buildTime = metrics.histogram('isthmus_snapshot_build_seconds', 'Time to turn a model snapshot into xDS resources.');
-const modelUpdates = metrics.counter('isthmus_model_updates_total', 'Changes of the aggregated model.');
+const modelUpdates = metrics.counter('isthmus_registry_updates_total', 'Registry states received, before debouncing.');
 
 export interface IsthmusOptions {
   readonly registries: readonly Registry[];
@@ -42,9 +43,13 @@ export class Isthmus implements SnapshotSource {
   private readonly opts: IsthmusOptions;
   private readonly generations = new BehaviorSubject<Generation | undefined>(undefined);
   readonly snapshots: Observable<ResourceSnapshot>;
-  private latestModel = ModelSnapshot.empty();
+  private latestModel?: ModelSnapshot;
+  private states: readonly RegistryState[] = [];
   private accepting = false;
-  private readonly accepted = new Subject<ModelSnapshot>();
+  private readonly accepted = new Subject<readonly RegistryState[]>();
+  private readonly modelSubject = new BehaviorSubject<ModelSnapshot | undefined>(undefined);
+  /** The merged model after debouncing: what xDS (and DNS) are built from. */
+  readonly models: Observable<ModelSnapshot> = this.modelSubject.pipe(filter((m): m is ModelSnapshot => m !== undefined));
   private subs: Subscription[] = [];
   private syncTimer?: NodeJS.Timeout;
   xdsPort = 0;
@@ -56,7 +61,7 @@ export class Isthmus implements SnapshotSource {
     this.ads = new AdsServer(this);
     this.admin = new AdminServer({
       ready: () => this.readiness(),
-      model: () => this.latestModel,
+      model: () => this.model,
       problems: () => this.generations.value?.problems ?? [],
       syncz: () => this.ads.status(),
       configDump: (id) => this.ads.configDump(id),
@@ -67,48 +72,58 @@ export class Isthmus implements SnapshotSource {
     return this.generations.value;
   }
 
+  /** The served model; before the first push, the registries as they are now. */
   get model(): ModelSnapshot {
-    return this.latestModel;
+    return this.latestModel ?? mergeStates(this.states);
   }
 
   async start(): Promise<void> {
     this.adminPort = await this.admin.listen(this.opts.adminAddress);
+    // Debounce registry states before merging them: a burst of registry events costs one
+    // merge and one build, not one per event.
     this.subs.push(
       this.accepted
         .pipe(
           debounceWithMax(this.opts.debounceQuietMs, this.opts.debounceMaxMs),
+          map((states) => mergeStates(states)),
+          tap((m) => {
+            this.latestModel = m;
+            this.modelSubject.next(m);
+          }),
+          distinctUntilChanged((a, b) => a.version === b.version),
           map((m) => this.build(m)),
           filter((g): g is Generation => g !== undefined),
         )
         .subscribe((g) => this.generations.next(g)),
     );
+    const empty = (id: string): RegistryState => ({ id, synced: false, services: [], endpoints: [], workloads: [], rejections: [] });
     this.subs.push(
-      aggregate(this.opts.registries).subscribe({
-        next: (m) => this.onModel(m),
-        error: (e) => log.error('model pipeline failed', { error: e }),
+      combineLatest(this.opts.registries.map((r) => r.states.pipe(startWith(empty(r.id))))).subscribe({
+        next: (states) => this.onStates(states),
+        error: (e) => log.error('registry pipeline failed', { error: e }),
       }),
     );
     this.syncTimer = setTimeout(() => {
       if (this.accepting) return;
-      const waiting = this.latestModel.registries.filter((r) => !r.synced).map((r) => r.id);
+      const waiting = this.states.filter((r) => !r.synced).map((r) => r.id);
       log.warn('serving before every registry synced', { waiting, afterMs: this.opts.syncTimeoutMs });
       this.accepting = true;
-      this.accepted.next(this.latestModel);
+      this.accepted.next(this.states);
     }, this.opts.syncTimeoutMs);
     this.xdsPort = await this.ads.listen(this.opts.xdsAddress);
     log.info('isthmus serving', { xds: `${this.opts.xdsAddress.replace(/:\d+$/, '')}:${this.xdsPort}`, admin: this.adminPort, registries: this.opts.registries.map((r) => r.id) });
   }
 
-  private onModel(m: ModelSnapshot): void {
-    this.latestModel = m;
+  private onStates(states: readonly RegistryState[]): void {
+    this.states = states;
     modelUpdates.inc();
     // Serving an empty or partial model before the registries have synced would make
     // connected proxies drop what they have; wait for every registry (bounded).
-    if (!this.accepting && m.registries.every((r) => r.synced)) {
+    if (!this.accepting && states.every((r) => r.synced)) {
       this.accepting = true;
       clearTimeout(this.syncTimer);
     }
-    if (this.accepting) this.accepted.next(m);
+    if (this.accepting) this.accepted.next(states);
   }
 
   /** A model that cannot be turned into xDS is logged and skipped; proxies keep the last good one. */
@@ -131,7 +146,7 @@ export class Isthmus implements SnapshotSource {
 
   private readiness(): { ready: boolean; reason?: string } {
     if (this.generations.value) return { ready: true };
-    const waiting = this.latestModel.registries.filter((r) => !r.synced).map((r) => `${r.id}${r.error ? ` (${r.error})` : ''}`);
+    const waiting = this.states.filter((r) => !r.synced).map((r) => `${r.id}${r.error ? ` (${r.error})` : ''}`);
     return { ready: false, reason: waiting.length ? `waiting for registries to sync: ${waiting.join(', ')}` : 'building the first snapshot' };
   }
 

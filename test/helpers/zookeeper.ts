@@ -4,9 +4,14 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import type { Subscription } from 'rxjs';
+import type { Registry } from '../../src/model/registry.ts';
+import type { RegistryState } from '../../src/model/types.ts';
+import { providerKey } from '../../src/registries/soa/provider.ts';
+import { ZkClient } from '../../src/registries/soa/zk-client.ts';
 import { freePort } from './ports.ts';
 import { scratchDir, spawnTracked, type Proc } from './processes.ts';
-import { GiveUp, waitFor } from './wait.ts';
+import { GiveUp, waitFor, waitUntil, type WaitOptions } from './wait.ts';
 
 export const ZK_JAR = process.env.ISTHMUS_ZOOKEEPER_JAR ?? '/usr/share/java/zookeeper.jar';
 /** slf4j binding so the server's log lands in the process log (absent: silent server). */
@@ -127,6 +132,13 @@ export class ZooKeeperServer {
 
 /** Writes a zoo.cfg on a free loopback port and starts the server. */
 export async function startZooKeeper(opts: ZooKeeperOptions = {}): Promise<ZooKeeperServer> {
+  const server = await createZooKeeper(opts);
+  await server.start(opts.timeoutMs);
+  return server;
+}
+
+/** Writes a zoo.cfg on a free loopback port; the server is not started (see start()). */
+export async function createZooKeeper(opts: ZooKeeperOptions = {}): Promise<ZooKeeperServer> {
   const name = opts.name ?? 'zookeeper';
   if (!fs.existsSync(ZK_JAR)) throw new Error(`ZooKeeper not found at ${ZK_JAR}: run bash scripts/provision.sh`);
   const tick = opts.tickTimeMs ?? 100;
@@ -148,6 +160,211 @@ export async function startZooKeeper(opts: ZooKeeperOptions = {}): Promise<ZooKe
       '',
     ].join('\n'),
   );
-  await server.start(opts.timeoutMs);
   return server;
+}
+
+/**
+ * A TCP proxy in front of a server, to cut one client off while others keep their
+ * connections: 'refuse' closes every connection and every new one at once, 'blackhole'
+ * keeps them open but forwards nothing (a hung network), heal() restores forwarding.
+ */
+export class TcpProxy {
+  readonly port: number;
+  private readonly server: net.Server;
+  private readonly pairs = new Set<{ a: net.Socket; b: net.Socket }>();
+  private mode: 'open' | 'refuse' | 'blackhole' = 'open';
+
+  private constructor(server: net.Server, port: number) {
+    this.server = server;
+    this.port = port;
+  }
+
+  static async start(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
+    const port = await freePort();
+    const server = net.createServer();
+    const proxy = new TcpProxy(server, port);
+    server.on('connection', (a: net.Socket) => proxy.accept(a, targetPort, targetHost));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: '127.0.0.1', port }, () => resolve());
+    });
+    return proxy;
+  }
+
+  get connect(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  /** Connections currently open through the proxy. */
+  get connections(): number {
+    return this.pairs.size;
+  }
+
+  partition(mode: 'refuse' | 'blackhole'): void {
+    this.mode = mode;
+    for (const p of this.pairs) {
+      if (mode === 'refuse') {
+        p.a.destroy();
+        p.b.destroy();
+      } else {
+        p.a.unpipe(p.b);
+        p.b.unpipe(p.a);
+        p.a.pause();
+        p.b.pause();
+      }
+    }
+  }
+
+  /** Forwards new connections again; connections held by a blackhole are dropped (as a router restart would). */
+  heal(): void {
+    this.mode = 'open';
+    for (const p of this.pairs) {
+      p.a.destroy();
+      p.b.destroy();
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.pairs) {
+      p.a.destroy();
+      p.b.destroy();
+    }
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private accept(a: net.Socket, port: number, host: string): void {
+    a.on('error', () => undefined);
+    if (this.mode === 'refuse') {
+      a.destroy();
+      return;
+    }
+    if (this.mode === 'blackhole') {
+      // Accepted, never answered; dropped at heal() or close().
+      const b = new net.Socket();
+      const pair = { a, b };
+      this.pairs.add(pair);
+      a.once('close', () => this.pairs.delete(pair));
+      return;
+    }
+    const b = net.connect({ host, port });
+    b.on('error', () => undefined);
+    const pair = { a, b };
+    this.pairs.add(pair);
+    const end = (): void => {
+      this.pairs.delete(pair);
+      a.destroy();
+      b.destroy();
+    };
+    a.once('close', end);
+    b.once('close', end);
+    a.pipe(b);
+    b.pipe(a);
+  }
+}
+
+/** Every state a registry emitted, for polling assertions; close() unsubscribes. */
+export class StateLog {
+  readonly states: RegistryState[] = [];
+  private readonly sub: Subscription;
+
+  constructor(registry: Registry) {
+    this.sub = registry.states.subscribe((st) => this.states.push(st));
+  }
+
+  get latest(): RegistryState | undefined {
+    return this.states.at(-1);
+  }
+
+  /** Polls until the latest state satisfies `check`; returns it. */
+  until(check: (s: RegistryState) => boolean, what: string, opts: WaitOptions = {}): Promise<RegistryState> {
+    return waitUntil(
+      () => this.latest,
+      (s) => s !== undefined && check(s),
+      { timeoutMs: 15_000, intervalMs: 25, what, ...opts },
+    ) as Promise<RegistryState>;
+  }
+
+  close(): void {
+    this.sub.unsubscribe();
+  }
+}
+
+/** `address:port` of every endpoint of a state, sorted. */
+export function endpointAddresses(s: RegistryState | undefined, service?: string): string[] {
+  return (s?.endpoints ?? [])
+    .filter((e) => service === undefined || e.service === service)
+    .map((e) => `${e.address}:${Object.values(e.ports)[0]}`)
+    .sort();
+}
+
+/**
+ * Writes the Dubbo layout directly, as a Dubbo provider's own ZooKeeper client does:
+ * persistent `/<root>/<interface>/providers`, the URL-encoded provider URL as a node.
+ */
+export class DubboWriter {
+  readonly client: ZkClient;
+  readonly root: string;
+
+  private constructor(client: ZkClient, root: string) {
+    this.client = client;
+    this.root = root;
+  }
+
+  static async connect(connect: string, root = '/dubbo', sessionTimeoutMs = 2000): Promise<DubboWriter> {
+    const client = new ZkClient(connect, { sessionTimeoutMs });
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`cannot connect to ZooKeeper ${connect}`)), 10_000);
+      client.once('connected', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      client.connect();
+    });
+    return new DubboWriter(client, root);
+  }
+
+  /** Registers a provider URL (ephemeral by default, as Dubbo does); returns the node path. */
+  async provider(url: string, opts: { ephemeral?: boolean; iface?: string } = {}): Promise<string> {
+    const iface = opts.iface ?? /^[^:]+:\/\/[^/]+\/([^?]+)/.exec(url)?.[1] ?? 'unknown';
+    const path = providerKey(this.root, iface, url);
+    return this.node(path, opts.ephemeral ?? true);
+  }
+
+  /** Creates a node at an exact path (parents persistent). */
+  async node(path: string, ephemeral = true): Promise<string> {
+    await this.client.mkdirp(path.slice(0, path.lastIndexOf('/')));
+    await this.client.create(path, ephemeral ? 'ephemeral' : 'persistent');
+    return path;
+  }
+
+  remove(path: string): Promise<void> {
+    return this.client.remove(path);
+  }
+
+  /** Ends the session: the server deletes its ephemeral nodes. */
+  close(): Promise<void> {
+    return this.client.close();
+  }
+}
+
+/** A provider URL as Dubbo 3 writes it (parameters in Dubbo's order, timestamp and pid included). */
+export function dubboUrl(p: { protocol?: string; address: string; port: number; iface: string; application: string; methods?: string[]; version?: string; group?: string; extra?: Record<string, string> }): string {
+  const params: [string, string][] = [
+    ['anyhost', 'true'],
+    ['application', p.application],
+    ['deprecated', 'false'],
+    ['dubbo', '2.0.2'],
+    ['dynamic', 'true'],
+    ['generic', 'false'],
+    ...(p.group ? ([['group', p.group]] as [string, string][]) : []),
+    ['interface', p.iface],
+    ['methods', (p.methods ?? ['get']).join(',')],
+    ['pid', '4242'],
+    ['release', '3.2.10'],
+    ['side', 'provider'],
+    ...Object.entries(p.extra ?? {}),
+    ['timestamp', '1700000000000'],
+    ...(p.version ? ([['version', p.version]] as [string, string][]) : []),
+  ];
+  return `${p.protocol ?? 'dubbo'}://${p.address}:${p.port}/${p.iface}?${params.map(([k, v]) => `${k}=${v}`).join('&')}`;
 }

@@ -110,6 +110,8 @@ export class ZkClient extends EventEmitter {
   private liveness: NodeJS.Timeout | undefined;
   private watchedSocket: Socket | undefined;
   private closing: Promise<void> | undefined;
+  /** Rejecters of requests not answered yet: the library forgets queued requests of a dead session. */
+  private readonly inflight = new Set<(err: ZkError) => void>();
 
   constructor(connect: string, opts: ZkClientOptions = {}) {
     super();
@@ -120,7 +122,10 @@ export class ZkClient extends EventEmitter {
       this.emit('connected');
     });
     this.raw.on('disconnected', () => this.emit('disconnected'));
-    this.raw.on('expired', () => this.emit('expired'));
+    this.raw.on('expired', () => {
+      this.failInflight(ZK_CODES.SESSION_EXPIRED, 'session expired');
+      this.emit('expired');
+    });
     this.raw.on('authenticationFailed', () => this.emit('authFailed'));
   }
 
@@ -193,11 +198,15 @@ export class ZkClient extends EventEmitter {
       clearInterval(this.liveness);
       this.liveness = undefined;
       const cm = this.raw.connectionManager;
-      if (cm.state === CM_CLOSED) return resolve();
+      if (cm.state === CM_CLOSED) {
+        this.failInflight(ZK_CODES.CONNECTION_LOSS, 'client closed');
+        return resolve();
+      }
       const done = (): void => {
         clearTimeout(timer);
         clearInterval(poll);
         cm.off('state', onState);
+        this.failInflight(ZK_CODES.CONNECTION_LOSS, 'client closed');
         resolve();
       };
       const onState = (s: number): void => {
@@ -229,14 +238,30 @@ export class ZkClient extends EventEmitter {
   }
 
   private call<T>(fn: (cb: Cb<T>) => void, path: string): Promise<T> {
+    if (this.closing) return Promise.reject(new ZkError(ZK_CODES.CONNECTION_LOSS, `client closed (${clip(path)})`, path));
     return new Promise<T>((resolve, reject) => {
+      const fail = (err: ZkError): void => {
+        this.inflight.delete(fail);
+        reject(err);
+      };
+      this.inflight.add(fail);
       try {
-        fn((err, value) => (err ? reject(new ZkError(err.getCode(), `${err.message} (${path})`, path)) : resolve(value)));
+        fn((err, value) => {
+          if (!this.inflight.delete(fail)) return; // already failed by close or expiry
+          if (err) reject(new ZkError(err.getCode(), `${err.message} (${clip(path)})`, path));
+          else resolve(value);
+        });
       } catch (err) {
         // The library validates paths synchronously with assert.
-        reject(new ZkError(-8, `bad request for path ${clip(path)}: ${(err as Error).message}`, path));
+        fail(new ZkError(-8, `bad request for path ${clip(path)}: ${(err as Error).message}`, path));
       }
     });
+  }
+
+  private failInflight(code: number, why: string): void {
+    const all = [...this.inflight];
+    this.inflight.clear();
+    for (const fail of all) fail(new ZkError(code, why));
   }
 
   /** The read timeout the library lacks: 2/3 of the session timeout without a byte heard. */

@@ -1,0 +1,462 @@
+// The etcd SOA registry: Dubbo-layout provider keys under a root, read with one prefix
+// watch. A session lists the prefix (paged, at one revision), then watches from the next
+// revision; when the session fails the last known providers stay, the state says why, and
+// a new session starts after a capped, jittered backoff. Providers leave only when etcd
+// deletes their keys (a delete or an expired lease), never because a connection dropped.
+import { createHash } from 'node:crypto';
+import { Etcd3, type IKeyValue, type IOptions, type IRangeResponse, Range, type Watcher } from 'etcd3';
+import { Observable } from 'rxjs';
+import { canonicalJson } from '../../model/hash.ts';
+import type { Registry } from '../../model/registry.ts';
+import type { RegistryState, Rejection } from '../../model/types.ts';
+import { logger } from '../../log.ts';
+import { metrics } from '../../metrics.ts';
+import { mapProviders } from './mapping.ts';
+import { parseProviderKey, type Provider, ProviderError } from './provider.ts';
+
+export interface EtcdRegistryOptions {
+  /** `host:port` (or `http://host:port`) of each etcd member. */
+  readonly endpoints: readonly string[];
+  /** Root of the Dubbo layout, e.g. /dubbo. */
+  readonly root: string;
+  /** Namespace of the services (default "default"). */
+  readonly namespace?: string;
+  /** DNS zone of interface and application names (default rpc.cluster.local). */
+  readonly zone?: string;
+  /** First retry delay after a failed session (default 200 ms); doubles per failure. */
+  readonly backoffInitialMs?: number;
+  /** Longest retry delay (default 5 s). Delays are jittered between half and all of it. */
+  readonly backoffMaxMs?: number;
+  /** Deadline of one list request (default 5 s). */
+  readonly requestTimeoutMs?: number;
+  /** Keys per list page (default 1000). */
+  readonly pageSize?: number;
+  /** Least time between two emitted states under steady churn (default 20 ms). */
+  readonly minIntervalMs?: number;
+}
+
+const log = logger('registry.etcd');
+const events = metrics.counter('isthmus_registry_events_total', 'Registry events by kind (fs_event, reload, dir_error, watch_error, ...)');
+const malformedTotal = metrics.counter('isthmus_soa_malformed_providers_total', 'Malformed provider keys or URLs seen in a SOA registry (each counted once while it exists)');
+const rejectedGauge = metrics.gauge('isthmus_soa_rejected_providers', 'Provider keys a SOA registry currently rejects (malformed, or in conflict)');
+const providersGauge = metrics.gauge('isthmus_soa_providers', 'Provider keys a SOA registry currently serves');
+const connectedGauge = metrics.gauge('isthmus_soa_registry_connected', '1 while a SOA registry is connected and watching, else 0');
+
+/** Keys longer than this are remembered by hash only; they are malformed anyway. */
+const MAX_IDENTITY_BYTES = 16 * 1024;
+const MAX_SHOWN_KEY = 300;
+
+/** Reads Dubbo-layout providers from etcd. */
+export class EtcdRegistry implements Registry {
+  readonly id: string;
+  readonly states: Observable<RegistryState>;
+
+  constructor(opts: EtcdRegistryOptions) {
+    if (opts.endpoints.length === 0) throw new Error('etcd registry: at least one endpoint is needed');
+    const root = normalizeRoot(opts.root);
+    this.id = `etcd://${opts.endpoints.map(stripScheme).join(',')}${root}`;
+    const settings: Settings = {
+      id: this.id,
+      endpoints: opts.endpoints,
+      root,
+      namespace: opts.namespace ?? 'default',
+      ...(opts.zone ? { zone: opts.zone } : {}),
+      backoffInitialMs: opts.backoffInitialMs ?? 200,
+      backoffMaxMs: opts.backoffMaxMs ?? 5000,
+      requestTimeoutMs: opts.requestTimeoutMs ?? 5000,
+      pageSize: opts.pageSize ?? 1000,
+      minIntervalMs: opts.minIntervalMs ?? 20,
+    };
+    this.states = new Observable<RegistryState>((subscriber) => {
+      const w = new EtcdWatch(settings, (s) => subscriber.next(s));
+      w.start();
+      return () => w.close();
+    });
+  }
+}
+
+interface Settings {
+  readonly id: string;
+  readonly endpoints: readonly string[];
+  readonly root: string;
+  readonly namespace: string;
+  readonly zone?: string;
+  readonly backoffInitialMs: number;
+  readonly backoffMaxMs: number;
+  readonly requestTimeoutMs: number;
+  readonly pageSize: number;
+  readonly minIntervalMs: number;
+}
+
+/** What one key under the root is to us. Keys that are not providers (consumers, ...) are not kept. */
+type Entry = { readonly provider: Provider } | { readonly rejection: Rejection };
+
+/** The life of one subscription's watch. */
+type Phase = 'idle' | 'listing' | 'watching' | 'backoff' | 'closed';
+
+class EtcdWatch {
+  private readonly s: Settings;
+  private readonly emit: (s: RegistryState) => void;
+  private readonly prefix: string;
+  private phase: Phase = 'idle';
+  /** Identity (see keyIdentity) → provider or rejection. */
+  private entries = new Map<string, Entry>();
+  private synced = false;
+  private error: string | undefined;
+  /** Bumped per session; callbacks of an older session are ignored. */
+  private session = 0;
+  private client: Etcd3 | undefined;
+  private watcher: Watcher | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private publishTimer: { readonly cancel: () => void } | undefined;
+  private failures = 0;
+  private watchingSince = 0;
+  private lastPublishAt = 0;
+  private dirty = true;
+  private lastSynced: boolean | undefined;
+  private lastError: string | undefined;
+  /** Mapping rejections (conflicts) already logged, as canonical JSON. */
+  private loggedConflicts = new Set<string>();
+  /** null until the first state is reported, so the first sync is logged too. */
+  private lastLoggedError: string | undefined | null = null;
+
+  constructor(s: Settings, emit: (s: RegistryState) => void) {
+    this.s = s;
+    this.emit = emit;
+    this.prefix = s.root === '/' ? '/' : `${s.root}/`;
+  }
+
+  start(): void {
+    connectedGauge.set({ registry: this.s.id }, 0);
+    void this.runSession();
+  }
+
+  close(): void {
+    if (this.phase === 'closed') return;
+    this.phase = 'closed';
+    this.session++;
+    clearTimeout(this.retryTimer);
+    this.clearPublishTimer();
+    this.retryTimer = undefined;
+    this.teardown();
+    connectedGauge.set({ registry: this.s.id }, 0);
+  }
+
+  private count(event: string, n = 1): void {
+    events.inc({ registry: this.s.id, event }, n);
+  }
+
+  /** List the prefix at one revision, then watch from the next one. Never throws. */
+  private async runSession(): Promise<void> {
+    if (this.phase === 'closed') return;
+    const session = ++this.session;
+    this.phase = 'listing';
+    const client = new Etcd3(clientOptions(this.s.endpoints, this.s.requestTimeoutMs));
+    this.client = client;
+    let listing: { revision: string; kvs: IKeyValue[] };
+    try {
+      listing = await listPrefix(client, this.prefix, this.s.pageSize);
+    } catch (err) {
+      if (session === this.session) this.fail(err, 'list_error');
+      return;
+    }
+    if (session !== this.session) return;
+    this.count('relist');
+    this.replaceAll(listing.kvs);
+
+    const watcher = client.watch().inRange(Range.prefix(this.prefix)).startRevision(String(BigInt(listing.revision) + 1n)).watcher();
+    this.watcher = watcher;
+    watcher.on('connected', () => {
+      if (session !== this.session) return;
+      this.phase = 'watching';
+      this.watchingSince = Date.now();
+      this.synced = true;
+      this.error = undefined;
+      connectedGauge.set({ registry: this.s.id }, 1);
+      this.schedulePublish(true);
+    });
+    watcher.on('data', (res) => {
+      if (session !== this.session) return;
+      let changed = false;
+      for (const ev of res.events) changed = (ev.type === 'Delete' ? this.remove(ev.kv.key) : this.put(ev.kv.key)) || changed;
+      if (changed) this.schedulePublish();
+    });
+    watcher.on('disconnected', (err: Error) => {
+      if (session === this.session) this.fail(err, 'watch_error');
+    });
+    // A cancellation from etcd (its history compacted past our revision, or the watch refused):
+    // nothing is lost by listing again, and the connection itself is fine.
+    watcher.on('error', (err: Error) => {
+      if (session === this.session) this.fail(err, 'watch_canceled', false);
+    });
+  }
+
+  /** Ends the session; keeps every provider; retries after a backoff. */
+  private fail(err: unknown, event: string, connectionLost = true): void {
+    if (this.phase === 'closed') return;
+    this.count(event);
+    this.session++;
+    this.teardown();
+    connectedGauge.set({ registry: this.s.id }, 0);
+    // The first cause names the outage; later retries fail for the same reason in other words,
+    // and a state per retry would be noise.
+    if (connectionLost && !this.error) this.error = `cannot reach etcd at ${this.s.endpoints.map(stripScheme).join(',')}: ${describeError(err)}`;
+    else log.info('etcd watch canceled; listing again', { registry: this.s.id, reason: describeError(err) });
+    // A session that stayed up a while starts the backoff over.
+    if (this.watchingSince && Date.now() - this.watchingSince > this.s.backoffMaxMs) this.failures = 0;
+    this.watchingSince = 0;
+    const base = Math.min(this.s.backoffMaxMs, this.s.backoffInitialMs * 2 ** Math.min(this.failures, 30));
+    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+    this.failures++;
+    this.phase = 'backoff';
+    log.debug('etcd session failed; retrying', { registry: this.s.id, event, delayMs: delay, err: describeError(err) });
+    this.schedulePublish(true);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.runSession();
+    }, delay);
+  }
+
+  /** Drops the watcher and the client of the current session, if any. */
+  private teardown(): void {
+    const watcher = this.watcher;
+    const client = this.client;
+    this.watcher = this.client = undefined;
+    if (watcher) {
+      // Keep an error listener: a late cancellation must not become an unhandled 'error' event.
+      watcher.removeAllListeners();
+      watcher.on('error', () => undefined);
+      void watcher.cancel().catch(() => undefined);
+    }
+    client?.close();
+  }
+
+  /** A complete listing replaces what we knew: entries of unchanged keys are kept as they are. */
+  private replaceAll(kvs: readonly IKeyValue[]): void {
+    const next = new Map<string, Entry>();
+    const seen = new Set<string>();
+    for (const kv of kvs) {
+      const id = keyIdentity(kv.key);
+      seen.add(id);
+      const prev = this.entries.get(id);
+      if (prev) next.set(id, prev);
+      else {
+        const e = this.parse(kv.key);
+        if (e) next.set(id, e);
+      }
+    }
+    const changed = next.size !== this.entries.size || [...this.entries.keys()].some((k) => !next.has(k));
+    this.entries = next;
+    if (changed) this.dirty = true;
+  }
+
+  /** Applies a put; true when the model may have changed. */
+  private put(key: Buffer): boolean {
+    this.count('put');
+    const id = keyIdentity(key);
+    if (this.entries.has(id)) return false; // a provider is all in its key: a re-put changes nothing
+    const e = this.parse(key);
+    if (!e) return false;
+    this.entries.set(id, e);
+    this.dirty = true;
+    return true;
+  }
+
+  private remove(key: Buffer): boolean {
+    this.count('delete');
+    const existed = this.entries.delete(keyIdentity(key));
+    if (existed) this.dirty = true;
+    return existed;
+  }
+
+  /** Parses a key new to us; a malformed one is counted and logged here, once. */
+  private parse(raw: Buffer): Entry | undefined {
+    let key: string;
+    try {
+      key = new TextDecoder('utf-8', { fatal: true }).decode(raw);
+    } catch {
+      return this.reject(`${showKey(raw.toString('utf8'), raw.length)} (hex ${raw.subarray(0, 32).toString('hex')})`, 'key', 'key is not UTF-8 text');
+    }
+    // Keys with more levels whose second one is not "providers" are other Dubbo data sharing
+    // the root (metadata reports, config-center items): not providers, so not malformed ones.
+    const rest = key.startsWith(this.prefix) ? key.slice(this.prefix.length).split('/', 3) : [];
+    if (rest.length === 3 && rest[1] !== 'providers') return undefined;
+    try {
+      const provider = parseProviderKey(key, this.s.root);
+      return provider ? { provider } : undefined;
+    } catch (err) {
+      if (err instanceof ProviderError) return this.reject(showKey(key, raw.length), err.field, err.message);
+      return this.reject(showKey(key, raw.length), 'key', `cannot parse: ${describeError(err)}`);
+    }
+  }
+
+  private reject(source: string, field: string, reason: string): Entry {
+    const rejection: Rejection = { source, kind: 'provider', field, reason };
+    malformedTotal.inc({ registry: this.s.id });
+    log.warn('provider key rejected', { registry: this.s.id, key: source, field, reason });
+    return { rejection };
+  }
+
+  /** Emits soon: merges the events of one burst, and under churn at most once per minIntervalMs. */
+  private schedulePublish(statusChanged = false): void {
+    if (this.phase === 'closed') return;
+    if (statusChanged) {
+      // Connection state is news of its own: report it without waiting for the throttle.
+      this.clearPublishTimer();
+      this.publish();
+      return;
+    }
+    if (this.publishTimer) return;
+    const wait = this.lastPublishAt + this.s.minIntervalMs - Date.now();
+    const fire = (): void => {
+      this.publishTimer = undefined;
+      this.publish();
+    };
+    if (wait > 0) {
+      const t = setTimeout(fire, wait);
+      this.publishTimer = { cancel: () => clearTimeout(t) };
+    } else {
+      const t = setImmediate(fire);
+      this.publishTimer = { cancel: () => clearImmediate(t) };
+    }
+  }
+
+  private clearPublishTimer(): void {
+    this.publishTimer?.cancel();
+    this.publishTimer = undefined;
+  }
+
+  /** Emits the complete state if anything in it changed since the last emission. */
+  private publish(): void {
+    if (this.phase === 'closed') return;
+    if (!this.dirty && this.synced === this.lastSynced && this.error === this.lastError) {
+      this.count('unchanged');
+      return;
+    }
+    this.dirty = false;
+    this.lastSynced = this.synced;
+    this.lastError = this.error;
+    this.lastPublishAt = Date.now();
+    const providers: Provider[] = [];
+    const rejections: Rejection[] = [];
+    for (const e of this.entries.values()) {
+      if ('provider' in e) providers.push(e.provider);
+      else rejections.push(e.rejection);
+    }
+    rejections.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
+    const model = mapProviders(providers, { registry: this.s.id, namespace: this.s.namespace, ...(this.s.zone ? { zone: this.s.zone } : {}) });
+    const state: RegistryState = {
+      id: this.s.id,
+      synced: this.synced,
+      ...(this.error ? { error: this.error } : {}),
+      services: model.services,
+      endpoints: model.endpoints,
+      workloads: [],
+      rejections: [...rejections, ...model.rejections],
+    };
+    this.report(state, providers.length, model.rejections);
+    this.count('reload');
+    this.emit(state);
+  }
+
+  /** Metrics, and logs of what is new: conflicts once while they last, and the source's health on change. */
+  private report(state: RegistryState, providers: number, conflicts: readonly Rejection[]): void {
+    providersGauge.set({ registry: this.s.id }, providers);
+    rejectedGauge.set({ registry: this.s.id }, state.rejections.length);
+    const current = new Set<string>();
+    for (const r of conflicts) {
+      const k = canonicalJson(r);
+      current.add(k);
+      if (!this.loggedConflicts.has(k)) log.warn('provider not served', { registry: this.s.id, key: r.source, field: r.field, reason: r.reason });
+    }
+    this.loggedConflicts = current;
+    if (state.error !== this.lastLoggedError) {
+      if (state.error) {
+        log.warn(state.synced ? 'etcd lost; serving the last known providers' : 'etcd unreachable; not synced yet', {
+          registry: this.s.id,
+          error: state.error,
+          providers,
+        });
+      } else {
+        log.info('registry synced', { registry: this.s.id, services: state.services.length, providers, rejections: state.rejections.length });
+      }
+      this.lastLoggedError = state.error;
+    }
+  }
+}
+
+/** Every key under the prefix at one revision, in pages (a large registry exceeds one gRPC message). */
+async function listPrefix(client: Etcd3, prefix: string, pageSize: number): Promise<{ revision: string; kvs: IKeyValue[] }> {
+  const range = Range.prefix(prefix);
+  const kvs: IKeyValue[] = [];
+  let start = range.start;
+  let revision: string | undefined;
+  while (true) {
+    const res: IRangeResponse = await client.kv.range({
+      key: start,
+      range_end: range.end,
+      limit: pageSize,
+      keys_only: true,
+      ...(revision ? { revision } : {}),
+    });
+    revision ??= res.header.revision;
+    kvs.push(...res.kvs);
+    if (!res.more || res.kvs.length === 0) return { revision, kvs };
+    start = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
+  }
+}
+
+type FaultHandling = NonNullable<IOptions['faultHandling']>;
+
+/**
+ * Etcd3 options shared by the registry and the registrar: no retries or circuit breakers of
+ * the library (callers own their retry and backoff), a deadline on every unary call,
+ * keepalive pings so a silent peer is noticed, and room for large listings.
+ */
+export function clientOptions(endpoints: readonly string[], requestTimeoutMs: number): IOptions {
+  const noop = { execute: async (fn: () => unknown) => fn() } as unknown as NonNullable<FaultHandling['global']>;
+  // Only used by the library to re-open a watch stream we have already given up on.
+  const watchBackoff = { duration: 100, next() { return this; } } as unknown as NonNullable<FaultHandling['watchBackoff']>;
+  return {
+    hosts: endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`)),
+    dialTimeout: requestTimeoutMs,
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
+    grpcOptions: {
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.max_receive_message_length': 256 * 1024 * 1024,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+    },
+    faultHandling: { host: () => noop, global: noop, watchBackoff },
+  };
+}
+
+/** `/dubbo/` → `/dubbo`; `dubbo` → `/dubbo`; `/` stays. */
+export function normalizeRoot(root: string): string {
+  const trimmed = root.replace(/\/+$/, '');
+  if (!trimmed) return '/';
+  return trimmed.startsWith('/') ? trimmed : `/${trimmed}`;
+}
+
+function stripScheme(endpoint: string): string {
+  return endpoint.replace(/^https?:\/\//, '');
+}
+
+/** A lossless map key for a raw key; very long keys by hash, to bound memory. */
+function keyIdentity(key: Buffer): string {
+  return key.length <= MAX_IDENTITY_BYTES ? key.toString('latin1') : `#sha256:${createHash('sha256').update(key).digest('hex')}`;
+}
+
+function showKey(key: string, bytes: number): string {
+  return key.length > MAX_SHOWN_KEY ? `${key.slice(0, MAX_SHOWN_KEY)}… (${bytes} bytes)` : key;
+}
+
+/** One line, without gRPC's resolution notes; bounded. */
+export function describeError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  let msg = e instanceof Error ? e.message : String(err);
+  msg = msg.replace(/\s*Resolution note:.*$/s, '').replace(/Last error: (Error: )?/, 'last error: ').replace(/\s+/g, ' ').trim();
+  if (!msg) msg = e?.constructor?.name ?? 'unknown error';
+  return msg.length > 300 ? `${msg.slice(0, 297)}...` : msg;
+}

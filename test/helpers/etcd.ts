@@ -1,0 +1,126 @@
+// A throwaway single-member etcd on loopback for tests: free client and peer ports, data in
+// a scratch directory, auto-compaction off. It can be stopped and started again on the same
+// ports and data (a restart), or killed.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { freePort, isListening } from './ports.ts';
+import { scratchDir, spawnTracked, type Proc } from './processes.ts';
+import { GiveUp, waitFor } from './wait.ts';
+
+export const ETCD_BIN =
+  process.env.ISTHMUS_ETCD ?? path.join(process.env.ISTHMUS_CACHE ?? path.join(os.homedir(), '.cache', 'isthmus'), 'bin', 'etcd');
+
+export interface EtcdOptions {
+  /** Name for logs and the member (default "etcd"). */
+  name?: string;
+  timeoutMs?: number;
+}
+
+export class EtcdServer {
+  readonly name: string;
+  readonly clientPort: number;
+  readonly peerPort: number;
+  readonly dataDir: string;
+  private readonly timeoutMs: number;
+  proc: Proc | undefined;
+
+  constructor(name: string, clientPort: number, peerPort: number, dataDir: string, timeoutMs: number) {
+    this.name = name;
+    this.clientPort = clientPort;
+    this.peerPort = peerPort;
+    this.dataDir = dataDir;
+    this.timeoutMs = timeoutMs;
+  }
+
+  /** `127.0.0.1:PORT`, as a registry URL or an Etcd3 host wants it. */
+  get endpoint(): string {
+    return `127.0.0.1:${this.clientPort}`;
+  }
+
+  /** `etcd://127.0.0.1:PORT/ROOT` */
+  url(root = '/dubbo'): string {
+    return `etcd://${this.endpoint}${root.startsWith('/') ? root : `/${root}`}`;
+  }
+
+  running(): boolean {
+    return this.proc !== undefined && this.proc.alive();
+  }
+
+  /** Starts the server (again, after stop() or kill(): same ports, same data) and waits until healthy. */
+  async start(): Promise<void> {
+    if (this.running()) throw new Error(`${this.name} is already running`);
+    const peer = `http://127.0.0.1:${this.peerPort}`;
+    const client = `http://127.0.0.1:${this.clientPort}`;
+    const proc = spawnTracked(this.name, ETCD_BIN, [
+      '--name', this.name,
+      '--data-dir', this.dataDir,
+      '--listen-client-urls', client,
+      '--advertise-client-urls', client,
+      '--listen-peer-urls', peer,
+      '--initial-advertise-peer-urls', peer,
+      '--initial-cluster', `${this.name}=${peer}`,
+      '--initial-cluster-state', 'new',
+      '--initial-cluster-token', `isthmus-test-${this.clientPort}`,
+      '--auto-compaction-retention', '0',
+      '--logger', 'zap',
+      '--log-level', 'warn',
+    ]);
+    this.proc = proc;
+    try {
+      await waitFor(
+        async () => {
+          if (proc.exit) throw new GiveUp(`exited with ${proc.exit.code ?? proc.exit.signal}`);
+          const res = await fetch(`${client}/health`, { signal: AbortSignal.timeout(1000) });
+          const body = (await res.json()) as { health?: string };
+          return res.status === 200 && body.health === 'true';
+        },
+        { timeoutMs: this.timeoutMs, intervalMs: 50, what: `${this.name} ${client}/health` },
+      );
+    } catch (err) {
+      await proc.stop();
+      throw new Error(`${this.name} did not become healthy: ${(err as Error).message}\n--- ${proc.logFile} ---\n${proc.tail()}`, { cause: err });
+    }
+  }
+
+  /** SIGTERM (SIGKILL after graceMs); resolves once the process is gone and its client port closed. */
+  async stop(graceMs = 5000): Promise<void> {
+    if (!this.proc) return;
+    await this.proc.stop(graceMs);
+    await waitFor(async () => !(await isListening(this.clientPort)), { timeoutMs: 5000, intervalMs: 25, what: `${this.name} port ${this.clientPort} closed` });
+  }
+
+  /** SIGKILL: no clean shutdown. */
+  async kill(): Promise<void> {
+    if (!this.proc) return;
+    this.proc.kill('SIGKILL');
+    await this.proc.stop(0);
+  }
+
+  /** A client of this server with fault handling that fails fast; close() it when done. */
+  client(): Etcd3 {
+    return new Etcd3({ hosts: `http://${this.endpoint}`, dialTimeout: 2000, defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 5000 }) });
+  }
+
+  /** Compacts the key-value history up to the current revision (watches from before it are then refused). */
+  async compact(): Promise<string> {
+    const c = this.client();
+    try {
+      const rev = (await c.get('isthmus-compact-probe').exec()).header.revision;
+      await c.kv.compact({ revision: rev, physical: true });
+      return rev;
+    } finally {
+      c.close();
+    }
+  }
+}
+
+/** Starts a fresh etcd on free loopback ports and waits until it is healthy. */
+export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
+  if (!fs.existsSync(ETCD_BIN)) throw new Error(`etcd not found at ${ETCD_BIN}: run bash scripts/provision.sh`);
+  const name = opts.name ?? 'etcd';
+  const server = new EtcdServer(name, await freePort(), await freePort(), path.join(scratchDir(name), 'data'), opts.timeoutMs ?? 20_000);
+  await server.start();
+  return server;
+}

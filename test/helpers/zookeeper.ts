@@ -173,6 +173,8 @@ export class TcpProxy {
   private readonly server: net.Server;
   private readonly pairs = new Set<{ a: net.Socket; b: net.Socket }>();
   private mode: 'open' | 'refuse' | 'blackhole' = 'open';
+  /** Connections accepted so far (refused ones included): a client's attempts. */
+  accepted = 0;
 
   private constructor(server: net.Server, port: number) {
     this.server = server;
@@ -233,6 +235,7 @@ export class TcpProxy {
   }
 
   private accept(a: net.Socket, port: number, host: string): void {
+    this.accepted++;
     a.on('error', () => undefined);
     if (this.mode === 'refuse') {
       a.destroy();
@@ -367,4 +370,30 @@ export function dubboUrl(p: { protocol?: string; address: string; port: number; 
     ...(p.version ? ([['version', p.version]] as [string, string][]) : []),
   ];
   return `${p.protocol ?? 'dubbo'}://${p.address}:${p.port}/${p.iface}?${params.map(([k, v]) => `${k}=${v}`).join('&')}`;
+}
+
+const REGISTRAR_MODULE = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'src', 'registries', 'soa', 'zk-registrar.ts');
+
+/**
+ * A ZkRegistrar in its own process (to be killed like a crashing app): prints
+ * "registered <session>" once its nodes exist and deregisters on SIGTERM.
+ */
+export async function spawnRegistrar(name: string, opts: { connect: string; root: string; providers: unknown[]; sessionTimeoutMs: number }): Promise<Proc> {
+  const script = `
+    import { ZkRegistrar } from ${JSON.stringify(REGISTRAR_MODULE)};
+    const r = new ZkRegistrar(${JSON.stringify(opts)});
+    process.once('SIGTERM', async () => { await r.stop(); process.exit(0); });
+    await r.start();
+    console.log('registered ' + r.sessionId);
+    setInterval(() => {}, 1 << 30);
+  `;
+  const proc = spawnTracked(name, process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ISTHMUS_LOG_LEVEL: 'info' } });
+  await waitFor(
+    () => {
+      if (proc.exit) throw new GiveUp(`exited with ${proc.exit.code ?? proc.exit.signal}: ${proc.tail()}`);
+      return /registered [0-9a-f]{16}/.test(proc.output());
+    },
+    { timeoutMs: 20_000, intervalMs: 50, what: `${name} to register` },
+  );
+  return proc;
 }

@@ -5,6 +5,7 @@
 import { logger } from '../../log.ts';
 import { metrics } from '../../metrics.ts';
 import { buildProviderUrl, providerKey, type ProviderSpec } from './provider.ts';
+import type { Registrar } from './registrar.ts';
 import { normalizeRoot, ZK_CODES, ZkClient, ZkError } from './zk-client.ts';
 
 export interface ZkRegistrarOptions {
@@ -24,7 +25,7 @@ function backoff(attempt: number): number {
   return Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() / 2);
 }
 
-export class ZkRegistrar {
+export class ZkRegistrar implements Registrar {
   readonly id: string;
   /** The node paths this registrar owns: exactly what a Dubbo consumer reads. */
   readonly paths: readonly string[];

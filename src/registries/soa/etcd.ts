@@ -4,7 +4,7 @@
 // a new session starts after a capped, jittered backoff. Providers leave only when etcd
 // deletes their keys (a delete or an expired lease), never because a connection dropped.
 import { createHash } from 'node:crypto';
-import { Etcd3, type IKeyValue, type IOptions, type IRangeResponse, Range, type Watcher } from 'etcd3';
+import { Etcd3, type IKeyValue, type IOptions, type IRangeResponse, isRecoverableError, Range, type Watcher } from 'etcd3';
 import { Observable } from 'rxjs';
 import { canonicalJson } from '../../model/hash.ts';
 import type { Registry } from '../../model/registry.ts';
@@ -407,14 +407,38 @@ async function listPrefix(client: Etcd3, prefix: string, pageSize: number): Prom
 }
 
 type FaultHandling = NonNullable<IOptions['faultHandling']>;
+type Policy = NonNullable<FaultHandling['global']>;
+
+/** Thrown instead of calling a member that failed a moment ago, so the pool tries the next one. */
+class MemberResting extends Error {}
 
 /**
- * Etcd3 options shared by the registry and the registrar: no retries or circuit breakers of
- * the library (callers own their retry and backoff), a deadline on every unary call,
+ * With several members, one that just failed (refused, dropped) rests for `restMs` and calls
+ * go to the others; the library moves on to the next member only when a policy declines to
+ * call one. With one member there is nothing to move to, and the caller's backoff decides.
+ */
+function memberPolicy(restMs: number): Policy {
+  let restingUntil = 0;
+  return {
+    async execute(fn: () => unknown): Promise<unknown> {
+      if (Date.now() < restingUntil) throw new MemberResting('member resting after a failure');
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof Error && isRecoverableError(err)) restingUntil = Date.now() + restMs;
+        throw err;
+      }
+    },
+  } as unknown as Policy;
+}
+
+/**
+ * Etcd3 options shared by the registry and the registrar: no retries of the library (callers
+ * own their retry and backoff), failover between members, a deadline on every unary call,
  * keepalive pings so a silent peer is noticed, and room for large listings.
  */
 export function clientOptions(endpoints: readonly string[], requestTimeoutMs: number): IOptions {
-  const noop = { execute: async (fn: () => unknown) => fn() } as unknown as NonNullable<FaultHandling['global']>;
+  const noop = { execute: async (fn: () => unknown) => fn() } as unknown as Policy;
   // Only used by the library to re-open a watch stream we have already given up on.
   const watchBackoff = { duration: 100, next() { return this; } } as unknown as NonNullable<FaultHandling['watchBackoff']>;
   return {
@@ -428,7 +452,7 @@ export function clientOptions(endpoints: readonly string[], requestTimeoutMs: nu
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
     },
-    faultHandling: { host: () => noop, global: noop, watchBackoff },
+    faultHandling: { host: () => (endpoints.length > 1 ? memberPolicy(1000) : noop), global: noop, watchBackoff },
   };
 }
 

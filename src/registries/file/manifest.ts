@@ -1,15 +1,21 @@
-// Kubernetes-style manifests (Istio networking.istio.io ServiceEntry and WorkloadEntry) to
-// the model. Validation is as strict as `istioctl validate`: every problem of a document is
-// reported, and a document with any problem yields nothing.
+// Kubernetes-style manifests (Istio networking.istio.io ServiceEntry, WorkloadEntry,
+// VirtualService, DestinationRule) to the model. Validation is as strict as `istioctl
+// validate`: every problem of a document is reported, and a document with any problem yields
+// nothing. Checks across documents (rule conflicts, subsets) are src/rules/cross-checks.ts.
 
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import type { DestinationRule, VirtualService } from '../../model/rules.ts';
 import type { Endpoint, Origin, Rejection, Service, Workload } from '../../model/types.ts';
+import { destinationRule } from '../../rules/destination-rule.ts';
+import { Warnings } from '../../rules/fields.ts';
+import type { RuleMeta } from '../../rules/meta.ts';
+import { virtualService } from '../../rules/virtual-service.ts';
 import { Checker, describe, isDns1123Label, isDns1123Subdomain, isMapping } from './checks.ts';
 import { serviceEntry, workloadEntry } from './kinds.ts';
 
 export const API_VERSIONS: readonly string[] = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
-export const KINDS: readonly string[] = ['ServiceEntry', 'WorkloadEntry'];
+export const KINDS: readonly string[] = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule'];
 
 const TOP_KEYS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
 // ObjectMeta fields found in `kubectl get -o yaml` output: accepted, only the first four are used.
@@ -32,6 +38,10 @@ export interface ValidDoc extends DocHead {
   readonly services: readonly Service[];
   readonly endpoints: readonly Endpoint[];
   readonly workloads: readonly Workload[];
+  readonly virtualServices: readonly VirtualService[];
+  readonly destinationRules: readonly DestinationRule[];
+  /** Problems that do not stop the document from being used (Istio's validation warnings). */
+  readonly warnings: readonly Rejection[];
 }
 
 export interface InvalidDoc extends DocHead {
@@ -129,17 +139,19 @@ function jsonErrorOffset(text: string, msg: string): number {
 }
 
 function parseDocument(value: unknown, index: number, source: string, registry: string): ParsedDoc {
-  const reject = (head: DocHead, problems: readonly { field: string; reason: string }[]): InvalidDoc => ({
-    ...head,
-    ok: false,
-    rejections: problems.map((p) => ({
+  const toRejections = (head: DocHead, problems: readonly { field: string; reason: string }[]): Rejection[] =>
+    problems.map((p) => ({
       source,
       document: index,
       ...(head.kind !== undefined ? { kind: head.kind } : {}),
       ...(head.name !== undefined ? { name: head.name } : {}),
       ...(p.field ? { field: p.field } : {}),
       reason: p.reason,
-    })),
+    }));
+  const reject = (head: DocHead, problems: readonly { field: string; reason: string }[]): InvalidDoc => ({
+    ...head,
+    ok: false,
+    rejections: toRejections(head, problems),
   });
   if (!isMapping(value)) {
     return reject({ index }, [{ field: '', reason: `document is ${describe(value)}, not a mapping; expected a Kubernetes object with apiVersion, kind, metadata and spec` }]);
@@ -159,17 +171,26 @@ function parseDocument(value: unknown, index: number, source: string, registry: 
     if (top.metadata === undefined || top.metadata === null) c.fail('metadata', 'metadata is missing; expected a mapping with at least a name');
     checkMetadata(meta, c);
     const origin: Origin = { registry, ref: `${source}#${index} ${head.kind ?? '?'} ${head.namespace}/${head.name ?? '?'}` };
-    let result: Omit<ValidDoc, keyof DocHead | 'ok'> | undefined;
+    const none = { services: [], endpoints: [], workloads: [], virtualServices: [], destinationRules: [] };
+    let result: Omit<ValidDoc, keyof DocHead | 'ok' | 'warnings'> | undefined;
+    const warnings = new Warnings();
+    const rule: RuleMeta = { name: head.name ?? '', namespace: head.namespace ?? 'default', origin, location: { source, document: index } };
     if (kind !== undefined && (top.spec === undefined || top.spec === null)) c.fail('spec', `spec is missing; a ${kind} needs a spec`);
     else if (kind === 'ServiceEntry') {
       const se = serviceEntry(top.spec, c, { namespace: head.namespace ?? 'default', origin });
-      if (se) result = { services: [se.service], endpoints: se.endpoints, workloads: [] };
+      if (se) result = { ...none, services: [se.service], endpoints: se.endpoints };
     } else if (kind === 'WorkloadEntry') {
       const w = workloadEntry(top.spec, c, { name: head.name ?? '', namespace: head.namespace ?? 'default', origin });
-      if (w) result = { services: [], endpoints: [], workloads: [w] };
+      if (w) result = { ...none, workloads: [w] };
+    } else if (kind === 'VirtualService') {
+      const vs = virtualService(top.spec, c, warnings, rule);
+      if (vs) result = { ...none, virtualServices: [vs] };
+    } else if (kind === 'DestinationRule') {
+      const dr = destinationRule(top.spec, c, warnings, rule);
+      if (dr) result = { ...none, destinationRules: [dr] };
     }
     if (c.problems.length > 0 || !result) return reject(head, c.problems.length ? c.problems : [{ field: '', reason: 'document yields nothing' }]);
-    return { ...head, ok: true, ...result };
+    return { ...head, ok: true, ...result, warnings: toRejections(head, warnings.items) };
   } catch (err) {
     // A bug here must cost one document, never the registry.
     return reject(head, [{ field: '', reason: `internal error while validating: ${errorMessage(err)}` }]);
@@ -178,7 +199,7 @@ function parseDocument(value: unknown, index: number, source: string, registry: 
 
 /** Checks apiVersion and kind; returns the kind when it is one we can read. */
 function checkHeader(top: Record<string, unknown>, c: Checker): string | undefined {
-  const supported = `supported kinds are ${KINDS.join(' and ')}`;
+  const supported = `supported kinds are ${KINDS.slice(0, -1).join(', ')} and ${KINDS.at(-1)}`;
   if (top.apiVersion === undefined || top.apiVersion === null) c.fail('apiVersion', `apiVersion is missing; expected ${API_VERSIONS[0]}`);
   else {
     const v = c.string(top.apiVersion, 'apiVersion');

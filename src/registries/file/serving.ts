@@ -1,6 +1,7 @@
 // What a set of parsed files serves: the last good version of anything broken, and the
 // first definition of any kind/namespace/name defined twice.
 
+import type { DestinationRule, VirtualService } from '../../model/rules.ts';
 import type { Endpoint, Rejection, Service, Workload } from '../../model/types.ts';
 import { docKey, type ParsedFile, type ValidDoc } from './manifest.ts';
 
@@ -15,7 +16,12 @@ export interface Collected {
   readonly services: readonly Service[];
   readonly endpoints: readonly Endpoint[];
   readonly workloads: readonly Workload[];
+  /** Rules that pass their own document's checks; cross-document checks come later (src/rules). */
+  readonly virtualServices: readonly VirtualService[];
+  readonly destinationRules: readonly DestinationRule[];
   readonly rejections: readonly Rejection[];
+  /** Warnings of the documents served. */
+  readonly warnings: readonly Rejection[];
 }
 
 const KEPT_DOC = 'the last good version of this document is still served';
@@ -62,7 +68,10 @@ export function collect(files: readonly ServedFile[]): Collected {
   const services: Service[] = [];
   const endpoints: Endpoint[] = [];
   const workloads: Workload[] = [];
+  const virtualServices: VirtualService[] = [];
+  const destinationRules: DestinationRule[] = [];
   const rejections: Rejection[] = [];
+  const warnings: Rejection[] = [];
   const first = new Map<string, string>();
   for (const file of files) {
     rejections.push(...file.rejections);
@@ -85,7 +94,10 @@ export function collect(files: readonly ServedFile[]): Collected {
       services.push(...doc.services);
       endpoints.push(...doc.endpoints);
       workloads.push(...doc.workloads);
+      virtualServices.push(...doc.virtualServices);
+      destinationRules.push(...doc.destinationRules);
+      warnings.push(...doc.warnings);
     }
   }
-  return { services, endpoints, workloads, rejections };
+  return { services, endpoints, workloads, virtualServices, destinationRules, rejections, warnings };
 }

@@ -1,10 +1,15 @@
 // Registry URLs (`--registry`) to registry instances.
 import type { Registry } from '../model/registry.ts';
 import { FileRegistry } from './file/index.ts';
+import { KubeRegistry } from './kube/kube-registry.ts';
+import { KubeUrlError, parseKubeUrl } from './kube/url.ts';
+import { EtcdRegistry } from './soa/etcd.ts';
+import { parseSoaUrl, SoaUrlError } from './soa/url.ts';
+import { ZkRegistry } from './soa/zk.ts';
 
 export class RegistryUrlError extends Error {}
 
-export const REGISTRY_SCHEMES = ['file://DIR', 'etcd://HOST:PORT[,HOST:PORT]/ROOT', 'zk://HOST:PORT/ROOT', 'kube://[CONTEXT]'];
+export const REGISTRY_SCHEMES = ['file://DIR', 'etcd://HOST:PORT[,HOST:PORT]/ROOT', 'zk://HOST:PORT[,HOST:PORT]/ROOT', 'kube://[CONTEXT]'];
 
 export function registryFromUrl(raw: string): Registry {
   const m = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/i.exec(raw);
@@ -15,15 +20,27 @@ export function registryFromUrl(raw: string): Registry {
   }
   const scheme = m[1]!.toLowerCase();
   const rest = m[2]!;
-  switch (scheme) {
-    case 'file':
-      if (!rest) throw new RegistryUrlError(`--registry "${raw}": file:// needs a directory, e.g. file://config`);
-      return new FileRegistry(rest);
-    case 'etcd':
-    case 'zk':
-    case 'kube':
-      throw new RegistryUrlError(`--registry "${raw}": the ${scheme} registry is not available in this build yet`);
-    default:
-      throw new RegistryUrlError(`--registry "${raw}": unknown scheme "${scheme}"; expected one of ${REGISTRY_SCHEMES.join(', ')}`);
+  try {
+    switch (scheme) {
+      case 'file':
+        if (!rest) throw new RegistryUrlError(`--registry "${raw}": file:// needs a directory, e.g. file://config`);
+        return new FileRegistry(rest);
+      case 'etcd': {
+        const u = parseSoaUrl(raw);
+        return new EtcdRegistry({ endpoints: u.hosts, root: u.root, namespace: u.namespace });
+      }
+      case 'zk': {
+        const u = parseSoaUrl(raw);
+        return new ZkRegistry({ connect: u.hosts.join(','), root: u.root, namespace: u.namespace });
+      }
+      case 'kube':
+        return new KubeRegistry(parseKubeUrl(raw));
+      default:
+        throw new RegistryUrlError(`--registry "${raw}": unknown scheme "${scheme}"; expected one of ${REGISTRY_SCHEMES.join(', ')}`);
+    }
+  } catch (e) {
+    if (e instanceof SoaUrlError) throw new RegistryUrlError(`--registry ${e.message}`);
+    if (e instanceof KubeUrlError) throw new RegistryUrlError(e.message);
+    throw e;
   }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // isthmus <verb>: the command-line entry point.
 import { bootstrap } from './bootstrap.ts';
+import { register } from './register.ts';
 import { serve } from './serve.ts';
 import { UsageError } from './args.ts';
 
@@ -11,6 +12,7 @@ An Istio-style control plane for fleets moving from legacy SOA registries to a m
 Commands:
   serve       serve the service model as xDS (default registry: ./config)
   bootstrap   print an Envoy (or proxyless gRPC) bootstrap pointing at Isthmus
+  register    keep an app's providers registered in the SOA registry (etcd, ZooKeeper)
   help        this text
 
 Run 'isthmus <command> --help' for a command's options.
@@ -23,6 +25,8 @@ async function main(argv: string[]): Promise<number> {
       return serve(rest);
     case 'bootstrap':
       return bootstrap(rest);
+    case 'register':
+      return register(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -94,9 +94,9 @@ export function udpExchange(port: number, packet: Buffer, timeoutMs = 2000): Pro
 }
 
 /** One query over UDP with our codec. */
-export async function udpQuery(port: number, name: string, type: number, edns?: { payloadSize: number }): Promise<Message> {
+export async function udpQuery(port: number, name: string, type: number, edns?: { payloadSize: number }, timeoutMs = 2000): Promise<Message> {
   const id = nextId++ & 0xffff;
-  const m = decodeMessage(await udpExchange(port, encodeQuery({ id, name, type, ...(edns ? { edns } : {}) })));
+  const m = decodeMessage(await udpExchange(port, encodeQuery({ id, name, type, ...(edns ? { edns } : {}) }), timeoutMs));
   if (m.header.id !== id) throw new Error(`answer id ${m.header.id} for query id ${id}`);
   return m;
 }

@@ -1,0 +1,9 @@
+// Public surface of DNS addressing.
+export { DnsService, DNS_DEFAULTS, defaultVipStorePath, type DnsServiceOptions, type DnsGeneration, type DnsStatus } from './service.ts';
+export { DnsServer, DEFAULT_DNS_LISTEN, type DnsServerOptions } from './server.ts';
+export { Zone, type ZoneOptions, type Lookup } from './zone.ts';
+export { desiredRecords, vipNames, instanceName, portLabel, DEFAULT_TTL, INSTANCE_LABEL, type DesiredRecords, type RecordProblem, type RecordsOptions } from './records.ts';
+export { plan, sync, emptyPlan, MemoryRecordStore, type Plan, type RecordStore, type RecordUpdate } from './plan.ts';
+export { allocate, preferredSlot, VipAllocator, VipExhaustedError, DEFAULT_VIP_CIDR, type VipStore, type VipTable, type VersionedVipTable, type CasResult, type Tombstone } from './vip.ts';
+export { FileVipStore, VipStoreError } from './vip-file-store.ts';
+export { type DnsRecord, type RecordType, recordKey, recordText, compareRecords, inZone, TYPE, typeName } from './rr.ts';

@@ -1,0 +1,246 @@
+// DNS addressing as one component: model → VIPs → desired records → zone (built-in
+// responder) and → any further record stores (desired → plan → store).
+//
+// Models are processed one at a time; while one is being applied only the latest of the
+// models that arrive meanwhile is kept. A model whose registries have not all synced only
+// adds VIPs, never frees them. A failure (the VIP store unreachable, say) keeps the last
+// good zone, is logged and counted, and is retried with backoff on the latest model.
+import os from 'node:os';
+import path from 'node:path';
+import { BehaviorSubject, filter, type Observable, type Subscription } from 'rxjs';
+import { logger } from '../log.ts';
+import { metrics } from '../metrics.ts';
+import { DEFAULT_ZONE } from '../model/naming.ts';
+import type { ModelSnapshot } from '../model/snapshot.ts';
+import { type RecordStore, sync } from './plan.ts';
+import { DEFAULT_TTL, desiredRecords, type RecordProblem, vipNames } from './records.ts';
+import { type DnsRecord, recordText } from './rr.ts';
+import { DEFAULT_DNS_LISTEN, DnsServer } from './server.ts';
+import { DEFAULT_VIP_CIDR, type VipExhaustedError, VipAllocator, type VipStore } from './vip.ts';
+import { FileVipStore } from './vip-file-store.ts';
+import { Zone } from './zone.ts';
+
+const log = logger('dns');
+const recordsGauge = metrics.gauge('isthmus_dns_records', 'Records in the DNS zone Isthmus serves.');
+const problemsGauge = metrics.gauge('isthmus_dns_record_problems', 'Model names that get no DNS record (reported in the DNS status).');
+const updatesTotal = metrics.counter('isthmus_dns_zone_updates_total', 'New zone versions served by the built-in responder.');
+const failuresTotal = metrics.counter('isthmus_dns_update_failures_total', 'Model changes that could not be turned into DNS records, by stage.');
+const updateSeconds = metrics.histogram('isthmus_dns_update_seconds', 'Time from a model to its records being served.', [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]);
+
+/** Where the VIP table lives when no path is given: $ISTHMUS_STATE_DIR, else ~/.local/state/isthmus. */
+export function defaultVipStorePath(): string {
+  const dir = process.env.ISTHMUS_STATE_DIR ?? path.join(os.homedir(), '.local', 'state', 'isthmus');
+  return path.join(dir, 'vips.json');
+}
+
+export const DNS_DEFAULTS = {
+  listen: DEFAULT_DNS_LISTEN,
+  zone: DEFAULT_ZONE,
+  cidr: DEFAULT_VIP_CIDR,
+  ttl: DEFAULT_TTL,
+} as const;
+
+export interface DnsServiceOptions {
+  /** HOST:PORT for UDP and TCP (default 127.0.0.1:15053; port 0 picks one). */
+  readonly listen: string;
+  readonly zone: string;
+  /** VIP range (default 240.240.0.0/16). */
+  readonly cidr: string;
+  /** Record TTL in seconds (default 30); freed VIPs are held back for twice this. */
+  readonly ttl: number;
+  /** The local-file VIP table; ignored when `vipStore` is given. */
+  readonly vipStorePath: string;
+  /** Upstream HOST:PORT for names outside the zone; without it they are REFUSED. */
+  readonly upstream?: string;
+  /** Negative-caching TTL (SOA minimum); default: `ttl`. */
+  readonly negativeTtl?: number;
+  /** Largest UDP answer, advertised in EDNS (default 1232). */
+  readonly udpPayloadSize?: number;
+  /** Another VIP store (an etcd one) instead of the local file. */
+  readonly vipStore?: VipStore;
+  /** Further record stores kept in step with the zone (e.g. etcd for CoreDNS). */
+  readonly stores?: readonly RecordStore[];
+  readonly clock?: () => number;
+}
+
+/** One applied model: what the responder serves from now on. */
+export interface DnsGeneration {
+  readonly modelVersion: string;
+  readonly serial: number;
+  readonly records: readonly DnsRecord[];
+  readonly problems: readonly RecordProblem[];
+  readonly vips: ReadonlyMap<string, string>;
+  readonly exhausted?: VipExhaustedError;
+}
+
+export interface DnsStatus {
+  readonly listen: string;
+  readonly zone: string;
+  readonly cidr: string;
+  readonly vipStore: string;
+  readonly serial?: number;
+  readonly modelVersion?: string;
+  readonly records: number;
+  readonly vips: number;
+  readonly problems: readonly RecordProblem[];
+  readonly error?: string;
+}
+
+export class DnsService {
+  readonly server: DnsServer;
+  private readonly opts: DnsServiceOptions;
+  private readonly zoneName: string;
+  private readonly vipStore: VipStore;
+  private readonly allocator: VipAllocator;
+  private readonly generations = new BehaviorSubject<DnsGeneration | undefined>(undefined);
+  /** Every applied generation, the current one first. */
+  readonly changes: Observable<DnsGeneration>;
+  private sub: Subscription | undefined;
+  private pending: { model: ModelSnapshot; at: number } | undefined;
+  private running: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryMs = 0;
+  private lastError: string | undefined;
+  private serial = 0;
+  private closed = false;
+
+  constructor(opts: DnsServiceOptions) {
+    this.opts = opts;
+    this.zoneName = opts.zone.toLowerCase().replace(/\.$/, '');
+    this.vipStore = opts.vipStore ?? new FileVipStore(opts.vipStorePath);
+    this.allocator = new VipAllocator(this.vipStore, { cidr: opts.cidr, ttl: opts.ttl, ...(opts.clock ? { clock: opts.clock } : {}) });
+    this.server = new DnsServer({
+      listen: opts.listen,
+      zone: this.zoneName,
+      ...(opts.upstream ? { upstream: opts.upstream } : {}),
+      ...(opts.udpPayloadSize ? { udpPayloadSize: opts.udpPayloadSize } : {}),
+    });
+    this.changes = this.generations.pipe(filter((g): g is DnsGeneration => g !== undefined));
+  }
+
+  /** Port the responder listens on (UDP and TCP), once started. */
+  get port(): number {
+    return this.server.port;
+  }
+
+  /** Binds the responder, then follows `models`. Until the first model is applied, in-zone queries get SERVFAIL. */
+  async start(models: Observable<ModelSnapshot>): Promise<void> {
+    await this.server.listen();
+    this.sub = models.subscribe({
+      next: (m) => this.offer(m),
+      error: (e) => log.error('model stream failed; DNS keeps serving the last zone', { error: e }),
+    });
+  }
+
+  /** The records served now (sorted), without the synthesized SOA/NS. */
+  records(): readonly DnsRecord[] {
+    return this.generations.value?.records ?? [];
+  }
+
+  /** Name → VIP of the current generation. */
+  vips(): ReadonlyMap<string, string> {
+    return this.generations.value?.vips ?? new Map();
+  }
+
+  current(): DnsGeneration | undefined {
+    return this.generations.value;
+  }
+
+  status(): DnsStatus {
+    const g = this.generations.value;
+    return {
+      listen: `${this.server.host}:${this.server.port}`,
+      zone: this.zoneName,
+      cidr: this.allocator.cidr.text,
+      vipStore: this.vipStore.id,
+      ...(g ? { serial: g.serial, modelVersion: g.modelVersion } : {}),
+      records: g?.records.length ?? 0,
+      vips: g?.vips.size ?? 0,
+      problems: g?.problems ?? [],
+      ...(this.lastError ? { error: this.lastError } : {}),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.sub?.unsubscribe();
+    clearTimeout(this.retryTimer);
+    this.pending = undefined;
+    await this.running;
+    await this.server.close();
+    await this.vipStore.close();
+    this.generations.complete();
+  }
+
+  private offer(model: ModelSnapshot): void {
+    if (this.closed) return;
+    this.pending = { model, at: performance.now() };
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.running ??= this.drain().finally(() => (this.running = undefined));
+  }
+
+  private async drain(): Promise<void> {
+    while (this.pending && !this.closed) {
+      const { model, at } = this.pending;
+      this.pending = undefined;
+      try {
+        await this.apply(model);
+        updateSeconds.observe({}, (performance.now() - at) / 1000);
+        this.retryMs = 0;
+        this.lastError = undefined;
+      } catch (e) {
+        failuresTotal.inc({});
+        this.lastError = (e as Error).message;
+        this.retryMs = Math.min(30_000, this.retryMs ? this.retryMs * 2 : 500);
+        log.error('DNS update failed; the last zone is still served', { model: model.version, retryInMs: this.retryMs, error: e });
+        if (!this.pending && !this.closed) {
+          this.retryTimer = setTimeout(() => this.offer(model), this.retryMs);
+          this.retryTimer.unref();
+        }
+      }
+    }
+  }
+
+  private async apply(model: ModelSnapshot): Promise<void> {
+    const free = model.registries.every((r) => r.synced);
+    const { vips, exhausted } = await this.allocator.reconcile(vipNames(model), { free });
+    const desired = desiredRecords(model, vips, { zone: this.zoneName, ttl: this.opts.ttl });
+    const prev = this.generations.value;
+    const changed = !prev || !sameRecords(prev.records, desired.records);
+    if (changed) this.serial = Math.max(this.serial + 1, Math.floor((this.opts.clock ?? Date.now)() / 1000)) >>> 0;
+    if (changed || !this.server.currentZone()) {
+      this.server.setZone(
+        new Zone(desired.records, {
+          zone: this.zoneName,
+          ttl: this.opts.ttl,
+          negativeTtl: this.opts.negativeTtl ?? this.opts.ttl,
+          serial: this.serial,
+          nsAddresses: [this.server.host],
+        }),
+      );
+      updatesTotal.inc();
+      log.info('DNS zone updated', { model: model.version, serial: this.serial, records: desired.records.length, problems: desired.problems.length });
+    }
+    recordsGauge.set({}, desired.records.length);
+    problemsGauge.set({}, desired.problems.length);
+    for (const store of this.opts.stores ?? []) {
+      const p = await sync(store, desired.records);
+      log.debug('record store synced', { store: store.id, create: p.create.length, update: p.update.length, delete: p.delete.length });
+    }
+    this.generations.next({
+      modelVersion: model.version,
+      serial: this.serial,
+      records: desired.records,
+      problems: desired.problems,
+      vips,
+      ...(exhausted ? { exhausted } : {}),
+    });
+  }
+}
+
+function sameRecords(a: readonly DnsRecord[], b: readonly DnsRecord[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (recordText(a[i]!) !== recordText(b[i]!)) return false;
+  return true;
+}

@@ -1,0 +1,146 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { firstValueFrom, filter, Subject } from 'rxjs';
+import type { ModelSnapshot } from '../../../src/model/snapshot.ts';
+import { MemoryRecordStore } from '../../../src/dns/plan.ts';
+import { recordText, TYPE } from '../../../src/dns/rr.ts';
+import { DnsService, type DnsServiceOptions } from '../../../src/dns/service.ts';
+import type { VipStore } from '../../../src/dns/vip.ts';
+import { RCODE } from '../../../src/dns/wire.ts';
+import { ep, iface, modelOf, svc, udpQuery } from '../../helpers/dns.ts';
+import { scratchDir } from '../../helpers/processes.ts';
+
+const Z = 'rpc.cluster.local';
+
+function options(over: Partial<DnsServiceOptions> = {}): DnsServiceOptions {
+  return { listen: '127.0.0.1:0', zone: Z, cidr: '240.240.0.0/16', ttl: 30, vipStorePath: path.join(scratchDir('dns-svc'), 'vips.json'), ...over };
+}
+
+function appModel(interfaces: string[], synced = true): ModelSnapshot {
+  const app = svc(`app.${Z}`, { interfaces: interfaces.map((n) => iface(`com.x.${n}`, `com.x.${n.toLowerCase()}.${Z}`, { port: 20880 })) });
+  return modelOf([app], [ep(app.hostname, '10.0.0.1', { ports: { dubbo: 20880 } })], { synced });
+}
+
+function applied(dns: DnsService, version: string): Promise<unknown> {
+  return firstValueFrom(dns.changes.pipe(filter((g) => g.modelVersion === version)));
+}
+
+test('records follow the model; VIPs survive a restart on the same store', async (t) => {
+  const opts = options();
+  const models = new Subject<ModelSnapshot>();
+  const dns = new DnsService(opts);
+  t.after(() => dns.close());
+  await dns.start(models);
+  // Before the first model: SERVFAIL for the zone, not a cacheable NXDOMAIN.
+  assert.equal((await udpQuery(dns.port, `app.${Z}`, TYPE.A)).header.rcode, RCODE.SERVFAIL);
+
+  const m1 = appModel(['Alpha', 'Beta']);
+  const done = applied(dns, m1.version);
+  models.next(m1);
+  await done;
+  const vips = new Map(dns.vips());
+  assert.deepEqual([...vips.keys()], [`app.${Z}`, `com.x.alpha.${Z}`, `com.x.beta.${Z}`]);
+  const answer = await udpQuery(dns.port, `com.x.beta.${Z}`, TYPE.A);
+  assert.deepEqual(answer.answers.map((r) => r.type === 'A' && r.address), [vips.get(`com.x.beta.${Z}`)]);
+  assert.ok(dns.records().some((r) => recordText(r) === `_dubbo._tcp.com.x.alpha.${Z}. 30 IN SRV 0 1 20880 10-0-0-1.ep.${Z}.`));
+  assert.equal(dns.status().records, dns.records().length);
+
+  // A model change: Beta goes, Gamma comes.
+  const m2 = appModel(['Alpha', 'Gamma']);
+  const done2 = applied(dns, m2.version);
+  models.next(m2);
+  await done2;
+  assert.equal((await udpQuery(dns.port, `com.x.beta.${Z}`, TYPE.A)).header.rcode, RCODE.NXDOMAIN);
+  assert.notEqual(dns.vips().get(`com.x.gamma.${Z}`), vips.get(`com.x.beta.${Z}`));
+  await dns.close();
+
+  // Restart on the same file.
+  const again = new DnsService(opts);
+  t.after(() => again.close());
+  const models2 = new Subject<ModelSnapshot>();
+  await again.start(models2);
+  const done3 = applied(again, m1.version);
+  models2.next(m1);
+  await done3;
+  assert.equal(again.vips().get(`com.x.alpha.${Z}`), vips.get(`com.x.alpha.${Z}`));
+  assert.equal(again.vips().get(`app.${Z}`), vips.get(`app.${Z}`));
+  // Beta was freed less than 2×TTL ago, by itself: it gets its VIP back.
+  assert.equal(again.vips().get(`com.x.beta.${Z}`), vips.get(`com.x.beta.${Z}`));
+});
+
+test('a model from registries that have not all synced frees no VIP', async (t) => {
+  const models = new Subject<ModelSnapshot>();
+  const dns = new DnsService(options());
+  t.after(() => dns.close());
+  await dns.start(models);
+  const m1 = appModel(['Alpha', 'Beta']);
+  let done = applied(dns, m1.version);
+  models.next(m1);
+  await done;
+  const beta = dns.vips().get(`com.x.beta.${Z}`);
+  const partial = appModel(['Alpha'], false);
+  done = applied(dns, partial.version);
+  models.next(partial);
+  await done;
+  // Not served (not in the model) but still allocated.
+  assert.equal(dns.vips().get(`com.x.beta.${Z}`), undefined);
+  const m3 = appModel(['Gamma', 'Beta']);
+  done = applied(dns, m3.version);
+  models.next(m3);
+  await done;
+  assert.equal(dns.vips().get(`com.x.beta.${Z}`), beta);
+});
+
+test('further record stores are kept in step (desired → plan → store)', async (t) => {
+  const store = new MemoryRecordStore();
+  const models = new Subject<ModelSnapshot>();
+  const dns = new DnsService(options({ stores: [store] }));
+  t.after(() => dns.close());
+  await dns.start(models);
+  const m1 = appModel(['Alpha']);
+  const done = applied(dns, m1.version);
+  models.next(m1);
+  await done;
+  assert.deepEqual(await store.owned(), dns.records());
+});
+
+test('a failing VIP store keeps the last zone and is retried', async (t) => {
+  let fail = false;
+  let version = 0;
+  let table: Parameters<VipStore['compareAndSwap']>[1] | undefined;
+  const store: VipStore = {
+    id: 'flaky',
+    load: async () => {
+      if (fail) throw new Error('store unreachable');
+      return { version, table };
+    },
+    compareAndSwap: async (expected, t2) => {
+      if (fail) throw new Error('store unreachable');
+      if (expected !== version) return { ok: false, current: { version, table } };
+      table = t2;
+      return { ok: true, version: ++version };
+    },
+    close: async () => undefined,
+  };
+  const models = new Subject<ModelSnapshot>();
+  const dns = new DnsService(options({ vipStore: store }));
+  t.after(() => dns.close());
+  await dns.start(models);
+  const m1 = appModel(['Alpha']);
+  let done = applied(dns, m1.version);
+  models.next(m1);
+  await done;
+  fail = true;
+  const m2 = appModel(['Alpha', 'Beta']);
+  done = applied(dns, m2.version);
+  models.next(m2);
+  // The old zone is still served, and the error is visible.
+  await new Promise((r) => setTimeout(r, 50));
+  assert.match(dns.status().error ?? '', /store unreachable/);
+  assert.equal((await udpQuery(dns.port, `com.x.alpha.${Z}`, TYPE.A)).answers.length, 1);
+  fail = false;
+  await done; // the retry (after 500 ms) applies it
+  assert.equal((await udpQuery(dns.port, `com.x.beta.${Z}`, TYPE.A)).answers.length, 1);
+  assert.equal(dns.status().error, undefined);
+});

@@ -13,6 +13,7 @@ Commands:
   serve       serve the service model as xDS (default registry: ./config)
   bootstrap   print an Envoy (or proxyless gRPC) bootstrap pointing at Isthmus
   register    keep an app's providers registered in the SOA registry (etcd, ZooKeeper)
+  validate    check manifest files and directories, one line per problem
   help        this text
 
 Run 'isthmus <command> --help' for a command's options.
@@ -27,6 +28,7 @@ async function main(argv: string[]): Promise<number> {
       return bootstrap(rest);
     case 'register':
       return register(rest);
+    case 'validate': return (await import('./validate.ts')).validate(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -292,3 +292,29 @@ export class StateRecorder {
     this.sub.unsubscribe();
   }
 }
+
+const REGISTRAR_MODULE = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'src', 'registries', 'soa', 'etcd-registrar.ts');
+
+/**
+ * An EtcdRegistrar in its own process, to be killed like a crashing app: prints
+ * "registered <lease>" once its keys are written, and deregisters on SIGTERM.
+ */
+export async function spawnEtcdRegistrar(name: string, opts: { endpoints: string[]; root: string; providers: unknown[]; ttlSeconds: number }): Promise<Proc> {
+  const script = `
+    import { EtcdRegistrar } from ${JSON.stringify(REGISTRAR_MODULE)};
+    const r = new EtcdRegistrar(${JSON.stringify(opts)});
+    process.once('SIGTERM', async () => { await r.stop(); process.exit(0); });
+    await r.start();
+    console.log('registered ' + r.leaseId);
+    setInterval(() => {}, 1 << 30);
+  `;
+  const proc = spawnTracked(name, process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ISTHMUS_LOG_LEVEL: 'info' } });
+  await waitFor(
+    () => {
+      if (proc.exit) throw new GiveUp(`exited with ${proc.exit.code ?? proc.exit.signal}: ${proc.tail()}`);
+      return /registered \d+/.test(proc.output());
+    },
+    { timeoutMs: 20_000, intervalMs: 50, what: `${name} to register` },
+  );
+  return proc;
+}

@@ -8,7 +8,7 @@ import type { ProviderSpec } from '../../src/registries/soa/provider.ts';
 import { startBackend, type Backend } from '../helpers/backends.ts';
 import { grpcRequest, tally, tcpRequest } from '../helpers/clients.ts';
 import type { Envoy } from '../helpers/envoy.ts';
-import { cli, MAIN, REPO, type Isthmus } from '../helpers/isthmus.ts';
+import { cli, MAIN, ManifestDir, REPO, serviceEntry, type Isthmus } from '../helpers/isthmus.ts';
 import { closeAll, clusterName, startIsthmus, startSidecar } from '../helpers/mesh.ts';
 import { freePort, isListening } from '../helpers/ports.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, spawnTracked, stopAll, type Proc } from '../helpers/processes.ts';
@@ -172,4 +172,22 @@ test('a session expiry removes an endpoint from Envoy within the session timeout
   assert.ok(gone < SESSION_MS + 3000, `gone after ${gone} ms`);
   const afterExpiry = await tally(10, () => grpcRequest(outbound, GREETER));
   assert.deepEqual(afterExpiry, { 'greeter-1': 10 });
+});
+
+test('ZooKeeper unreachable at start: Isthmus serves the other registries after its sync timeout and reports the source as not synced', async () => {
+  const deadPort = await freePort();
+  const manifests = new ManifestDir();
+  manifests.write('web.yaml', serviceEntry('web', { hosts: ['web.zk-test.local'], ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], endpoints: [{ address: '127.0.0.9' }] }));
+  const t0 = Date.now();
+  const other = await startIsthmus({ name: 'isthmus-zk-down', registries: [manifests.url, `zk://127.0.0.1:${deadPort}/dubbo`], args: ['--sync-timeout', '1s'] });
+  const readyMs = Date.now() - t0;
+  type Registryz = { registries: RegistryStatusJson[]; services: Array<{ hostname: string }> };
+  const zkOf = (z: Registryz): RegistryStatusJson | undefined => z.registries.find((r) => r.id === `zk://127.0.0.1:${deadPort}/dubbo`);
+  const z = await waitUntil(() => other.registryz() as Promise<Registryz>, (x) => zkOf(x)?.error !== undefined, { ...PROPAGATION, what: 'the zk registry error in registryz' });
+  const zkReg = zkOf(z);
+  assert.equal(zkReg?.synced, false);
+  assert.match(zkReg?.error ?? '', /cannot connect to ZooKeeper/);
+  assert.ok(z.services.some((s) => s.hostname === 'web.zk-test.local'), 'the file registry is served');
+  process.stderr.write(`# ZooKeeper unreachable: Isthmus ready (serving the file registry) after ${readyMs} ms with --sync-timeout 1s\n`);
+  await other.stop();
 });

@@ -69,6 +69,12 @@ type Cb<T> = (err: RawException | null, value: T) => void;
 interface RawConnectionManager extends EventEmitter {
   state: number;
   socket?: Socket;
+  pendingBuffer: Buffer | null;
+  connectTimeoutHandler: NodeJS.Timeout | null;
+  setState(state: number): void;
+  findNextServer(cb: (server: unknown) => void): void;
+  onSocketData(buffer: Buffer): void;
+  onSocketConnected(): void;
 }
 interface RawClient extends EventEmitter {
   connectionManager: RawConnectionManager;
@@ -88,9 +94,48 @@ interface RawModule {
 const zookeeper = createRequire(import.meta.url)('node-zookeeper-client') as RawModule;
 
 // ConnectionManager.STATES of the library.
+const CM_DISCONNECTED = 0;
+const CM_CONNECTING = 1;
 const CM_CONNECTED = 2;
 const CM_CONNECTED_READ_ONLY = 3;
+const CM_CLOSING = -1;
 const CM_CLOSED = -2;
+
+/**
+ * Guards against weaknesses of the library's connection manager (1.1.x):
+ *  - a reply it cannot decode (a server that is not ZooKeeper, a frame cut by a dropped
+ *    connection) throws out of a socket 'data' listener, which would crash the process:
+ *    here it drops the connection instead, and the library reconnects;
+ *  - a partial frame of a dropped connection is kept and glued to the next connection's
+ *    first bytes: cleared on every new connection;
+ *  - a reconnect timer that fires after close() opens a socket again: suppressed.
+ */
+function harden(cm: RawConnectionManager, closed: () => boolean): void {
+  const onData = cm.onSocketData;
+  cm.onSocketData = function (this: RawConnectionManager, buffer: Buffer): void {
+    try {
+      onData.call(this, buffer);
+    } catch {
+      this.pendingBuffer = null;
+      this.socket?.destroy();
+    }
+  };
+  const onConnected = cm.onSocketConnected;
+  cm.onSocketConnected = function (this: RawConnectionManager): void {
+    this.pendingBuffer = null;
+    onConnected.call(this);
+  };
+  const findNext = cm.findNextServer;
+  cm.findNextServer = function (this: RawConnectionManager, cb: (server: unknown) => void): void {
+    findNext.call(this, (server) => {
+      if (closed()) {
+        this.setState(CM_CLOSED);
+        return;
+      }
+      cb(server);
+    });
+  };
+}
 
 export interface ZkClientOptions {
   /** Requested session timeout; the server bounds it by its min/max. Default 30 s. */
@@ -101,7 +146,9 @@ export interface ZkClientOptions {
 
 /**
  * One ZooKeeper session. Emits 'connected' (also after a reconnect in the same session),
- * 'disconnected', 'expired' (the session is gone: make a new client) and 'authFailed'.
+ * 'disconnected', 'expired' (the session is gone: make a new client), 'authFailed',
+ * 'attemptFailed' (a connection attempt failed; the client goes on trying) and
+ * 'readTimeout' (nothing heard for 2/3 of the session timeout; the connection is dropped).
  */
 export class ZkClient extends EventEmitter {
   readonly connectString: string;
@@ -117,6 +164,7 @@ export class ZkClient extends EventEmitter {
     super();
     this.connectString = connect;
     this.raw = zookeeper.createClient(connect, { sessionTimeout: opts.sessionTimeoutMs ?? 30_000, spinDelay: opts.spinDelayMs ?? 1000, retries: 0 });
+    harden(this.raw.connectionManager, () => this.closing !== undefined);
     this.raw.on('connected', () => {
       this.watchSocket();
       this.emit('connected');
@@ -127,6 +175,12 @@ export class ZkClient extends EventEmitter {
       this.emit('expired');
     });
     this.raw.on('authenticationFailed', () => this.emit('authFailed'));
+    // A connection attempt that failed before a session was (re)established.
+    let prev = this.raw.connectionManager.state;
+    this.raw.connectionManager.on('state', (s: number) => {
+      if (s === CM_DISCONNECTED && prev === CM_CONNECTING) this.emit('attemptFailed');
+      prev = s;
+    });
   }
 
   connect(): void {
@@ -223,10 +277,19 @@ export class ZkClient extends EventEmitter {
         cm.socket?.destroy();
         if (cm.state === CM_CLOSED) done();
       }, graceMs);
-      try {
-        this.raw.close();
-      } catch {
-        cm.socket?.destroy();
+      if (cm.state === CM_CONNECTED || cm.state === CM_CONNECTED_READ_ONLY) {
+        try {
+          this.raw.close(); // closeSession: the server deletes our ephemeral nodes now
+        } catch {
+          cm.socket?.destroy();
+        }
+      } else {
+        // No session to end. The library's close() would queue a close request that a
+        // connection being set up then mistakes for the handshake answer (and throws).
+        cm.setState(CM_CLOSING);
+        if (cm.connectTimeoutHandler) clearTimeout(cm.connectTimeoutHandler);
+        if (cm.socket && !cm.socket.destroyed) cm.socket.destroy();
+        else cm.setState(CM_CLOSED);
       }
     });
     return this.closing;

@@ -203,6 +203,12 @@ class ZkWatch {
       this.count('disconnect');
       this.setError(`connection to ZooKeeper ${this.s.connect} lost; keeping the last known providers while reconnecting`);
     });
+    client.on('attemptFailed', () => {
+      if (!this.live(s) || s.everConnected) return;
+      this.count('connect_failed');
+      // Said at once (Isthmus reports it while waiting to sync); the client goes on trying until the deadline.
+      this.setError(this.connectError());
+    });
     client.on('readTimeout', () => {
       if (this.live(s)) this.count('read_timeout');
     });
@@ -225,10 +231,15 @@ class ZkWatch {
     this.connectTimer = setTimeout(() => {
       if (!this.live(s) || client.connected || s.everConnected) return;
       this.count('connect_timeout');
-      this.setError(`cannot connect to ZooKeeper ${this.s.connect} (attempt ${this.attempt + 1}); retrying`);
+      this.setError(this.connectError());
       this.retrySession(s);
     }, this.s.connectTimeoutMs);
     client.connect();
+  }
+
+  private connectError(): string {
+    const keeping = this.synced ? '; keeping the last known providers' : '';
+    return `cannot connect to ZooKeeper ${this.s.connect} (attempt ${this.attempt + 1}); retrying${keeping}`;
   }
 
   private retrySession(s: Session): void {

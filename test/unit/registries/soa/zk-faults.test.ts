@@ -3,6 +3,7 @@
 // deletes them, and recovery is one diff, never a flap through empty.
 import { after, afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import type { RegistryState } from '../../../../src/model/types.ts';
 import { ZkRegistry } from '../../../../src/registries/soa/zk.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, stopAll } from '../../../helpers/processes.ts';
@@ -161,3 +162,44 @@ test('unsubscribing while ZooKeeper is unreachable stops every timer and socket'
   log.close();
   await waitFor(() => count() <= base, { timeoutMs: 3000, what: `active timers and sockets back to ${base}` });
 });
+
+test('a server that is not ZooKeeper (garbage replies) gives an error state, never a crash', async () => {
+  // Answers the handshake like ZooKeeper, then every request with an error code no client knows.
+  let handshakes = 0;
+  const server = net.createServer((sock) => {
+    sock.on('error', () => undefined);
+    let first = true;
+    sock.on('data', () => {
+      if (first) {
+        first = false;
+        handshakes++;
+        const body = Buffer.alloc(4 + 4 + 8 + 4 + 16);
+        body.writeInt32BE(0, 0); // protocolVersion
+        body.writeInt32BE(4000, 4); // timeOut
+        body.writeBigInt64BE(0x1234n, 8); // sessionId
+        body.writeInt32BE(16, 16); // passwd length
+        sock.write(Buffer.concat([lengthPrefix(body.length), body]));
+        return;
+      }
+      const reply = Buffer.alloc(16);
+      reply.writeInt32BE(0, 0); // xid of the first request
+      reply.writeBigInt64BE(1n, 4); // zxid
+      reply.writeInt32BE(-1787691007, 12); // err: not a ZooKeeper code
+      sock.write(Buffer.concat([lengthPrefix(16), reply]));
+    });
+  });
+  await new Promise<void>((r) => server.listen({ host: '127.0.0.1', port: 0 }, () => r()));
+  cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as net.AddressInfo).port;
+  const log = watch(`127.0.0.1:${port}`, '/dubbo');
+  await waitFor(() => handshakes >= 2, { what: 'the client to reconnect after a garbage reply' });
+  const st = await log.until((s) => s.error !== undefined, 'an error state');
+  assert.equal(st.synced, false);
+  assert.deepEqual(st.services, []);
+});
+
+function lengthPrefix(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(n, 0);
+  return b;
+}

@@ -1,9 +1,10 @@
 // Checks across rule documents, which no single document can pass or fail alone:
 //  - two DestinationRules for one host (visible to a common namespace): the first is kept;
-//  - two VirtualServices for the mesh claiming one host (visible to a common namespace):
-//    the first is kept (Istio's analyzer reports these as conflicting mesh hosts);
 //  - a destination subset that no DestinationRule for its host defines: the VirtualService
 //    is refused, since Envoy would be sent a route to a cluster that does not exist;
+//  - two VirtualServices for the mesh claiming one host (visible to a common namespace):
+//    the first is kept (Istio's analyzer reports these as conflicting mesh hosts). Only rules
+//    that passed the checks above take part, so a refused rule never shadows a good one;
 //  - hosts the model does not know: a warning only, as they may come from another registry.
 // "First" is the order given: callers pass rules in registry order, then file order.
 
@@ -94,30 +95,10 @@ export function checkRules(
     }
   }
 
-  // VirtualServices for the mesh: one per host.
-  const claimed: { rule: VirtualService; host: string; vis: Visibility }[] = [];
-  const afterConflicts: VirtualService[] = [];
+  // Subsets: each must be defined by the DestinationRule for its host that the VirtualService
+  // sees. Checked before host conflicts, so a refused rule does not shadow a good one.
+  const withSubsets: VirtualService[] = [];
   for (const rule of virtualServices) {
-    if (!rule.appliesToMesh) {
-      afterConflicts.push(rule);
-      continue;
-    }
-    const vis = visibility(rule);
-    const mine = rule.spec.hosts.map((h, i) => ({ h, i, host: canon(h, rule.namespace) }));
-    const clash = mine.map((m) => ({ ...m, prior: claimed.find((c) => c.host === m.host && overlaps(c.vis, vis)) })).filter((m) => m.prior);
-    if (clash.length > 0) {
-      for (const m of clash) {
-        rejections.push(ruleProblem(rule, `spec.hosts[${m.i}]`, `host ${JSON.stringify(m.h)} is already routed by ${where(m.prior!.rule)}; one VirtualService per host: the first is kept and this one is ignored (merge the two)`));
-      }
-      continue;
-    }
-    for (const m of mine) claimed.push({ rule, host: m.host, vis });
-    afterConflicts.push(rule);
-  }
-
-  // Subsets: each must be defined by the DestinationRule for its host that the VirtualService sees.
-  const accepted: VirtualService[] = [];
-  for (const rule of afterConflicts) {
     const problems: Rejection[] = [];
     for (const { d, field } of destinations(rule)) {
       if (knownHosts && !isKnownHost(d.host, rule.namespace, knownHosts)) {
@@ -134,7 +115,28 @@ export function checkRules(
       }
     }
     if (problems.length > 0) rejections.push(...problems);
-    else accepted.push(rule);
+    else withSubsets.push(rule);
+  }
+
+  // VirtualServices for the mesh: one per host.
+  const claimed: { rule: VirtualService; host: string; vis: Visibility }[] = [];
+  const accepted: VirtualService[] = [];
+  for (const rule of withSubsets) {
+    if (!rule.appliesToMesh) {
+      accepted.push(rule);
+      continue;
+    }
+    const vis = visibility(rule);
+    const mine = rule.spec.hosts.map((h, i) => ({ h, i, host: canon(h, rule.namespace) }));
+    const clash = mine.map((m) => ({ ...m, prior: claimed.find((c) => c.host === m.host && overlaps(c.vis, vis)) })).filter((m) => m.prior);
+    if (clash.length > 0) {
+      for (const m of clash) {
+        rejections.push(ruleProblem(rule, `spec.hosts[${m.i}]`, `host ${JSON.stringify(m.h)} is already routed by ${where(m.prior!.rule)}; one VirtualService per host: the first is kept and this one is ignored (merge the two)`));
+      }
+      continue;
+    }
+    for (const m of mine) claimed.push({ rule, host: m.host, vis });
+    accepted.push(rule);
   }
   if (knownHosts) {
     for (const rule of accepted) {

@@ -92,6 +92,17 @@ describe('checkRules', () => {
     ]);
   });
 
+  it('does not let a refused rule shadow a later good one for the same host', () => {
+    const r = rules(
+      dr('reviews', 'reviews.shop.local', ['v1']),
+      vs('broken', ['reviews.shop.local'], [to('reviews.shop.local', 'v7')]),
+      vs('good', ['reviews.shop.local'], [to('reviews.shop.local', 'v1')]),
+    );
+    const out = checkRules(r.vs, r.dr);
+    assert.deepEqual(names(out.accepted.virtualServices), ['good']);
+    assert.deepEqual(out.rejections.map((x) => [x.name, x.field]), [['broken', 'spec.http[0].route[0].destination.subset']]);
+  });
+
   it('sees a conflict across namespaces only where both rules are visible', () => {
     const r = rules(
       vs('a', ['reviews.shop.local'], [to('reviews.shop.local')], {}, 'team-a'),

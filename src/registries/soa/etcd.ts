@@ -31,7 +31,7 @@ export interface EtcdRegistryOptions {
   readonly requestTimeoutMs?: number;
   /** Keys per list page (default 1000). */
   readonly pageSize?: number;
-  /** Least time between two emitted states under steady churn (default 20 ms). */
+  /** Least time between two emitted states under steady churn (default 20 ms; more when a state is costly to build). */
   readonly minIntervalMs?: number;
 }
 
@@ -112,6 +112,8 @@ class EtcdWatch {
   private failures = 0;
   private watchingSince = 0;
   private lastPublishAt = 0;
+  /** How long the last state took to build, in ms. */
+  private lastPublishCost = 0;
   private dirty = true;
   private lastSynced: boolean | undefined;
   private lastError: string | undefined;
@@ -307,7 +309,9 @@ class EtcdWatch {
       return;
     }
     if (this.publishTimer) return;
-    const wait = this.lastPublishAt + this.s.minIntervalMs - Date.now();
+    // Mapping costs time proportional to the registry; under churn, leave at least twice
+    // that between two states so a large registry batches changes instead of falling behind.
+    const wait = this.lastPublishAt + Math.max(this.s.minIntervalMs, 2 * this.lastPublishCost) - Date.now();
     const fire = (): void => {
       this.publishTimer = undefined;
       this.publish();
@@ -356,6 +360,7 @@ class EtcdWatch {
     };
     this.report(state, providers.length, model.rejections);
     this.count('reload');
+    this.lastPublishCost = Date.now() - this.lastPublishAt;
     this.emit(state);
   }
 

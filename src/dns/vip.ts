@@ -125,14 +125,24 @@ export function allocate(prev: VipTable | undefined, names: readonly string[], o
   const owner = new Map<string, string>(); // VIP → name
   // Existing allocations inside the range stay; names no longer wanted are freed.
   const tombstones = new Map<string, Tombstone>();
-  for (const [vip, t] of Object.entries(prev?.tombstones ?? {})) if (inRange(vip) !== undefined) tombstones.set(vip, t);
+  let changed = prev === undefined || prev.cidr !== cidr.text;
+  for (const [vip, t] of Object.entries(prev?.tombstones ?? {})) {
+    if (inRange(vip) !== undefined) tombstones.set(vip, t);
+    else changed = true;
+  }
   for (const [name, vip] of Object.entries(prev?.allocations ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
-    if (inRange(vip) === undefined || owner.has(vip)) continue;
+    if (inRange(vip) === undefined || owner.has(vip)) {
+      changed = true;
+      continue;
+    }
     if (wanted.has(name) || !opts.free) {
       allocations.set(name, vip);
       owner.set(vip, name);
-      tombstones.delete(vip);
-    } else tombstones.set(vip, { name, freedAt: now });
+      if (tombstones.delete(vip)) changed = true;
+    } else {
+      tombstones.set(vip, { name, freedAt: now });
+      changed = true;
+    }
   }
   const tombstoneOf = new Map<string, string>(); // name → its freed VIP
   for (const [vip, t] of tombstones) tombstoneOf.set(t.name, vip);
@@ -166,17 +176,24 @@ export function allocate(prev: VipTable | undefined, names: readonly string[], o
     allocations.set(name, vip);
     owner.set(vip, name);
     tombstones.delete(vip);
+    changed = true;
   }
 
   // Forget the oldest expired tombstones beyond the cap.
   const expired = [...tombstones].filter(([, t]) => now - t.freedAt >= holdMs).sort(([, a], [, b]) => a.freedAt - b.freedAt);
-  for (const [vip] of expired.slice(0, Math.max(0, expired.length - MAX_EXPIRED_TOMBSTONES))) tombstones.delete(vip);
+  for (const [vip] of expired.slice(0, Math.max(0, expired.length - MAX_EXPIRED_TOMBSTONES))) {
+    tombstones.delete(vip);
+    changed = true;
+  }
 
-  const table: VipTable = {
-    cidr: cidr.text,
-    allocations: Object.fromEntries([...allocations].sort(([a], [b]) => (a < b ? -1 : 1))),
-    tombstones: Object.fromEntries([...tombstones].sort(([a], [b]) => (a < b ? -1 : 1))),
-  };
+  const table: VipTable =
+    !changed && prev
+      ? prev
+      : {
+          cidr: cidr.text,
+          allocations: Object.fromEntries([...allocations].sort(([a], [b]) => (a < b ? -1 : 1))),
+          tombstones: Object.fromEntries([...tombstones].sort(([a], [b]) => (a < b ? -1 : 1))),
+        };
   const vips = new Map<string, string>();
   for (const n of names) {
     const v = allocations.get(n);
@@ -192,11 +209,7 @@ export function allocate(prev: VipTable | undefined, names: readonly string[], o
       `${count} usable addresses, ${allocations.size} allocated, ${heldNow.length} freed less than ${holdMs / 1000} s ago and held back${soonest ? ` (the first is free again at ${soonest})` : ''}`,
     );
   }
-  return { table, vips, changed: !sameTable(prev, table), ...(exhausted ? { exhausted } : {}) };
-}
-
-function sameTable(a: VipTable | undefined, b: VipTable): boolean {
-  return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+  return { table, vips, changed, ...(exhausted ? { exhausted } : {}) };
 }
 
 export interface VipAllocatorOptions {
@@ -221,6 +234,7 @@ export class VipAllocator {
   private readonly holdMs: number;
   private readonly clock: () => number;
   private cached: VersionedVipTable | undefined;
+  private last: { key: string; version: number; result: VipResult } | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(store: VipStore, opts: VipAllocatorOptions) {
@@ -245,6 +259,9 @@ export class VipAllocator {
   }
 
   private async reconcileNow(names: readonly string[], free: boolean): Promise<VipResult> {
+    // The same names as last time (an endpoint-only change): nothing to allocate or free.
+    const key = `${free}\n${names.join('\n')}`;
+    if (this.last && this.last.key === key && this.last.version === this.cached?.version) return this.last.result;
     let current = this.cached ?? (await this.store.load());
     for (let attempt = 1; ; attempt++) {
       const now = this.clock();
@@ -264,7 +281,10 @@ export class VipAllocator {
       }
       this.cached = current;
       this.observe(result, now);
-      return { vips: result.vips, ...(result.exhausted ? { exhausted: result.exhausted } : {}) };
+      const out = { vips: result.vips, ...(result.exhausted ? { exhausted: result.exhausted } : {}) };
+      // An exhausted result is recomputed next time: held VIPs may have become free.
+      this.last = result.exhausted ? undefined : { key, version: current.version, result: out };
+      return out;
     }
   }
 

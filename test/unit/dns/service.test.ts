@@ -10,6 +10,7 @@ import type { VipStore } from '../../../src/dns/vip.ts';
 import { RCODE } from '../../../src/dns/wire.ts';
 import { ep, iface, modelOf, svc, udpQuery } from '../../helpers/dns.ts';
 import { scratchDir } from '../../helpers/processes.ts';
+import { waitUntil } from '../../helpers/wait.ts';
 
 const Z = 'rpc.cluster.local';
 
@@ -143,4 +144,26 @@ test('a failing VIP store keeps the last zone and is retried', async (t) => {
   await done; // the retry (after 500 ms) applies it
   assert.equal((await udpQuery(dns.port, `com.x.beta.${Z}`, TYPE.A)).answers.length, 1);
   assert.equal(dns.status().error, undefined);
+});
+
+test('close() leaves no socket, server or timer behind', async () => {
+  const kinds = ['UDPWrap', 'TCPServerWrap', 'TCPSocketWrap', 'Timeout'];
+  const handles = (): string[] => process.getActiveResourcesInfo().filter((r) => kinds.includes(r)).sort();
+  const baseline = handles();
+  const models = new Subject<ModelSnapshot>();
+  const dns = new DnsService(options({ upstream: '127.0.0.1:9' }));
+  await dns.start(models);
+  const m1 = appModel(['Alpha']);
+  const done = applied(dns, m1.version);
+  models.next(m1);
+  await done;
+  // A forwarded query that is still waiting when the service closes.
+  const pending = udpQuery(dns.port, 'example.com', TYPE.A, undefined, 300).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 20));
+  await dns.close();
+  await pending;
+  // Handles go away once their close callbacks have run.
+  const count = (h: string[], k: string): number => h.filter((x) => x === k).length;
+  await waitUntil(handles, (h) => kinds.every((k) => count(h, k) <= count(baseline, k)), { timeoutMs: 1000, intervalMs: 10, what: `handles back to the baseline ${baseline.join(',')}` });
+  assert.equal(models.observed, false, 'unsubscribed from the models');
 });

@@ -197,3 +197,17 @@ function memoryStore(): VipStore {
     close: async () => undefined,
   };
 }
+
+test('the same names again (an endpoint-only change) cost no store access', async () => {
+  const store = memoryStore();
+  let calls = 0;
+  const counted: VipStore = { ...store, load: () => (calls++, store.load()), compareAndSwap: (e, t) => (calls++, store.compareAndSwap(e, t)) };
+  const a = new VipAllocator(counted, { cidr: '240.240.0.0/16', ttl: TTL });
+  const r1 = await a.reconcile(['a', 'b'], { free: true });
+  const after1 = calls;
+  const r2 = await a.reconcile(['a', 'b'], { free: true });
+  assert.equal(calls, after1);
+  assert.deepEqual(r2.vips, r1.vips);
+  await a.reconcile(['a', 'b', 'c'], { free: true });
+  assert.equal(calls, after1 + 1);
+});

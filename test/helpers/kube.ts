@@ -262,6 +262,8 @@ export async function startKubeApiServer(opts: KubeApiServerOptions = {}): Promi
     // The "kubernetes" Service's endpoints would be 127.0.0.1, which EndpointSlice validation refuses.
     '--endpoint-reconciler-type=none',
     '--enable-priority-and-fairness=false',
+    // Otherwise a stopping server waits for every open watch to end (up to the clients' timeouts).
+    '--shutdown-watch-termination-grace-period=2s',
     '--profiling=false',
     '--v=0',
   ];

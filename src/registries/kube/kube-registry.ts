@@ -251,7 +251,8 @@ class Session {
     }
     this.logged = current;
     if (state.error !== this.lastLoggedError && (state.synced || state.error)) {
-      if (state.error) log.warn('Kubernetes API unavailable; serving the last known state', { registry: this.id, error: state.error });
+      // Warn when trouble starts; how it evolves (refused, then 503 while the server starts) is debug.
+      if (state.error) (this.lastLoggedError ? log.debug : log.warn)('Kubernetes API unavailable; serving the last known state', { registry: this.id, error: state.error });
       else log.info('registry synced', { registry: this.id, services: state.services.length, endpoints: state.endpoints.length, workloads: state.workloads.length, rejections: state.rejections.length });
       this.lastLoggedError = state.error;
     }

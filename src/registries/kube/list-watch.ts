@@ -323,7 +323,9 @@ export class ListWatch {
   private fail(e: KubeApiError): void {
     this.failures++;
     this.failingSince ??= Date.now();
-    this.lastError = e.notFound && this.present ? `${this.ref.kind} is no longer served by the API server (${describeError(e)})` : describeError(e);
+    // Without the request line, so that kinds failing for one reason read as one failure.
+    const msg = describeError(e).replace(/^(?:GET|WATCH) \S+: /, '');
+    this.lastError = e.notFound && this.present ? `${this.ref.kind} is no longer served by the API server (${msg})` : msg;
     this.setPhase('backoff');
   }
 

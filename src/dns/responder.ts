@@ -90,8 +90,7 @@ function reply(header: Header, rcode: number, body: Body, transport: Transport, 
   };
   const attempt = (answers: readonly WireRecord[], authority: readonly WireRecord[], additional: readonly WireRecord[], tc: boolean): Buffer | undefined => {
     try {
-      const b = encodeMessage({ ...base, header: { ...base.header, tc }, answers, authority, additional });
-      return b.length <= limit ? b : undefined;
+      return encodeMessage({ ...base, header: { ...base.header, tc }, answers, authority, additional }, limit);
     } catch (e) {
       if (e instanceof MessageTooLarge) return undefined;
       throw e;

@@ -14,7 +14,7 @@ import { splitHostPort } from './address.ts';
 import { Forwarder } from './forward.ts';
 import { respond, type ResponderOptions, servfail, type Transport } from './responder.ts';
 import { typeName } from './rr.ts';
-import { peekHeader, RCODE, rcodeName } from './wire.ts';
+import { type Message, peekHeader, RCODE, rcodeName } from './wire.ts';
 import type { Zone } from './zone.ts';
 
 const log = logger('dns.server');
@@ -120,9 +120,12 @@ export class DnsServer {
   }
 
   private onUdp(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    void this.answer(msg, 'udp').then((out) => {
+    const send = (out: Buffer | undefined): void => {
       if (out && !this.closed) sock.send(out, rinfo.port, rinfo.address);
-    });
+    };
+    const out = this.answer(msg, 'udp');
+    if (out instanceof Promise) void out.then(send);
+    else send(out);
   }
 
   private onTcp(sock: net.Socket): void {
@@ -148,23 +151,35 @@ export class DnsServer {
           sock.destroy();
           return;
         }
+        const out = this.answer(Buffer.from(msg), 'tcp');
+        if (!(out instanceof Promise)) {
+          if (!reply(out)) return;
+          continue;
+        }
         inFlight++;
-        void this.answer(Buffer.from(msg), 'tcp').then((out) => {
+        void out.then((b) => {
           inFlight--;
-          if (sock.destroyed) return;
-          if (out) {
-            const frame = Buffer.allocUnsafe(2 + out.length);
-            frame.writeUInt16BE(out.length, 0);
-            out.copy(frame, 2);
-            sock.write(frame);
-            // A client that sends but does not read is cut off.
-            if (sock.writableLength > 1 << 20) return void sock.destroy();
-          }
+          if (!reply(b)) return;
           if (sock.isPaused()) sock.resume();
           drain();
         });
       }
       if (inFlight >= maxInFlight) sock.pause();
+    };
+    /** Writes one answer; false when the connection is gone (or cut off for not reading). */
+    const reply = (out: Buffer | undefined): boolean => {
+      if (sock.destroyed) return false;
+      if (!out) return true;
+      const frame = Buffer.allocUnsafe(2 + out.length);
+      frame.writeUInt16BE(out.length, 0);
+      out.copy(frame, 2);
+      sock.write(frame);
+      // A client that sends but does not read is cut off.
+      if (sock.writableLength > 1 << 20) {
+        sock.destroy();
+        return false;
+      }
+      return true;
     };
     sock.on('data', (chunk: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
@@ -172,8 +187,11 @@ export class DnsServer {
     });
   }
 
-  /** The bytes to send back for one packet, or undefined to send nothing. Never throws. */
-  private async answer(packet: Buffer, transport: Transport): Promise<Buffer | undefined> {
+  /**
+   * The bytes to send back for one packet, or undefined to send nothing; a promise only when
+   * the query is forwarded. Never throws.
+   */
+  private answer(packet: Buffer, transport: Transport): Buffer | undefined | Promise<Buffer | undefined> {
     const start = performance.now();
     try {
       const out = respond(packet, transport, this.zone, this.origin, this.responder);
@@ -186,21 +204,34 @@ export class DnsServer {
         this.count(out.qtype, out.rcode, transport, start);
         return out.bytes;
       }
+      return this.forward(packet, out.query, out.qtype, transport, start);
+    } catch (e) {
+      return this.failed(packet, transport, start, e);
+    }
+  }
+
+  private async forward(packet: Buffer, query: Message, qtype: number, transport: Transport, start: number): Promise<Buffer | undefined> {
+    try {
       const forwarded = this.forwarder ? await this.forwarder.forward(packet, transport) : undefined;
       forwardedTotal.inc({ result: forwarded ? 'answered' : 'failed' });
-      const bytes = forwarded ?? servfail(out.query, transport, this.responder);
-      this.count(out.qtype, peekHeader(bytes)?.rcode ?? RCODE.SERVFAIL, transport, start);
+      const bytes = forwarded ?? servfail(query, transport, this.responder);
+      this.count(qtype, peekHeader(bytes)?.rcode ?? RCODE.SERVFAIL, transport, start);
       return bytes;
     } catch (e) {
-      log.error('DNS query failed', { transport, bytes: packet.length, error: e });
-      const h = peekHeader(packet);
-      if (!h || h.qr) return undefined;
-      const b = Buffer.alloc(12);
-      b.writeUInt16BE(h.id, 0);
-      b.writeUInt16BE(0x8000 | (h.opcode << 11) | (h.rd ? 0x0100 : 0) | RCODE.SERVFAIL, 2);
-      this.count(undefined, RCODE.SERVFAIL, transport, start);
-      return b;
+      return this.failed(packet, transport, start, e);
     }
+  }
+
+  /** A bare SERVFAIL header for a query whose handling threw (a bug): logged, never fatal. */
+  private failed(packet: Buffer, transport: Transport, start: number, e: unknown): Buffer | undefined {
+    log.error('DNS query failed', { transport, bytes: packet.length, error: e });
+    const h = peekHeader(packet);
+    if (!h || h.qr) return undefined;
+    const b = Buffer.alloc(12);
+    b.writeUInt16BE(h.id, 0);
+    b.writeUInt16BE(0x8000 | (h.opcode << 11) | (h.rd ? 0x0100 : 0) | RCODE.SERVFAIL, 2);
+    this.count(undefined, RCODE.SERVFAIL, transport, start);
+    return b;
   }
 
   private count(qtype: number | undefined, rcode: number, transport: Transport, start: number): void {

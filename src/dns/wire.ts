@@ -84,7 +84,10 @@ export interface Message {
 
 // ---------------------------------------------------------------- names
 
+const PLAIN_LABEL = /^[\x21-\x2d\x2f-\x5b\x5d-\x7e]*$/;
+
 function escapeLabel(l: string): string {
+  if (PLAIN_LABEL.test(l)) return l;
   let out = '';
   for (let i = 0; i < l.length; i++) {
     const c = l.charCodeAt(i);
@@ -98,6 +101,19 @@ function escapeLabel(l: string): string {
 /** Labels → presentation text (no trailing dot). */
 export function labelsToName(labels: readonly string[]): string {
   return labels.map(escapeLabel).join('.');
+}
+
+// Record names repeat from query to query: their label lists are kept (bounded).
+const labelCache = new Map<string, readonly string[]>();
+const LABEL_CACHE_MAX = 50_000;
+
+function cachedLabels(name: string): readonly string[] {
+  let labels = labelCache.get(name);
+  if (labels) return labels;
+  labels = nameToLabels(name);
+  if (labelCache.size >= LABEL_CACHE_MAX) labelCache.clear();
+  labelCache.set(name, labels);
+  return labels;
 }
 
 /** Presentation text → labels (latin1 strings). Throws on an empty label or a label over 63 octets. */
@@ -318,14 +334,36 @@ export function decodeMessage(buf: Buffer): Message {
 
 export class MessageTooLarge extends WireError {}
 
+const suffixCache = new WeakMap<readonly string[], readonly string[]>();
+
+/** Compression keys of a name's suffixes, longest first: "a.b.c", "b.c", "c" (escaped, lowercased). */
+function suffixKeys(labels: readonly string[]): readonly string[] {
+  const hit = suffixCache.get(labels);
+  if (hit) return hit;
+  const keys: string[] = new Array<string>(labels.length);
+  let suffix = '';
+  for (let i = labels.length - 1; i >= 0; i--) {
+    const l = escapeLabel(labels[i]!).toLowerCase();
+    suffix = suffix ? `${l}.${suffix}` : l;
+    keys[i] = suffix;
+  }
+  suffixCache.set(labels, keys);
+  return keys;
+}
+
 /** A growable buffer with name compression (suffixes matched case-insensitively). */
 class Writer {
   buf = Buffer.alloc(512);
   pos = 0;
   private readonly names = new Map<string, number>();
+  private readonly max: number;
+
+  constructor(max = MAX_MESSAGE) {
+    this.max = Math.min(max, MAX_MESSAGE);
+  }
 
   private ensure(n: number): void {
-    if (this.pos + n > MAX_MESSAGE) throw new MessageTooLarge(`message would exceed ${MAX_MESSAGE} octets`);
+    if (this.pos + n > this.max) throw new MessageTooLarge(`message would exceed ${this.max} octets`);
     if (this.pos + n <= this.buf.length) return;
     const next = Buffer.alloc(Math.min(MAX_MESSAGE, Math.max(this.buf.length * 2, this.pos + n)));
     this.buf.copy(next, 0, 0, this.pos);
@@ -351,8 +389,9 @@ class Writer {
     this.pos += b.length;
   }
   name(labels: readonly string[], compress = true): void {
+    const keys = suffixKeys(labels);
     for (let i = 0; i < labels.length; i++) {
-      const key = labelsToName(labels.slice(i)).toLowerCase();
+      const key = keys[i]!;
       const at = this.names.get(key);
       if (compress && at !== undefined) {
         this.u16(0xc000 | at);
@@ -373,8 +412,18 @@ class Writer {
   }
 }
 
+const addressCache = new Map<string, Buffer | undefined>();
+
+function addressBytes(address: string): Buffer | undefined {
+  if (addressCache.has(address)) return addressCache.get(address);
+  const b = ipBytes(address);
+  if (addressCache.size >= LABEL_CACHE_MAX) addressCache.clear();
+  addressCache.set(address, b);
+  return b;
+}
+
 function writeRecord(w: Writer, r: WireRecord): void {
-  w.name(nameToLabels(r.name));
+  w.name(cachedLabels(r.name));
   w.u16(r.type === 'RAW' ? r.code : TYPE[r.type]);
   w.u16(r.type === 'RAW' ? r.class : CLASS_IN);
   w.u32(r.ttl);
@@ -384,27 +433,27 @@ function writeRecord(w: Writer, r: WireRecord): void {
   switch (r.type) {
     case 'A':
     case 'AAAA': {
-      const b = ipBytes(r.address);
+      const b = addressBytes(r.address);
       if (!b || b.length !== (r.type === 'A' ? 4 : 16)) throw new WireError(`${r.type} record of ${r.name} has address ${r.address}`);
       w.bytes(b);
       break;
     }
     case 'NS':
-      w.name(nameToLabels(r.host));
+      w.name(cachedLabels(r.host));
       break;
     case 'CNAME':
-      w.name(nameToLabels(r.target));
+      w.name(cachedLabels(r.target));
       break;
     case 'SRV':
       w.u16(r.priority);
       w.u16(r.weight);
       w.u16(r.port);
       // RFC 2782: the target is not compressed.
-      w.name(nameToLabels(r.target), false);
+      w.name(cachedLabels(r.target), false);
       break;
     case 'SOA':
-      w.name(nameToLabels(r.mname));
-      w.name(nameToLabels(r.rname));
+      w.name(cachedLabels(r.mname));
+      w.name(cachedLabels(r.rname));
       for (const v of [r.serial, r.refresh, r.retry, r.expire, r.minimum]) w.u32(v);
       break;
     case 'TXT': {
@@ -434,9 +483,12 @@ export interface EncodeInput {
   readonly edns?: Partial<Edns> & { readonly payloadSize: number };
 }
 
-/** Encodes a message. The rcode's upper 8 bits go into the OPT record (there must be one). */
-export function encodeMessage(m: EncodeInput): Buffer {
-  const w = new Writer();
+/**
+ * Encodes a message. The rcode's upper 8 bits go into the OPT record (there must be one).
+ * Throws MessageTooLarge as soon as the message would exceed `maxSize` octets.
+ */
+export function encodeMessage(m: EncodeInput, maxSize = MAX_MESSAGE): Buffer {
+  const w = new Writer(maxSize);
   const h = m.header;
   const rcode = h.rcode ?? 0;
   if (rcode > 0xf && !m.edns) throw new WireError(`rcode ${rcode} needs an OPT record`);

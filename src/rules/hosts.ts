@@ -27,7 +27,10 @@ export function hostSyntaxError(host: string, opts: { wildcard: boolean }): stri
       continue;
     }
     if (l.includes('*')) return `has a wildcard inside label ${JSON.stringify(l)}; only "*" as the whole first label is allowed, as in "*.example.com"`;
-    if (l.length > 63 || !LABEL.test(l)) return `has an invalid label ${JSON.stringify(l)}; expected letters, digits and "-", starting and ending with a letter or digit, at most 63 characters`;
+    if (l.length > 63 || !LABEL.test(l)) {
+      const iface = /[$_]/.test(l) ? '; an RPC interface whose name is not a DNS name is addressed by its canonical name in rpc.cluster.local' : '';
+      return `has an invalid label ${JSON.stringify(l)}; expected letters, digits and "-", starting and ending with a letter or digit, at most 63 characters${iface}`;
+    }
   }
   const tld = labels.at(-1)!;
   if (labels.length > 1 && /^\d+$/.test(tld)) return `has an all-numeric top-level label ${JSON.stringify(tld)}`;

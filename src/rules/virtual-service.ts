@@ -284,7 +284,7 @@ export function dest(c: Checker, v: unknown, field: string): Destination | undef
 function httpRedirect(c: Checker, v: unknown, field: string): HttpRedirect | undefined {
   const r = obj(c, v, field, REDIRECT_KEYS, { derivePort: 'not implemented; give port explicitly' });
   if (!r) return undefined;
-  const uri = c.string(r.uri, `${field}.uri`);
+  const uri = text(c, r.uri, `${field}.uri`);
   const authority = text(c, r.authority, `${field}.authority`);
   const scheme = c.oneOf(r.scheme, `${field}.scheme`, ['http', 'https'] as const);
   const p = port(c, r.port, `${field}.port`);
@@ -308,7 +308,7 @@ function httpRedirect(c: Checker, v: unknown, field: string): HttpRedirect | und
 function httpRewrite(c: Checker, v: unknown, field: string): HttpRewrite | undefined {
   const r = obj(c, v, field, ['uri', 'authority'], { uriRegexRewrite: 'regex rewrites are not implemented' });
   if (!r) return undefined;
-  const uri = c.string(r.uri, `${field}.uri`);
+  const uri = text(c, r.uri, `${field}.uri`);
   const authority = text(c, r.authority, `${field}.authority`);
   if (absent(r.uri) && absent(r.authority)) c.fail(field, `${field} must set uri or authority`);
   return { ...(uri !== undefined ? { uri } : {}), ...(authority !== undefined ? { authority } : {}) };

@@ -221,6 +221,8 @@ describe('VirtualService: rejections name the field and the reason', () => {
     { name: 'redirect code Envoy cannot send', spec: spec({ http: [{ redirect: { uri: '/x', redirectCode: 305 } }] }), problems: [['spec.http[0].redirect.redirectCode', /305 cannot be sent by Envoy; expected one of: 301, 302, 303, 307, 308/]] },
     { name: 'redirect code not 3xx', spec: spec({ http: [{ redirect: { uri: '/x', redirectCode: 200 } }] }), problems: [['spec.http[0].redirect.redirectCode', /200, out of range; expected an integer from 300 to 399/]] },
     { name: 'redirect scheme', spec: spec({ http: [{ redirect: { scheme: 'ftp' } }] }), problems: [['spec.http[0].redirect.scheme', /"ftp" is not valid; expected one of: http, https/]] },
+    { name: 'empty redirect uri', spec: spec({ http: [{ redirect: { uri: '' } }] }), problems: [['spec.http[0].redirect.uri', /spec\.http\[0\]\.redirect\.uri is empty/]] },
+    { name: 'empty rewrite uri', spec: http({ rewrite: { uri: '' } }), problems: [['spec.http[0].rewrite.uri', /spec\.http\[0\]\.rewrite\.uri is empty/]] },
     { name: 'empty rewrite', spec: http({ rewrite: {} }), problems: [['spec.http[0].rewrite', /must set uri or authority/]] },
     { name: 'rewrite with redirect', spec: spec({ http: [{ redirect: { uri: '/x' }, rewrite: { uri: '/y' } }] }), problems: [['spec.http[0].rewrite', /has both rewrite and redirect/]] },
     { name: 'setting a pseudo-header', spec: http({ headers: { request: { set: { ':path': '/x' } } } }), problems: [['spec.http[0].headers.request.set[":path"]', /header ":path" cannot be changed: Envoy does not allow it/]] },

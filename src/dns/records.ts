@@ -29,7 +29,7 @@
 import type { ModelSnapshot } from '../model/snapshot.ts';
 import type { Endpoint, RpcInterface, Service, ServicePort } from '../model/types.ts';
 import { formatIp, parseIp } from './ip.ts';
-import { compareRecords, type DnsRecord, inZone, recordKey, type SrvRecord } from './rr.ts';
+import { type DnsRecord, inZone, recordKey, sortRecords, type SrvRecord } from './rr.ts';
 
 export const DEFAULT_TTL = 30;
 export const INSTANCE_LABEL = 'ep';
@@ -164,7 +164,7 @@ export function desiredRecords(model: ModelSnapshot, vips: ReadonlyMap<string, s
 
   for (const [name, address] of instances) addressRecords(name, [address]);
 
-  return { records: [...out.values()].sort(compareRecords), problems: problems.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) };
+  return { records: sortRecords(out.values()), problems: problems.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) };
 }
 
 /** Single addresses of a service (a /32 or /128 counts; wider ranges do not), else its VIP. */

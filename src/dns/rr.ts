@@ -115,6 +115,13 @@ export function compareRecords(a: DnsRecord, b: DnsRecord): number {
   return compareNames(a.name, b.name) || TYPE_ORDER[a.type] - TYPE_ORDER[b.type] || cmp(rdataText(a), rdataText(b));
 }
 
+/** `records` in compareRecords order, each sort key computed once. */
+export function sortRecords(records: Iterable<DnsRecord>): DnsRecord[] {
+  const keyed = [...records].map((r) => ({ r, name: r.name.split('.').reverse().join('\0'), type: TYPE_ORDER[r.type], data: rdataText(r) }));
+  keyed.sort((a, b) => cmp(a.name, b.name) || a.type - b.type || cmp(a.data, b.data));
+  return keyed.map((k) => k.r);
+}
+
 /** Canonical name order (RFC 4034 §6.1, on lowercase text labels). */
 export function compareNames(a: string, b: string): number {
   if (a === b) return 0;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { desiredRecords, instanceName, vipNames } from '../../../src/dns/records.ts';
-import { recordText } from '../../../src/dns/rr.ts';
+import { compareRecords, recordText, sortRecords } from '../../../src/dns/rr.ts';
 import { mapProviders } from '../../../src/registries/soa/mapping.ts';
 import { parseProviderUrl } from '../../../src/registries/soa/provider.ts';
 import { ep, iface, modelOf, svc } from '../../helpers/dns.ts';
@@ -121,4 +121,14 @@ test('an SOA registry model (providers → model) yields records for every inter
   assert.deepEqual(problems, []);
   const srv = records.filter((r) => r.name === `_dubbo._tcp.com.alipay.userservice.userquery.v1-0-0.${Z}`).map(recordText);
   assert.deepEqual(srv, [`_dubbo._tcp.com.alipay.userservice.userquery.v1-0-0.${Z}. 30 IN SRV 0 100 20880 10-0-0-1.ep.${Z}.`, `_dubbo._tcp.com.alipay.userservice.userquery.v1-0-0.${Z}. 30 IN SRV 0 100 20880 10-0-0-2.ep.${Z}.`]);
+});
+
+test('sorting with precomputed keys agrees with the canonical comparison', () => {
+  const names = ['a', 'b.a', 'a.b', 'ab', 'a-b', '_x._tcp.a', 'z.a.b', '0.a'].map((n) => `${n}.${Z}`);
+  const recs = names.flatMap((name, i) => [
+    { name, ttl: 30, type: 'A' as const, address: `10.0.0.${i}` },
+    { name, ttl: 30, type: 'TXT' as const, text: [`i=${i}`] },
+  ]);
+  const shuffled = [...recs].sort(() => Math.random() - 0.5);
+  assert.deepEqual(sortRecords(shuffled), [...recs].sort(compareRecords));
 });

@@ -40,9 +40,9 @@ export function splitProviderKey(key: string, root: string): { iface: string; en
   const prefix = root.endsWith('/') ? root : `${root}/`;
   if (!key.startsWith(prefix)) return { skip: 'outside the root' };
   const parts = key.slice(prefix.length).split('/');
-  // Consumers, configurators and routers share the layout; they are not providers.
-  if (parts.length === 3 && parts[1] !== 'providers') return { skip: parts[1]! };
-  if (parts.length === 2 || parts.length === 1) return { skip: 'interface or category node' };
+  if (parts.length <= 2) return { skip: 'interface or category node' };
+  // Consumers, configurators, routers and Dubbo's metadata reports share the root.
+  if (parts[1] !== 'providers') return { skip: parts[1]! };
   if (parts.length !== 3 || !parts[0] || !parts[2]) return { error: `expected ${prefix}<interface>/providers/<url-encoded URL>` };
   return { iface: parts[0], encoded: parts[2] };
 }

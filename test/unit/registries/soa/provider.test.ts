@@ -20,7 +20,7 @@ test('parses the provider URL a Dubbo application registers', () => {
 });
 
 test('consumers, configurators and category nodes are not providers', () => {
-  for (const k of ['/dubbo/com.x.Y', '/dubbo/com.x.Y/providers', `/dubbo/com.x.Y/consumers/${encodeURIComponent('consumer://1.2.3.4/com.x.Y')}`, '/other/x']) {
+  for (const k of ['/dubbo/com.x.Y', '/dubbo/com.x.Y/providers', '/dubbo/metadata/com.x.Y/1.0/provider/app', `/dubbo/com.x.Y/consumers/${encodeURIComponent('consumer://1.2.3.4/com.x.Y')}`, '/other/x']) {
     assert.equal(parseProviderKey(k, '/dubbo'), undefined, k);
   }
 });
@@ -28,7 +28,7 @@ test('consumers, configurators and category nodes are not providers', () => {
 test('malformed keys and URLs name the field that is wrong', () => {
   const cases: [string, string, RegExp][] = [
     ['/dubbo/com.x.Y/providers/%E0%A4%A', 'key', /percent-encoding/],
-    ['/dubbo/a/b/c/d', 'key', /expected \/dubbo\/<interface>\/providers/],
+    ['/dubbo/a/providers/c/d', 'key', /expected \/dubbo\/<interface>\/providers/],
     [`/dubbo/com.x.Y/providers/${encodeURIComponent('dubbo://host.example:1/com.x.Y?application=a')}`, 'address', /not an IP/],
     [`/dubbo/com.x.Y/providers/${encodeURIComponent('dubbo://1.2.3.4:99999/com.x.Y?application=a')}`, 'port', /outside 1-65535/],
     [`/dubbo/com.x.Y/providers/${encodeURIComponent('dubbo://1.2.3.4:1/com.x.Y')}`, 'application', /missing application/],

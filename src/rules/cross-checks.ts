@@ -80,16 +80,20 @@ export function checkRules(
   const canon = (host: string, ns: string): string => canonicalHost(host, ns, knownHosts);
 
   // DestinationRules: one per host.
-  const drs: { rule: DestinationRule; host: string; vis: Visibility }[] = [];
+  type DrEntry = { rule: DestinationRule; host: string; vis: Visibility };
+  const drs: DrEntry[] = [];
+  const drsByHost = new HostTable<DrEntry>();
   for (const rule of destinationRules) {
     const host = canon(rule.spec.host, rule.namespace);
     const vis = visibility(rule);
-    const prior = drs.find((d) => d.host === host && overlaps(d.vis, vis));
+    const prior = drsByHost.get(host).find((d) => overlaps(d.vis, vis));
     if (prior) {
       rejections.push(ruleProblem(rule, 'spec.host', `host ${JSON.stringify(rule.spec.host)} already has ${where(prior.rule)}; one DestinationRule per host: the first is kept and this one is ignored (merge the two)`));
       continue;
     }
-    drs.push({ rule, host, vis });
+    const entry = { rule, host, vis };
+    drs.push(entry);
+    drsByHost.add(host, entry);
     if (knownHosts && !isKnownHost(rule.spec.host, rule.namespace, knownHosts)) {
       warnings.push(ruleProblem(rule, 'spec.host', `host ${JSON.stringify(rule.spec.host)} is not a service or interface any registry knows (yet); the rule applies once it appears`));
     }
@@ -106,9 +110,10 @@ export function checkRules(
       }
       if (d.subset === undefined) continue;
       const host = canon(d.host, rule.namespace);
-      const dr = ruleFor(drs.filter((x) => visibleIn(x.vis, rule.namespace)), host);
+      const dr = drsByHost.best(host, (x) => visibleIn(x.vis, rule.namespace));
       if (!dr) {
-        problems.push(ruleProblem(rule, `${field}.subset`, `subset ${JSON.stringify(d.subset)} of host ${JSON.stringify(d.host)} is defined by no DestinationRule${drs.some((x) => x.host === host) ? ' visible in namespace ' + rule.namespace : ''}`));
+        const hidden = drsByHost.get(host).length > 0 ? ` visible in namespace ${rule.namespace}` : '';
+        problems.push(ruleProblem(rule, `${field}.subset`, `subset ${JSON.stringify(d.subset)} of host ${JSON.stringify(d.host)} is defined by no DestinationRule${hidden}`));
       } else if (!dr.rule.spec.subsets.some((s) => s.name === d.subset)) {
         const names = dr.rule.spec.subsets.map((s) => s.name);
         problems.push(ruleProblem(rule, `${field}.subset`, `subset ${JSON.stringify(d.subset)} is not defined by ${where(dr.rule)}, which defines ${names.length ? names.map((n) => JSON.stringify(n)).join(', ') : 'no subsets'}`));
@@ -119,7 +124,7 @@ export function checkRules(
   }
 
   // VirtualServices for the mesh: one per host.
-  const claimed: { rule: VirtualService; host: string; vis: Visibility }[] = [];
+  const claimed = new HostTable<{ rule: VirtualService; vis: Visibility }>();
   const accepted: VirtualService[] = [];
   for (const rule of withSubsets) {
     if (!rule.appliesToMesh) {
@@ -128,14 +133,14 @@ export function checkRules(
     }
     const vis = visibility(rule);
     const mine = rule.spec.hosts.map((h, i) => ({ h, i, host: canon(h, rule.namespace) }));
-    const clash = mine.map((m) => ({ ...m, prior: claimed.find((c) => c.host === m.host && overlaps(c.vis, vis)) })).filter((m) => m.prior);
+    const clash = mine.map((m) => ({ ...m, prior: claimed.get(m.host).find((c) => overlaps(c.vis, vis)) })).filter((m) => m.prior);
     if (clash.length > 0) {
       for (const m of clash) {
         rejections.push(ruleProblem(rule, `spec.hosts[${m.i}]`, `host ${JSON.stringify(m.h)} is already routed by ${where(m.prior!.rule)}; one VirtualService per host: the first is kept and this one is ignored (merge the two)`));
       }
       continue;
     }
-    for (const m of mine) claimed.push({ rule, host: m.host, vis });
+    for (const m of mine) claimed.add(m.host, { rule, vis });
     accepted.push(rule);
   }
   if (knownHosts) {
@@ -165,13 +170,30 @@ export function destinations(vs: VirtualService): { d: Destination; field: strin
   return out;
 }
 
-/** Istio's choice of DestinationRule for a host: the exact host, else the most specific wildcard. */
-function ruleFor<T extends { host: string }>(candidates: readonly T[], host: string): T | undefined {
-  const exact = candidates.find((c) => c.host === host);
-  if (exact) return exact;
-  let best: T | undefined;
-  for (const c of candidates) if (hostCovers(c.host, host) && (!best || c.host.length > best.host.length)) best = c;
-  return best;
+/** Entries by host name, wildcard patterns kept apart so exact lookups stay cheap. */
+class HostTable<T> {
+  private readonly exact = new Map<string, T[]>();
+  private readonly wildcards: { host: string; entry: T }[] = [];
+
+  add(host: string, entry: T): void {
+    if (host.startsWith('*')) this.wildcards.push({ host, entry });
+    const list = this.exact.get(host);
+    if (list) list.push(entry);
+    else this.exact.set(host, [entry]);
+  }
+
+  get(host: string): readonly T[] {
+    return this.exact.get(host) ?? [];
+  }
+
+  /** Istio's choice for a host: an exact entry, else the most specific wildcard covering it. */
+  best(host: string, usable: (e: T) => boolean): T | undefined {
+    const exact = this.get(host).find(usable);
+    if (exact) return exact;
+    let best: { host: string; entry: T } | undefined;
+    for (const w of this.wildcards) if (hostCovers(w.host, host) && usable(w.entry) && (!best || w.host.length > best.host.length)) best = w;
+    return best?.entry;
+  }
 }
 
 /**
@@ -184,9 +206,7 @@ export function findDestinationRule(
   namespace: string,
   knownHosts?: HostIndex,
 ): DestinationRule | undefined {
-  const target = canonicalHost(host, namespace, knownHosts);
-  const candidates = destinationRules
-    .filter((r) => visibleIn(visibility(r), namespace))
-    .map((rule) => ({ rule, host: canonicalHost(rule.spec.host, rule.namespace, knownHosts) }));
-  return ruleFor(candidates, target)?.rule;
+  const table = new HostTable<DestinationRule>();
+  for (const r of destinationRules) table.add(canonicalHost(r.spec.host, r.namespace, knownHosts), r);
+  return table.best(canonicalHost(host, namespace, knownHosts), (r) => visibleIn(visibility(r), namespace));
 }

@@ -7,7 +7,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { KubeConfig, KubernetesObjectApi } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
 import YAML from 'yaml';
 import { type KubeApi, KubeApiError, KubeConfigApi, type KubeObject } from '../../src/registries/kube/client.ts';
 import { startEtcd, type EtcdServer } from './etcd.ts';
@@ -155,16 +155,30 @@ export class KubeApiServer {
     await this.api.request('DELETE', `${collectionPathOf(obj)}/${obj.metadata!.name}`, { query: { gracePeriodSeconds: 0 } });
   }
 
-  /** Creates every document of a YAML text (server-side dry run when asked); returns what the server answered. */
+  /**
+   * Creates every document of a YAML text (server-side dry run when asked), as plain JSON
+   * (KubernetesObjectApi's serializer drops `enum` from CRD schemas); returns what the server answered.
+   */
   async applyYaml(text: string, opts: { dryRun?: boolean } = {}): Promise<KubeObject[]> {
-    const client = KubernetesObjectApi.makeApiClient(this.kubeConfig('admin'));
     const out: KubeObject[] = [];
     for (const doc of YAML.parseAllDocuments(text)) {
       const obj = doc.toJS() as KubeObject | null;
       if (!obj) continue;
-      out.push((await client.create(obj as never, undefined, opts.dryRun ? 'All' : undefined)) as KubeObject);
+      const { plural, namespaced } = await this.resource(obj.apiVersion ?? 'v1', obj.kind ?? '');
+      const base = (obj.apiVersion ?? 'v1').includes('/') ? `/apis/${obj.apiVersion}` : `/api/${obj.apiVersion}`;
+      const p = namespaced ? `${base}/namespaces/${obj.metadata?.namespace ?? 'default'}/${plural}` : `${base}/${plural}`;
+      out.push(await this.api.request<KubeObject>('POST', p, { body: obj, query: opts.dryRun ? { dryRun: 'All' } : {} }));
     }
     return out;
+  }
+
+  /** The resource name of a kind, from API discovery. */
+  async resource(apiVersion: string, kind: string): Promise<{ plural: string; namespaced: boolean }> {
+    const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+    const list = await this.api.request<{ resources: { name: string; kind: string; namespaced: boolean }[] }>('GET', base);
+    const r = list.resources.find((x) => x.kind === kind && !x.name.includes('/'));
+    if (!r) throw new Error(`the API server does not serve ${kind} in ${apiVersion}`);
+    return { plural: r.name, namespaced: r.namespaced };
   }
 
   /** Waits until a CRD is Established and its resources are served. */

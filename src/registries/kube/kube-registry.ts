@@ -13,7 +13,7 @@ import type { Registry } from '../../model/registry.ts';
 import type { Endpoint, Rejection, RegistryState, Service, Workload } from '../../model/types.ts';
 import { logger } from '../../log.ts';
 import { metrics } from '../../metrics.ts';
-import { type KubeApi, KubeConfigApi, type KubeObject, loadKubeConfig } from './client.ts';
+import { type KubeApi, KubeConfigApi, type KubeConfigOptions, type KubeObject, loadKubeConfig } from './client.ts';
 import { type IstioResult, parseIstioObject } from './istio.ts';
 import { ListWatch, type ListWatchOptions, type WatchStatus } from './list-watch.ts';
 import { type ClusterContext, type NodeLike, type PodLike, podWorkloads } from './pods.ts';
@@ -21,6 +21,7 @@ import { ENDPOINT_SLICES, NODES, PODS, type ResourceRef, RPC_SERVICES, SERVICE_E
 import { mapRpcServices, type RpcServiceLike, type RpcServiceStatus } from './rpcservice.ts';
 import { type EndpointSliceLike, mapServices, type ServiceLike } from './services.ts';
 import { StatusWriter } from './status-writer.ts';
+import { KubeUrlError } from './url.ts';
 
 export interface KubeRegistryOptions {
   /** Kubeconfig context; the current context when absent (in-cluster config inside a pod). */
@@ -68,7 +69,7 @@ export class KubeRegistry implements Registry {
   constructor(opts: KubeRegistryOptions = {}) {
     this.id = opts.id ?? `kube://${opts.context ?? ''}`;
     // Loaded now, so a missing file or an unknown context fails at startup, not later.
-    this.api = opts.api ?? new KubeConfigApi(loadKubeConfig(opts));
+    this.api = opts.api ?? KubeRegistry.connect(this.id, opts);
     this.states = new Observable<RegistryState>((subscriber) => {
       const s = new Session(this.id, this.api, opts, (state) => subscriber.next(state));
       this.sessions.add(s);
@@ -78,6 +79,14 @@ export class KubeRegistry implements Registry {
         void s.close();
       };
     });
+  }
+
+  private static connect(id: string, opts: KubeConfigOptions): KubeApi {
+    try {
+      return new KubeConfigApi(loadKubeConfig(opts));
+    } catch (e) {
+      throw new KubeUrlError(`--registry "${id}": cannot load the Kubernetes client configuration: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    }
   }
 
   /** Per-kind watch state of the running subscriptions (for status pages). */

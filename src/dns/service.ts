@@ -61,6 +61,12 @@ export interface DnsServiceOptions {
   /** Further record stores kept in step with the zone (e.g. etcd for CoreDNS). */
   readonly stores?: readonly RecordStore[];
   readonly clock?: () => number;
+  /**
+   * Runs after VIPs are allocated and before the zone changes: the server routes the new
+   * VIPs in xDS and waits (bounded) for sidecars to ACK, so no client resolves a VIP that
+   * no sidecar intercepts yet.
+   */
+  readonly beforePublish?: (model: ModelSnapshot, vips: ReadonlyMap<string, string>) => Promise<void>;
 }
 
 /** One applied model: what the responder serves from now on. */
@@ -206,6 +212,7 @@ export class DnsService {
     const free = model.registries.every((r) => r.synced);
     const { vips, exhausted } = await this.allocator.reconcile(vipNames(model), { free });
     const desired = desiredRecords(model, vips, { zone: this.zoneName, ttl: this.opts.ttl });
+    await this.opts.beforePublish?.(model, vips);
     const prev = this.generations.value;
     const changed = !prev || !sameRecords(prev.records, desired.records);
     if (changed) this.serial = Math.max(this.serial + 1, Math.floor((this.opts.clock ?? Date.now)() / 1000)) >>> 0;

@@ -2,6 +2,10 @@ import { combineLatest, distinctUntilChanged, map, type Observable, startWith } 
 import type { Registry } from './registry.ts';
 import type { Endpoint, RegistryState, Service, ServicePort, Workload } from './types.ts';
 import { type Conflict, ModelSnapshot, registryStatus } from './snapshot.ts';
+import { checkRules, hostIndex } from '../rules/index.ts';
+import { metrics } from '../metrics.ts';
+
+const ruleRejectionsGauge = metrics.gauge('isthmus_rules_rejected', 'Routing rules currently refused at serve time (see /debug/registryz).');
 
 /**
  * Merges the states of several registries into one snapshot. A hostname defined by
@@ -51,7 +55,20 @@ export function mergeStates(states: readonly RegistryState[]): ModelSnapshot {
       });
     }
   }
-  return new ModelSnapshot({ services, endpoints, registries: states.map(registryStatus), conflicts });
+  // Rules are checked against the merged services: an invalid rule is refused, the others apply.
+  const rules = checkRules(
+    states.flatMap((s) => s.virtualServices ?? []),
+    states.flatMap((s) => s.destinationRules ?? []),
+    hostIndex(services.values()),
+  );
+  ruleRejectionsGauge.set({}, rules.rejections.length);
+  return new ModelSnapshot({
+    services,
+    endpoints,
+    registries: states.map(registryStatus),
+    conflicts,
+    rules: { ...rules.accepted, rejections: rules.rejections, warnings: rules.warnings },
+  });
 }
 
 function matches(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>): boolean {

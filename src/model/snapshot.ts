@@ -1,3 +1,4 @@
+import type { DestinationRule, VirtualService } from './rules.ts';
 import type { Endpoint, Rejection, RegistryState, RpcInterface, Service } from './types.ts';
 import { canonicalJson, contentHash } from './hash.ts';
 
@@ -36,12 +37,26 @@ export class ModelSnapshot {
   readonly endpointHashes: ReadonlyMap<string, string>;
   readonly registries: readonly RegistryStatus[];
   readonly conflicts: readonly Conflict[];
+  /** Routing rules that passed every check, in registry order. */
+  readonly virtualServices: readonly VirtualService[];
+  readonly destinationRules: readonly DestinationRule[];
+  /** Rules refused at serve time (the others apply), and warnings that do not stop a rule. */
+  readonly ruleRejections: readonly Rejection[];
+  readonly ruleWarnings: readonly Rejection[];
+  /** Hash of the accepted rules: a rule change rebuilds routes and clusters. */
+  readonly rulesHash: string;
 
   constructor(init: {
     services: Map<string, Service>;
     endpoints: Map<string, Endpoint[]>;
     registries: RegistryStatus[];
     conflicts: Conflict[];
+    rules?: {
+      virtualServices: readonly VirtualService[];
+      destinationRules: readonly DestinationRule[];
+      rejections: readonly Rejection[];
+      warnings: readonly Rejection[];
+    };
   }) {
     const hostnames = [...init.services.keys()].sort();
     const services = new Map<string, Service>();
@@ -68,7 +83,13 @@ export class ModelSnapshot {
     this.endpointHashes = endpointHashes;
     this.registries = init.registries;
     this.conflicts = init.conflicts;
-    this.version = contentHash(canonicalJson([...serviceHashes, ...endpointHashes]));
+    this.virtualServices = init.rules?.virtualServices ?? [];
+    this.destinationRules = init.rules?.destinationRules ?? [];
+    this.ruleRejections = init.rules?.rejections ?? [];
+    this.ruleWarnings = init.rules?.warnings ?? [];
+    const specs = (rules: readonly { namespace: string; name: string; spec: unknown }[]): unknown[] => rules.map((r) => [r.namespace, r.name, r.spec]);
+    this.rulesHash = contentHash(canonicalJson([specs(this.virtualServices), specs(this.destinationRules)]));
+    this.version = contentHash(canonicalJson([...serviceHashes, ...endpointHashes, this.rulesHash]));
     Object.freeze(this);
   }
 
@@ -87,6 +108,12 @@ export class ModelSnapshot {
       version: this.version,
       registries: this.registries,
       conflicts: this.conflicts,
+      rules: {
+        virtualServices: this.virtualServices.map((r) => `${r.namespace}/${r.name}`),
+        destinationRules: this.destinationRules.map((r) => `${r.namespace}/${r.name}`),
+        rejections: this.ruleRejections,
+        warnings: this.ruleWarnings,
+      },
       services: [...this.services.values()].map((s) => ({ ...s, endpoints: this.endpoints.get(s.hostname) ?? [] })),
     };
   }

@@ -275,6 +275,8 @@ class DirWatch {
       endpoints: all.endpoints,
       workloads: all.workloads,
       rejections: [...extra, ...all.rejections],
+      ...(all.virtualServices.length ? { virtualServices: all.virtualServices } : {}),
+      ...(all.destinationRules.length ? { destinationRules: all.destinationRules } : {}),
     };
     const text = canonicalJson(state);
     if (text === this.lastEmitted) {

@@ -75,6 +75,23 @@ interface RawConnectionManager extends EventEmitter {
   findNextServer(cb: (server: unknown) => void): void;
   onSocketData(buffer: Buffer): void;
   onSocketConnected(): void;
+  queue(request: unknown): void;
+  chrootPath?: string;
+  zxid: Buffer;
+  watcherManager: {
+    isEmpty(): boolean;
+    getDataWatcherPaths(): string[];
+    getExistenceWatcherPaths(): string[];
+    getChildWatcherPaths(): string[];
+  };
+}
+interface RawJute {
+  OP_CODES: { SET_WATCHES: number };
+  Request: new (header: unknown, payload: unknown) => unknown;
+  protocol: {
+    RequestHeader: new () => { type: number; xid: number };
+    SetWatches: new () => { relativeZxid: Buffer; dataWatches: string[]; existWatches: string[]; childWatches: string[]; setChrootPath(p: string | undefined): void };
+  };
 }
 interface RawClient extends EventEmitter {
   connectionManager: RawConnectionManager;
@@ -91,7 +108,9 @@ interface RawModule {
   createClient(connect: string, opts: { sessionTimeout: number; spinDelay: number; retries: number }): RawClient;
   CreateMode: { PERSISTENT: number; EPHEMERAL: number };
 }
-const zookeeper = createRequire(import.meta.url)('node-zookeeper-client') as RawModule;
+const requireCjs = createRequire(import.meta.url);
+const zookeeper = requireCjs('node-zookeeper-client') as RawModule;
+const jute = requireCjs('node-zookeeper-client/lib/jute/index.js') as RawJute;
 
 // ConnectionManager.STATES of the library.
 const CM_DISCONNECTED = 0;
@@ -108,8 +127,35 @@ const CM_CLOSED = -2;
  *    here it drops the connection instead, and the library reconnects;
  *  - a partial frame of a dropped connection is kept and glued to the next connection's
  *    first bytes: cleared on every new connection;
- *  - a reconnect timer that fires after close() opens a socket again: suppressed.
+ *  - a reconnect timer that fires after close() opens a socket again: suppressed;
+ *  - on reconnect it re-arms every watch in one SetWatches packet; past ZooKeeper's 1 MB
+ *    packet limit (some 20,000 watched paths) the server drops the connection, again and
+ *    again, and the watches are silently lost: sent in batches instead, as the Java
+ *    client does since 3.6.
  */
+/** Bytes of watched paths per SetWatches packet (the Java client's batch size). */
+const SET_WATCHES_BATCH_BYTES = 128 * 1024;
+
+type WatchLists = { data: string[]; exist: string[]; child: string[] };
+
+function* watchBatches(all: WatchLists): Generator<WatchLists> {
+  let batch: WatchLists = { data: [], exist: [], child: [] };
+  let bytes = 0;
+  for (const kind of ['data', 'exist', 'child'] as const) {
+    for (const p of all[kind]) {
+      const n = 4 + Buffer.byteLength(p);
+      if (bytes + n > SET_WATCHES_BATCH_BYTES && bytes > 0) {
+        yield batch;
+        batch = { data: [], exist: [], child: [] };
+        bytes = 0;
+      }
+      batch[kind].push(p);
+      bytes += n;
+    }
+  }
+  if (bytes > 0) yield batch;
+}
+
 function harden(cm: RawConnectionManager, closed: () => boolean): void {
   const onData = cm.onSocketData;
   cm.onSocketData = function (this: RawConnectionManager, buffer: Buffer): void {
@@ -123,7 +169,32 @@ function harden(cm: RawConnectionManager, closed: () => boolean): void {
   const onConnected = cm.onSocketConnected;
   cm.onSocketConnected = function (this: RawConnectionManager): void {
     this.pendingBuffer = null;
-    onConnected.call(this);
+    const wm = this.watcherManager;
+    const lists = { data: wm.getDataWatcherPaths(), exist: wm.getExistenceWatcherPaths(), child: wm.getChildWatcherPaths() };
+    const size = [...lists.data, ...lists.exist, ...lists.child].reduce((n, p) => n + 4 + Buffer.byteLength(p), 0);
+    if (size <= SET_WATCHES_BATCH_BYTES) {
+      onConnected.call(this);
+      return;
+    }
+    const isEmpty = wm.isEmpty;
+    wm.isEmpty = () => true; // the original then sends the handshake only
+    try {
+      onConnected.call(this);
+    } finally {
+      wm.isEmpty = isEmpty;
+    }
+    for (const batch of watchBatches(lists)) {
+      const header = new jute.protocol.RequestHeader();
+      header.type = jute.OP_CODES.SET_WATCHES;
+      header.xid = -8;
+      const payload = new jute.protocol.SetWatches();
+      payload.setChrootPath(this.chrootPath);
+      payload.relativeZxid = this.zxid;
+      payload.dataWatches = batch.data;
+      payload.existWatches = batch.exist;
+      payload.childWatches = batch.child;
+      this.queue(new jute.Request(header, payload));
+    }
   };
   const findNext = cm.findNextServer;
   cm.findNextServer = function (this: RawConnectionManager, cb: (server: unknown) => void): void {

@@ -127,6 +127,8 @@ class ZkWatch {
   private attempt = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
   private publishTimer: NodeJS.Timeout | undefined;
+  /** How long the last publish took: the next one waits at least as long (at most half the CPU). */
+  private publishCostMs = 0;
   private connectTimer: NodeJS.Timeout | undefined;
   private logged = new Set<string>();
   private lastLoggedError: string | undefined | null = null;
@@ -446,8 +448,10 @@ class ZkWatch {
     if (this.closed || this.publishTimer) return;
     this.publishTimer = setTimeout(() => {
       this.publishTimer = undefined;
+      const t0 = performance.now();
       this.publish();
-    }, this.s.settleMs);
+      this.publishCostMs = performance.now() - t0;
+    }, Math.max(this.s.settleMs, Math.min(this.publishCostMs, 1000)));
   }
 
   private publish(): void {

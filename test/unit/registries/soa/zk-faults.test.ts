@@ -203,3 +203,34 @@ function lengthPrefix(n: number): Buffer {
   b.writeInt32BE(n, 0);
   return b;
 }
+
+test('a reconnect re-arms more than 1 MB of watches (ZooKeeper packet limit): changes after it are still seen', async () => {
+  const zk = await startZooKeeper({ name: 'zk-many-watches' });
+  const proxy = await TcpProxy.start(zk.port);
+  cleanups.push(() => proxy.close());
+  const w = await DubboWriter.connect(zk.connect, '/dubbo', 6000);
+  cleanups.push(() => w.close());
+  // Interface names near the DNS limit: 3,500 interfaces, two watched paths each of ~200 bytes.
+  const seg = (c: string): string => c.repeat(60);
+  const iface = (i: number): string => `com.${seg('a')}.${seg('b')}.${seg('c')}.I${i}`;
+  const N = 3500;
+  const watchBytes = Array.from({ length: N }, (_, i) => 2 * (4 + `/dubbo/${iface(i)}`.length) + 10).reduce((a, b) => a + b, 0);
+  assert.ok(watchBytes > 1.3 * 1024 * 1024, `${watchBytes} bytes of watched paths`);
+  for (let k = 0; k < N; k += 250) {
+    await Promise.all(Array.from({ length: Math.min(250, N - k) }, (_, j) => w.provider(url(`10.5.${(k + j) >> 8}.${(k + j) & 255}`, iface(k + j), `app${k + j}`))));
+  }
+  const log = watch(proxy.connect, '/dubbo', { sessionTimeoutMs: 6000 });
+  await log.until((s) => s.synced && s.endpoints.length === N, `${N} providers`, { timeoutMs: 60_000 });
+  const baseSessions = await zk.sessions();
+  // Drop the connection (same session): the client re-arms every watch on reconnect.
+  proxy.partition('refuse');
+  await log.until((s) => s.error !== undefined, 'connection lost');
+  proxy.heal();
+  await log.until((s) => s.error === undefined, 'reconnected', { timeoutMs: 10_000 });
+  // A change under an interface read before the reconnect is seen: its watch was re-armed.
+  await w.provider(url('10.4.0.1', iface(7), 'app7'));
+  await log.until((s) => s.endpoints.length === N + 1, 'a change after the reconnect', { timeoutMs: 10_000 });
+  assert.equal(await zk.sessions(), baseSessions, 'the same session resumed');
+  assert.ok(proxy.connections <= 1, 'one connection, not a reconnect loop');
+  await zk.stop();
+});

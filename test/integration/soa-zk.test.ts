@@ -8,12 +8,12 @@ import type { ProviderSpec } from '../../src/registries/soa/provider.ts';
 import { startBackend, type Backend } from '../helpers/backends.ts';
 import { grpcRequest, tally, tcpRequest } from '../helpers/clients.ts';
 import type { Envoy } from '../helpers/envoy.ts';
-import { cli, MAIN, ManifestDir, REPO, serviceEntry, type Isthmus } from '../helpers/isthmus.ts';
+import { MAIN, ManifestDir, REPO, serviceEntry, type Isthmus } from '../helpers/isthmus.ts';
 import { closeAll, clusterName, startIsthmus, startSidecar } from '../helpers/mesh.ts';
 import { freePort, isListening } from '../helpers/ports.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, spawnTracked, stopAll, type Proc } from '../helpers/processes.ts';
 import { GiveUp, waitFor, waitUntil } from '../helpers/wait.ts';
-import { DubboWriter, dubboUrl, spawnRegistrar, startZooKeeper, type ZooKeeperServer } from '../helpers/zookeeper.ts';
+import { DubboWriter, dubboUrl, startZooKeeper, type ZooKeeperServer } from '../helpers/zookeeper.ts';
 
 const PROPAGATION = { timeoutMs: 20_000, intervalMs: 100 };
 const SESSION_MS = 2000; // registrars' session timeout (--ttl)
@@ -31,11 +31,9 @@ let triPort: number;
 const backends: Backend[] = [];
 let tcp1: Backend, tcp2: Backend, grpc1: Backend, grpc2: Backend;
 let registrarOrders: Proc;
-let useCli = false;
 
-/** Registers providers from a separate process: `isthmus register` when this build has it. */
+/** `isthmus register` for one provider, in its own process; resolves once it says it registered. */
 async function register(name: string, spec: ProviderSpec): Promise<Proc> {
-  if (!useCli) return spawnRegistrar(name, { connect: zk.connect, root: '/dubbo', providers: [spec], sessionTimeoutMs: SESSION_MS });
   const args = [
     'register', '--registry', zk.url('/dubbo'), '--application', spec.application, '--address', spec.address, '--port', String(spec.port),
     '--interface', [spec.interface, spec.version ?? '', spec.group ?? ''].join(':').replace(/:+$/, ''),
@@ -66,10 +64,6 @@ const endpoints = (cluster: string): Promise<string[]> => envoy.endpointsOf(clus
 
 before(async () => {
   zk = await startZooKeeper({ name: 'zk-mesh' });
-  useCli = await cli(['register', '--help']).then(
-    () => true,
-    () => false,
-  );
   // Dubbo (opaque TCP) providers share one port on two addresses; the sidecar listens on it on 127.0.0.1.
   dubboPort = await freePort();
   triPort = await freePort();
@@ -102,7 +96,6 @@ after(async () => {
 });
 
 test('raw Dubbo nodes and registrar nodes reach their backends through Envoy (dubbo as TCP by port, tri as gRPC by name)', async () => {
-  process.stderr.write(`# registrar used: ${useCli ? 'isthmus register' : 'ZkRegistrar in a child process (isthmus register not wired yet)'}\n`);
   await waitUntil(() => endpoints(clusterName(ORDERS, dubboPort)), (e) => e.length === 2, { ...PROPAGATION, what: 'Envoy to know both orders providers' });
   await waitFor(() => isListening(dubboPort), { ...PROPAGATION, what: `the sidecar's TCP listener on 127.0.0.1:${dubboPort}` });
   const counts = await waitUntil(
@@ -172,6 +165,19 @@ test('a session expiry removes an endpoint from Envoy within the session timeout
   assert.ok(gone < SESSION_MS + 3000, `gone after ${gone} ms`);
   const afterExpiry = await tally(10, () => grpcRequest(outbound, GREETER));
   assert.deepEqual(afterExpiry, { 'greeter-1': 10 });
+});
+
+test('isthmus register deregisters on SIGTERM: the endpoint leaves Envoy without waiting for the session timeout', async () => {
+  const proc = await register('register-greeter-2b', { protocol: 'tri', address: grpc2.host, port: triPort, interface: 'isthmus.test.Echo', application: 'greeter', methods: ['Call'] });
+  const cluster = clusterName(GREETER, triPort);
+  await waitUntil(() => endpoints(cluster), (e) => e.length === 2, { ...PROPAGATION, what: 'greeter-2 in Envoy' });
+  const t0 = Date.now();
+  const exit = await proc.stop();
+  assert.equal(exit.code, 0, `isthmus register exited ${exit.code ?? exit.signal}`);
+  await waitUntil(() => endpoints(cluster), (e) => e.length === 1 && e[0] === grpc1.address, { ...PROPAGATION, what: 'Envoy to drop greeter-2' });
+  const gone = Date.now() - t0;
+  process.stderr.write(`# SIGTERM to isthmus register → endpoint gone from Envoy after ${gone} ms\n`);
+  assert.ok(gone < SESSION_MS, `gone after ${gone} ms: deregistered, not expired`);
 });
 
 test('ZooKeeper unreachable at start: Isthmus serves the other registries after its sync timeout and reports the source as not synced', async () => {

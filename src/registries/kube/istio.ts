@@ -1,6 +1,8 @@
-// Istio ServiceEntry and WorkloadEntry objects read from the cluster, checked by the very
-// parser and validator that reads them from files (src/registries/file), so an object is
-// accepted or refused for the same reasons wherever it lives.
+// Istio objects read from the cluster (ServiceEntry, WorkloadEntry, VirtualService,
+// DestinationRule), checked by the very parser and validator that reads them from files
+// (src/registries/file), so an object is accepted or refused for the same reasons wherever
+// it lives.
+import type { DestinationRule, VirtualService } from '../../model/rules.ts';
 import type { Endpoint, Rejection, Service, Workload } from '../../model/types.ts';
 import { parseManifests } from '../file/index.ts';
 import type { KubeObject } from './client.ts';
@@ -10,8 +12,14 @@ export interface IstioResult {
   readonly services: readonly Service[];
   readonly endpoints: readonly Endpoint[];
   readonly workloads: readonly Workload[];
+  readonly virtualServices: readonly VirtualService[];
+  readonly destinationRules: readonly DestinationRule[];
   readonly rejections: readonly Rejection[];
+  /** Problems that do not stop the object from being used (Istio's validation warnings). */
+  readonly warnings: readonly Rejection[];
 }
+
+const NOTHING = { services: [], endpoints: [], workloads: [], virtualServices: [], destinationRules: [], warnings: [] };
 
 /** `ServiceEntry ns/name`: how objects are named in origins and rejections. */
 export function objectRef(kind: string, o: KubeObject): string {
@@ -25,24 +33,21 @@ export function parseIstioObject(registry: string, kind: string, obj: KubeObject
   // The file parser reads JSON text when the source name ends in .json; the name is replaced below.
   const parsed = parseManifests(JSON.stringify({ ...obj, kind: obj.kind ?? kind }), 'object.json', { registry });
   const doc = parsed.documents[0];
+  const here = <T extends Rejection>({ document: _document, ...r }: T): Rejection => ({ ...r, source });
   if (parsed.yamlError || !doc) {
-    return { ok: false, services: [], endpoints: [], workloads: [], rejections: [{ source, kind, reason: parsed.yamlError?.reason ?? 'object yields nothing' }] };
+    return { ok: false, ...NOTHING, rejections: [{ source, kind, reason: parsed.yamlError?.reason ?? 'object yields nothing' }] };
   }
-  if (!doc.ok) {
-    return {
-      ok: false,
-      services: [],
-      endpoints: [],
-      workloads: [],
-      rejections: doc.rejections.map(({ document: _document, ...r }) => ({ ...r, source })),
-    };
-  }
+  if (!doc.ok) return { ok: false, ...NOTHING, rejections: doc.rejections.map(here) };
   const origin = { registry, ref };
+  const location = { source };
   return {
     ok: true,
     services: doc.services.map((s) => ({ ...s, origin })),
     endpoints: doc.endpoints.map((e) => ({ ...e, origin })),
     workloads: doc.workloads.map((w) => ({ ...w, origin })),
+    virtualServices: doc.virtualServices.map((v) => ({ ...v, origin, location })),
+    destinationRules: doc.destinationRules.map((d) => ({ ...d, origin, location })),
     rejections: [],
+    warnings: doc.warnings.map(here),
   };
 }

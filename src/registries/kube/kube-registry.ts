@@ -10,6 +10,7 @@ import { Observable } from 'rxjs';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { canonicalJson } from '../../model/hash.ts';
 import type { Registry } from '../../model/registry.ts';
+import type { DestinationRule, VirtualService } from '../../model/rules.ts';
 import type { Endpoint, Rejection, RegistryState, Service, Workload } from '../../model/types.ts';
 import { logger } from '../../log.ts';
 import { metrics } from '../../metrics.ts';
@@ -17,7 +18,7 @@ import { type KubeApi, KubeConfigApi, type KubeConfigOptions, type KubeObject, l
 import { type IstioResult, parseIstioObject } from './istio.ts';
 import { ListWatch, type ListWatchOptions, type WatchStatus } from './list-watch.ts';
 import { type ClusterContext, type NodeLike, type PodLike, podWorkloads } from './pods.ts';
-import { ENDPOINT_SLICES, NODES, PODS, type ResourceRef, RPC_SERVICES, SERVICE_ENTRIES, SERVICES, WORKLOAD_ENTRIES } from './resources.ts';
+import { ENDPOINT_SLICES, ISTIO_KINDS, NODES, PODS, type ResourceRef, RPC_SERVICES, SERVICES } from './resources.ts';
 import { mapRpcServices, type RpcServiceLike, type RpcServiceStatus } from './rpcservice.ts';
 import { type EndpointSliceLike, mapServices, type ServiceLike } from './services.ts';
 import { StatusWriter } from './status-writer.ts';
@@ -58,7 +59,7 @@ const rejectionsGauge = metrics.gauge('isthmus_registry_rejections', 'Documents 
 const rebuilds = metrics.counter('isthmus_kube_rebuilds_total', 'Model rebuilds of a Kubernetes registry, by result (emitted, unchanged)');
 
 /** Every kind the registry reads, in the order states are built from them. */
-export const KINDS: readonly ResourceRef[] = [SERVICES, ENDPOINT_SLICES, PODS, NODES, RPC_SERVICES, SERVICE_ENTRIES, WORKLOAD_ENTRIES];
+export const KINDS: readonly ResourceRef[] = [SERVICES, ENDPOINT_SLICES, PODS, NODES, RPC_SERVICES, ...ISTIO_KINDS];
 
 export class KubeRegistry implements Registry {
   readonly id: string;
@@ -114,6 +115,7 @@ class Session {
   private closed = false;
   private lastEmitted: string | undefined;
   private logged = new Set<string>();
+  private warned = new Set<string>();
   private lastLoggedError: string | undefined | null = null;
 
   constructor(id: string, api: KubeApi, opts: KubeRegistryOptions, emit: (s: RegistryState) => void) {
@@ -215,7 +217,19 @@ class Session {
     const statuses = this.watchStatus();
     const synced = statuses.every((s) => s.synced);
     const error = describeFailures(statuses);
-    return { state: { id: this.id, synced, ...(error ? { error } : {}), services, endpoints, workloads, rejections }, rpcObjects, rpcStatuses: rpc.statuses };
+    this.logWarnings(istio.warnings);
+    const state: RegistryState = {
+      id: this.id,
+      synced,
+      ...(error ? { error } : {}),
+      services,
+      endpoints,
+      workloads,
+      rejections,
+      virtualServices: istio.virtualServices,
+      destinationRules: istio.destinationRules,
+    };
+    return { state, rpcObjects, rpcStatuses: rpc.statuses };
   }
 
   /** Status counts are only right while RPCServices and pods are being watched. */
@@ -223,10 +237,18 @@ class Session {
     return [RPC_SERVICES, PODS].every((r) => (this.watches.get(r.kind) ?? []).every((w) => w.status.phase === 'watching'));
   }
 
-  private istioObjects(): { services: Service[]; endpoints: Endpoint[]; workloads: Workload[]; rejections: Rejection[] } {
-    const out = { services: [] as Service[], endpoints: [] as Endpoint[], workloads: [] as Workload[], rejections: [] as Rejection[] };
+  private istioObjects(): Omit<IstioResult, 'ok'> & { services: Service[]; endpoints: Endpoint[]; workloads: Workload[]; rejections: Rejection[] } {
+    const out = {
+      services: [] as Service[],
+      endpoints: [] as Endpoint[],
+      workloads: [] as Workload[],
+      virtualServices: [] as VirtualService[],
+      destinationRules: [] as DestinationRule[],
+      rejections: [] as Rejection[],
+      warnings: [] as Rejection[],
+    };
     const good = new Map<string, IstioResult>();
-    for (const ref of [SERVICE_ENTRIES, WORKLOAD_ENTRIES]) {
+    for (const ref of ISTIO_KINDS) {
       const objs = this.objects(ref).sort((a, b) => (`${a.metadata?.namespace}/${a.metadata?.name}` < `${b.metadata?.namespace}/${b.metadata?.name}` ? -1 : 1));
       for (const o of objs) {
         const uid = o.metadata?.uid ?? `${ref.kind}/${o.metadata?.namespace}/${o.metadata?.name}`;
@@ -242,11 +264,25 @@ class Session {
         out.services.push(...r.services);
         out.endpoints.push(...r.endpoints);
         out.workloads.push(...r.workloads);
+        out.virtualServices.push(...r.virtualServices);
+        out.destinationRules.push(...r.destinationRules);
         out.rejections.push(...r.rejections);
+        out.warnings.push(...r.warnings);
       }
     }
     this.lastGood = good;
     return out;
+  }
+
+  /** Logs each distinct validation warning once while it lasts (the state has no place for them). */
+  private logWarnings(warnings: readonly Rejection[]): void {
+    const current = new Set<string>();
+    for (const w of warnings) {
+      const k = canonicalJson(w);
+      current.add(k);
+      if (!this.warned.has(k)) log.warn('object accepted with a warning', { registry: this.id, ...w });
+    }
+    this.warned = current;
   }
 
   /** Logs each distinct rejection once while it lasts, and every change of health. */

@@ -28,6 +28,11 @@ export const RPC_SERVICES: ResourceRef = { kind: 'RPCService', group: RPC_GROUP,
 // Istio kinds read from the cluster; v1 is the version the file parser checks documents against.
 export const SERVICE_ENTRIES: ResourceRef = { kind: 'ServiceEntry', group: 'networking.istio.io', version: 'v1', plural: 'serviceentries', namespaced: true, optional: true };
 export const WORKLOAD_ENTRIES: ResourceRef = { kind: 'WorkloadEntry', group: 'networking.istio.io', version: 'v1', plural: 'workloadentries', namespaced: true, optional: true };
+export const VIRTUAL_SERVICES: ResourceRef = { kind: 'VirtualService', group: 'networking.istio.io', version: 'v1', plural: 'virtualservices', namespaced: true, optional: true };
+export const DESTINATION_RULES: ResourceRef = { kind: 'DestinationRule', group: 'networking.istio.io', version: 'v1', plural: 'destinationrules', namespaced: true, optional: true };
+
+/** The Istio kinds, in the order their objects are read. */
+export const ISTIO_KINDS: readonly ResourceRef[] = [SERVICE_ENTRIES, WORKLOAD_ENTRIES, VIRTUAL_SERVICES, DESTINATION_RULES];
 
 /** Path of a resource collection, cluster-wide or in one namespace. */
 export function collectionPath(r: ResourceRef, namespace?: string): string {

@@ -196,6 +196,29 @@ test('Istio ServiceEntry and WorkloadEntry from the cluster, validated like file
   assert.ok(bad!.services.some((v) => v.hostname === 'legacy.shop.internal'), 'last good version still served');
 });
 
+test('VirtualService and DestinationRule from the cluster pass through as rules, validated like files', async () => {
+  const vs = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'web', namespace: NS },
+    spec: { hosts: ['web.shop.svc.cluster.local'], http: [{ route: [{ destination: { host: 'web.shop.svc.cluster.local', subset: 'v1' } }] }] },
+  };
+  const dr = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'DestinationRule',
+    metadata: { name: 'web', namespace: NS },
+    spec: { host: 'web.shop.svc.cluster.local', subsets: [{ name: 'v1', labels: { version: 'v1' } }] },
+  };
+  await kube.create(vs);
+  await kube.create(dr);
+  const s = await waitState((x) => (x.virtualServices?.length ?? 0) === 1 && (x.destinationRules?.length ?? 0) === 1, 'rules in the state');
+  assert.deepEqual(s!.virtualServices!.map((v) => [v.namespace, v.name, v.origin.ref, v.location.source]), [[NS, 'web', 'VirtualService shop/web', `${registry.id} VirtualService shop/web`]]);
+  assert.deepEqual(s!.destinationRules!.map((d) => [d.namespace, d.name, d.origin.ref]), [[NS, 'web', 'DestinationRule shop/web']]);
+  await kube.create({ ...vs, metadata: { name: 'broken', namespace: NS }, spec: { hosts: ['web.shop.svc.cluster.local'], http: [{ route: [] }] } });
+  await waitState((x) => x.rejections.some((r) => r.kind === 'VirtualService' && r.name === 'broken'), 'the broken VirtualService refused');
+  assert.equal(latest()!.virtualServices!.length, 1);
+});
+
 test('an API server restart: no emitted state loses an endpoint, the outage is visible, later changes arrive', async () => {
   const host = 'web.shop.svc.cluster.local';
   const before = latest()!;
@@ -204,7 +227,7 @@ test('an API server restart: no emitted state loses an endpoint, the outage is v
   const from = states.length;
   await kube.stop();
   const down = await waitState((x) => x.error !== undefined, 'the outage reported', 30_000);
-  assert.match(down!.error!, /^Service, EndpointSlice, Pod, Node, RPCService, ServiceEntry, WorkloadEntry: .* \(failing since .*, last synced .*\); serving the last known state$/);
+  assert.match(down!.error!, /^Service, EndpointSlice, Pod, Node, RPCService, ServiceEntry, WorkloadEntry, VirtualService, DestinationRule: .* \(failing since .*, last synced .*\); serving the last known state$/);
   assert.ok(metrics.render().includes(`isthmus_kube_watch_up{registry="${registry.id}",resource="Service"} 0`));
   await kube.start();
   await waitState((x) => x.error === undefined, 'recovered after the restart', 30_000);

@@ -293,6 +293,21 @@ test('Istio objects from the cluster get exactly the file parser\'s verdict', ()
     (fromFile.ok ? [] : fromFile.rejections).map((x) => [x.field, x.reason]),
   );
   assert.equal(fromCluster.rejections[0]!.source, 'kube://test ServiceEntry shop/ext');
+
+  const vs = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'r', namespace: 'shop' },
+    spec: { hosts: ['ext.example.com'], http: [{ timeout: '1.5s', route: [{ destination: { host: 'ext.example.com' } }] }] },
+  };
+  const rule = parseIstioObject('kube://test', 'VirtualService', vs);
+  const fileRule = parseManifests(JSON.stringify(vs), 'r.json').documents[0]!;
+  assert.ok(rule.ok && fileRule.ok);
+  assert.deepEqual(rule.virtualServices.map((v) => ({ ...v, origin: undefined, location: undefined })), fileRule.virtualServices.map((v) => ({ ...v, origin: undefined, location: undefined })));
+  assert.deepEqual(rule.virtualServices[0]!.location, { source: 'kube://test VirtualService shop/r' });
+  const badRule = parseIstioObject('kube://test', 'VirtualService', { ...vs, spec: { hosts: ['ext.example.com'], http: [{ timeout: '1.5 seconds', route: [{ destination: { host: 'ext.example.com' } }] }] } });
+  assert.equal(badRule.ok, false);
+  assert.ok(badRule.rejections.some((r) => r.field?.includes('timeout')), JSON.stringify(badRule.rejections));
 });
 
 test('kube:// URLs: context (with odd characters), options, errors', () => {

@@ -67,6 +67,8 @@ function setVersion(map: ResourceMap): string {
 export class Generation {
   readonly seq: number;
   readonly model: ModelSnapshot;
+  /** Name → allocated VIP, for VIP filter chains and VIP:port domains. */
+  readonly vips: ReadonlyMap<string, string>;
   readonly clusters: ResourceMap;
   readonly endpoints: ResourceMap;
   readonly outboundRoute: EncodedResource;
@@ -92,9 +94,11 @@ export class Generation {
     changed: Map<TypeUrl, Set<string>>;
     previous?: Generation;
     servicesChanged: boolean;
+    vips: ReadonlyMap<string, string>;
   }) {
     this.seq = init.seq;
     this.model = init.model;
+    this.vips = init.vips;
     this.clusters = init.clusters;
     this.endpoints = init.endpoints;
     this.outboundRoute = init.outboundRoute;
@@ -128,7 +132,7 @@ export class Generation {
       return before && before.version === fresh.version ? before : fresh;
     };
     const listeners = new Map<string, EncodedResource>();
-    for (const l of buildSidecarListeners(this.model, proxy, problems)) {
+    for (const l of buildSidecarListeners(this.model, proxy, problems, this.vips)) {
       listeners.set(l.name as string, reuse(LISTENER_TYPE, l.name as string, l, prev?.listeners));
     }
     const clusters = new Map<string, EncodedResource>(this.clusters);
@@ -207,15 +211,18 @@ export class XdsCache {
   private seq = 0;
   private current?: Generation;
   private services = new Map<string, ServiceEntryCache>();
+  private vipsKey = '';
 
   get generation(): Generation | undefined {
     return this.current;
   }
 
-  update(model: ModelSnapshot): Generation {
+  update(model: ModelSnapshot, vips: ReadonlyMap<string, string> = new Map()): Generation {
     const prev = this.current;
+    const vipsKey = [...vips].sort(([a], [b]) => (a < b ? -1 : 1)).join(';');
     const nextServices = new Map<string, ServiceEntryCache>();
-    let servicesChanged = !prev || model.services.size !== this.services.size;
+    let servicesChanged = !prev || model.services.size !== this.services.size || vipsKey !== this.vipsKey;
+    this.vipsKey = vipsKey;
     const clusters = new Map<string, EncodedResource>();
     const endpoints = new Map<string, EncodedResource>();
     for (const [host, svc] of model.services) {
@@ -252,7 +259,7 @@ export class XdsCache {
       problems = [...prev.problems];
     } else {
       problems = [];
-      outboundRoute = new EncodedResource(ROUTE_TYPE, 'outbound', buildOutboundRoute(model, problems));
+      outboundRoute = new EncodedResource(ROUTE_TYPE, 'outbound', buildOutboundRoute(model, problems, vips));
       if (prev && prev.outboundRoute.version === outboundRoute.version) outboundRoute = prev.outboundRoute;
     }
 
@@ -263,7 +270,7 @@ export class XdsCache {
       [LISTENER_TYPE, new Set()],
     ]);
     checkConsistent(model, clusters, endpoints);
-    this.current = new Generation({ seq: ++this.seq, model, clusters, endpoints, outboundRoute, problems, changed, previous: prev, servicesChanged });
+    this.current = new Generation({ seq: ++this.seq, model, clusters, endpoints, outboundRoute, problems, changed, previous: prev, servicesChanged, vips });
     prev?.forgetPrevious();
     return this.current;
   }

@@ -6,18 +6,82 @@ import { isHttpProtocol } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
 import type { ProxyInfo } from '../proxy.ts';
 import { ADS_SOURCE, httpConnectionManager, routerFilter, socketAddress, tcpProxy } from './common.ts';
-import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener } from './names.ts';
+import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener } from './names.ts';
 import type { RouteProblem } from './route.ts';
 
-export function buildSidecarListeners(model: ModelSnapshot, proxy: ProxyInfo, problems: RouteProblem[]): Record<string, unknown>[] {
-  const listeners: Record<string, unknown>[] = [
-    {
-      name: OUTBOUND_LISTENER,
-      address: socketAddress(proxy.bindAddress, proxy.outboundPort),
-      traffic_direction: 'OUTBOUND',
-      filter_chains: [{ name: 'http', filters: [httpConnectionManager('outbound', OUTBOUND_ROUTE)] }],
+/** Where traffic addressed to one VIP and port goes. */
+export interface VipTarget {
+  readonly vip: string;
+  readonly port: number;
+  readonly http: boolean;
+  readonly cluster: string;
+  /** The service or interface name the VIP stands for. */
+  readonly name: string;
+}
+
+/**
+ * Every VIP:port a sidecar intercepts: services' own addresses and allocated VIPs, and each
+ * interface's VIP to its own cluster, so an interface is routable even as opaque TCP.
+ */
+export function vipTargets(model: ModelSnapshot, vips: ReadonlyMap<string, string>): VipTarget[] {
+  const out: VipTarget[] = [];
+  for (const svc of model.services.values()) {
+    const own = svc.addresses.filter((a) => !a.includes('/'));
+    const addrs = own.length ? own : vips.has(svc.hostname) ? [vips.get(svc.hostname)!] : [];
+    for (const port of svc.ports) {
+      for (const vip of addrs) out.push({ vip, port: port.number, http: isHttpProtocol(port.protocol), cluster: outboundCluster(svc.hostname, port.number), name: svc.hostname });
+      for (const iface of svc.interfaces) {
+        const vip = vips.get(iface.hostname);
+        if (!vip || (iface.port !== undefined && iface.port !== port.number)) continue;
+        out.push({ vip, port: port.number, http: isHttpProtocol(port.protocol), cluster: interfaceCluster(svc.hostname, port.number, iface.hostname), name: iface.hostname });
+      }
+    }
+  }
+  return out;
+}
+
+function vipChain(t: VipTarget): Record<string, unknown> {
+  return {
+    name: `${t.vip}_${t.port}`,
+    filter_chain_match: {
+      prefix_ranges: [{ address_prefix: t.vip, prefix_len: { value: t.vip.includes(':') ? 128 : 32 } }],
+      destination_port: { value: t.port },
     },
-  ];
+    filters: [t.http ? httpConnectionManager('outbound', OUTBOUND_ROUTE) : tcpProxy(t.cluster, t.cluster)],
+  };
+}
+
+export function buildSidecarListeners(
+  model: ModelSnapshot,
+  proxy: ProxyInfo,
+  problems: RouteProblem[],
+  vips: ReadonlyMap<string, string> = new Map(),
+): Record<string, unknown>[] {
+  const outbound: Record<string, unknown> = {
+    name: OUTBOUND_LISTENER,
+    address: socketAddress(proxy.bindAddress, proxy.outboundPort),
+    traffic_direction: 'OUTBOUND',
+    filter_chains: [{ name: 'http', filters: [httpConnectionManager('outbound', OUTBOUND_ROUTE)] }],
+  };
+  if (proxy.mode === 'transparent') {
+    // Redirected connections keep their original destination: one filter chain per VIP:port
+    // picks the service or interface; anything else falls to Host-based HTTP routing.
+    const seen = new Set<string>();
+    const chains = vipTargets(model, vips).filter((t) => {
+      const key = `${t.vip}:${t.port}`;
+      if (seen.has(key)) {
+        problems.push({ name: key, reason: `VIP ${key} of ${t.name} is already claimed by another name; first one kept` });
+        return false;
+      }
+      seen.add(key);
+      return true;
+    });
+    outbound.address = socketAddress('0.0.0.0', proxy.outboundPort);
+    outbound.listener_filters = [{ name: 'envoy.filters.listener.original_dst', typed_config: toAny('envoy.extensions.filters.listener.original_dst.v3.OriginalDst', {}) }];
+    outbound.filter_chains = chains.map(vipChain);
+    outbound.default_filter_chain = { name: 'http', filters: [httpConnectionManager('outbound', OUTBOUND_ROUTE)] };
+  }
+  const listeners: Record<string, unknown>[] = [outbound];
 
   // Opaque TCP services: in explicit mode the app connects to the sidecar on the service port.
   const reserved = new Set([proxy.outboundPort, proxy.inboundPort, ...proxy.appPorts.map((p) => p.port)]);

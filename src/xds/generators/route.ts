@@ -17,15 +17,17 @@ function route(cluster: string): Record<string, unknown> {
 }
 
 /** Domains a service port answers to. Envoy rejects a table whose domains repeat. */
-function domainsFor(svc: Service, port: ServicePort, isDefault: boolean): string[] {
+function domainsFor(svc: Service, port: ServicePort, isDefault: boolean, vip: string | undefined): string[] {
   const names = [svc.hostname, ...svc.aliases];
   const out = names.map((n) => `${n}:${port.number}`);
   for (const a of svc.addresses) if (!a.includes('/')) out.push(`${a}:${port.number}`);
+  if (vip && !svc.addresses.includes(vip)) out.push(`${vip}:${port.number}`);
   if (isDefault) out.push(...names);
   return out;
 }
 
-export function buildOutboundRoute(model: ModelSnapshot, problems: RouteProblem[]): Record<string, unknown> {
+/** `vips`: name → allocated VIP (services without an address of their own, and interfaces). */
+export function buildOutboundRoute(model: ModelSnapshot, problems: RouteProblem[], vips: ReadonlyMap<string, string> = new Map()): Record<string, unknown> {
   const claimed = new Map<string, string>();
   const claim = (domain: string, vhName: string): boolean => {
     const owner = claimed.get(domain);
@@ -42,7 +44,7 @@ export function buildOutboundRoute(model: ModelSnapshot, problems: RouteProblem[
     for (const port of svc.ports) {
       if (!isHttpProtocol(port.protocol)) continue;
       const vhName = `${svc.hostname}:${port.number}`;
-      const domains = domainsFor(svc, port, port === dflt).filter((d) => claim(d, vhName));
+      const domains = domainsFor(svc, port, port === dflt, vips.get(svc.hostname)).filter((d) => claim(d, vhName));
       if (domains.length) virtualHosts.push({ name: vhName, domains, routes: [route(outboundCluster(svc.hostname, port.number))] });
     }
     // Each RPC interface is a name of its own, routed to the providers of that interface.
@@ -50,7 +52,8 @@ export function buildOutboundRoute(model: ModelSnapshot, problems: RouteProblem[
       for (const port of svc.ports) {
         if (!isHttpProtocol(port.protocol) || (iface.port !== undefined && iface.port !== port.number)) continue;
         const vhName = `${iface.hostname}:${port.number}`;
-        const domains = [vhName, iface.hostname].filter((d) => claim(d, vhName));
+        const vip = vips.get(iface.hostname);
+        const domains = [vhName, iface.hostname, ...(vip ? [`${vip}:${port.number}`] : [])].filter((d) => claim(d, vhName));
         if (domains.length) virtualHosts.push({ name: vhName, domains, routes: [route(interfaceCluster(svc.hostname, port.number, iface.hostname))] });
       }
     }

@@ -62,6 +62,13 @@ function keyOf(o: KubeObject): string | undefined {
   return m.namespace ? `${m.namespace}/${m.name}` : m.name;
 }
 
+/** managedFields are often the larger part of an object and nothing here reads them. */
+function slim(o: KubeObject): KubeObject {
+  if (!o.metadata || !('managedFields' in o.metadata)) return o;
+  const { managedFields: _managedFields, ...metadata } = o.metadata as KubeObject['metadata'] & { managedFields?: unknown };
+  return { ...o, metadata };
+}
+
 export function describeError(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -219,7 +226,7 @@ export class ListWatch {
       if (this.stopped) return;
       for (const item of page?.items ?? []) {
         const k = keyOf(item);
-        if (k) next.set(k, item);
+        if (k) next.set(k, slim(item));
       }
       cont = page?.metadata?.continue || undefined;
       rv = page?.metadata?.resourceVersion;
@@ -286,7 +293,7 @@ export class ListWatch {
         const k = keyOf(e.object);
         if (k) {
           if (e.type === 'DELETED') this.items.delete(k);
-          else this.items.set(k, e.object);
+          else this.items.set(k, slim(e.object));
         }
         if (rv) this.rv = rv;
         objectsGauge.set(this.labels(), this.items.size);

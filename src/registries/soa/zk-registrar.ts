@@ -18,7 +18,9 @@ export interface ZkRegistrarOptions {
 }
 
 const log = logger('register.zk');
-const registrations = metrics.counter('isthmus_soa_registrations_total', 'Provider registrations written by a registrar (first and after a lost session).');
+// Shared with the etcd registrar (same names and meaning).
+const registrations = metrics.counter('isthmus_soa_registrations_total', 'Leases granted and provider keys written by the registration agent');
+const registrarErrors = metrics.counter('isthmus_soa_registrar_errors_total', 'Failed registration, keepalive or deregistration attempts, by stage');
 
 /** Pause before retrying a failed registration: 250 ms doubling to 10 s. */
 function backoff(attempt: number): number {
@@ -77,7 +79,14 @@ export class ZkRegistrar implements Registrar {
     const client = this.client;
     if (!client) return;
     if (client.connected) {
-      const deletes = Promise.all(this.paths.map((p) => client.remove(p).catch((err: unknown) => log.warn('cannot delete provider node', { path: p, err }))));
+      const deletes = Promise.all(
+        this.paths.map((p) =>
+          client.remove(p).catch((err: unknown) => {
+            registrarErrors.inc({ registry: this.id, stage: 'deregister' });
+            log.warn('cannot delete provider node', { path: p, err });
+          }),
+        ),
+      );
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([deletes, new Promise<void>((r) => (timer = setTimeout(r, 2000)))]);
       clearTimeout(timer);
@@ -149,6 +158,7 @@ export class ZkRegistrar implements Registrar {
               if (client.connected) this.again = true;
               continue;
             }
+            registrarErrors.inc({ registry: this.id, stage: 'register' });
             log.warn('cannot register providers; retrying', { registry: this.id, err });
             clearTimeout(this.retryTimer);
             this.retryTimer = setTimeout(() => this.register(), backoff(this.attempt++));

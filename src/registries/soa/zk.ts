@@ -41,9 +41,10 @@ const log = logger('registry.zk');
 const events = metrics.counter('isthmus_registry_events_total', 'Registry events by kind (fs_event, reload, dir_error, watch_error, ...)');
 const rejectionsGauge = metrics.gauge('isthmus_registry_rejections', 'Documents or files a registry currently rejects');
 const malformedTotal = metrics.counter('isthmus_soa_malformed_providers_total', 'Malformed provider keys or URLs seen in an SOA registry (each counted once while it lasts).');
-const malformedGauge = metrics.gauge('isthmus_soa_malformed_providers', 'Malformed provider keys or URLs currently in an SOA registry.');
-const providersGauge = metrics.gauge('isthmus_soa_providers', 'Providers currently read from an SOA registry.');
-const connectedGauge = metrics.gauge('isthmus_zk_connected', '1 while the ZooKeeper registry has a live connection.');
+// Shared with the etcd registry (same names and meaning).
+const rejectedGauge = metrics.gauge('isthmus_soa_rejected_providers', 'Provider keys a SOA registry currently rejects (malformed, or in conflict)');
+const providersGauge = metrics.gauge('isthmus_soa_providers', 'Provider keys a SOA registry currently serves');
+const connectedGauge = metrics.gauge('isthmus_soa_registry_connected', '1 while a SOA registry is connected and watching, else 0');
 
 /** Longest key kept verbatim in a rejection or a log line. */
 const MAX_SHOWN_KEY = 512;
@@ -205,9 +206,12 @@ class ZkWatch {
       this.count('disconnect');
       this.setError(`connection to ZooKeeper ${this.s.connect} lost; keeping the last known providers while reconnecting`);
     });
+    let failed = 0;
     client.on('attemptFailed', () => {
       if (!this.live(s) || s.everConnected) return;
       this.count('connect_failed');
+      // Every server tried once (the client goes through them in turn) before saying so.
+      if (++failed < this.s.connect.split(',').length) return;
       // Said at once (Isthmus reports it while waiting to sync); the client goes on trying until the deadline.
       this.setError(this.connectError());
     });
@@ -477,7 +481,7 @@ class ZkWatch {
       workloads: [],
       rejections: [...[...this.servedProblems.values()], ...malformed, ...model.rejections],
     };
-    malformedGauge.set({ registry: this.s.id }, malformed.length);
+    rejectedGauge.set({ registry: this.s.id }, malformed.length + model.rejections.length);
     providersGauge.set({ registry: this.s.id }, providers.length);
     this.count('publish');
     this.report(state);

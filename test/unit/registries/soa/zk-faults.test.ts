@@ -234,3 +234,17 @@ test('a reconnect re-arms more than 1 MB of watches (ZooKeeper packet limit): ch
   assert.ok(proxy.connections <= 1, 'one connection, not a reconnect loop');
   await zk.stop();
 });
+
+test('several servers in the connect string: a dead one is skipped', async () => {
+  const zk = await startZooKeeper({ name: 'zk-multi' });
+  const dead = await createZooKeeper({ name: 'zk-multi-dead' }); // never started
+  const w = await DubboWriter.connect(zk.connect, '/dubbo', 6000);
+  cleanups.push(() => w.close());
+  await w.provider(url('10.3.3.3'));
+  const connect = `${dead.connect},${zk.connect}`;
+  const log = watch(connect, '/dubbo');
+  const st = await log.until((s) => s.synced && s.endpoints.length === 1, 'synced through the live server');
+  assert.equal(st.id, `zk://${connect}/dubbo`);
+  assert.equal(st.error, undefined);
+  await zk.stop();
+});

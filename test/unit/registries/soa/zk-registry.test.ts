@@ -168,7 +168,8 @@ test('malformed nodes are rejected with key and field, counted once, logged once
 
     const counter = () => metrics.counter('isthmus_soa_malformed_providers_total', '').get({ registry: registry.id });
     assert.equal(counter(), Object.keys(bad).length);
-    assert.equal(metrics.gauge('isthmus_soa_malformed_providers', '').get({ registry: registry.id }), Object.keys(bad).length);
+    assert.equal(metrics.gauge('isthmus_soa_rejected_providers', '').get({ registry: registry.id }), Object.keys(bad).length);
+    assert.equal(metrics.gauge('isthmus_soa_providers', '').get({ registry: registry.id }), 1);
 
     // More changes (new states) neither count nor log the same malformed nodes again.
     await w.provider(dubboUrl({ address: '10.2.0.3', port: 20880, iface: 'com.acme.Good', application: 'good' }));

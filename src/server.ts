@@ -9,6 +9,7 @@ import { type Generation, XdsCache } from './xds/cache.ts';
 import { AdsServer } from './xds/server/ads.ts';
 import type { ResourceSnapshot, SnapshotSource } from './xds/server/types.ts';
 import { AdminServer } from './admin/server.ts';
+import { DnsService, type DnsServiceOptions } from './dns/index.ts';
 import { logger } from './log.ts';
 import { metrics } from './metrics.ts';
 
@@ -16,6 +17,7 @@ const log = logger('server');
 const snapshotsBuilt = metrics.counter('isthmus_snapshots_total', 'xDS snapshots built from the model.');
 const buildFailures = metrics.counter('isthmus_snapshot_build_failures_total', 'Models that could not be turned into xDS.');
 const buildTime = metrics.histogram('isthmus_snapshot_build_seconds', 'Time to turn a model snapshot into xDS resources.');
+const publishWaits = metrics.counter('isthmus_dns_publish_waits_total', 'Waits for sidecars to ACK new VIPs before DNS publishes them, by result.');
 const modelUpdates = metrics.counter('isthmus_registry_updates_total', 'Registry states received, before debouncing.');
 
 export interface IsthmusOptions {
@@ -26,6 +28,11 @@ export interface IsthmusOptions {
   readonly debounceMaxMs: number;
   /** How long to wait for every registry to sync before serving what is there. */
   readonly syncTimeoutMs: number;
+  /** DNS for VIPs and interface names; off when absent. */
+  readonly dns?: Omit<DnsServiceOptions, 'beforePublish'> & {
+    /** Longest wait for sidecars to ACK new VIPs before their names are published. */
+    readonly publishTimeoutMs: number;
+  };
 }
 
 export const DEFAULTS = {
@@ -52,6 +59,9 @@ export class Isthmus implements SnapshotSource {
   readonly models: Observable<ModelSnapshot> = this.modelSubject.pipe(filter((m): m is ModelSnapshot => m !== undefined));
   private subs: Subscription[] = [];
   private syncTimer?: NodeJS.Timeout;
+  readonly dns?: DnsService;
+  private built?: { version: string; vips: string };
+  private publishedNames = new Set<string>();
   xdsPort = 0;
   adminPort = 0;
 
@@ -65,7 +75,9 @@ export class Isthmus implements SnapshotSource {
       problems: () => this.generations.value?.problems ?? [],
       syncz: () => this.ads.status(),
       configDump: (id) => this.ads.configDump(id),
+      dnsz: () => this.dns?.status(),
     });
+    if (opts.dns) this.dns = new DnsService({ ...opts.dns, beforePublish: (m, vips) => this.publish(m, vips) });
   }
 
   current(): ResourceSnapshot | undefined {
@@ -90,8 +102,10 @@ export class Isthmus implements SnapshotSource {
             this.latestModel = m;
             this.modelSubject.next(m);
           }),
+          // With DNS on, VIPs are allocated first and the DNS service drives xDS (publish()).
+          filter(() => !this.dns),
           distinctUntilChanged((a, b) => a.version === b.version),
-          map((m) => this.build(m)),
+          map((m) => this.build(m, new Map())),
           filter((g): g is Generation => g !== undefined),
         )
         .subscribe((g) => this.generations.next(g)),
@@ -111,6 +125,7 @@ export class Isthmus implements SnapshotSource {
       this.accepted.next(this.states);
     }, this.opts.syncTimeoutMs);
     this.xdsPort = await this.ads.listen(this.opts.xdsAddress);
+    await this.dns?.start(this.models);
     log.info('isthmus serving', { xds: `${this.opts.xdsAddress.replace(/:\d+$/, '')}:${this.xdsPort}`, admin: this.adminPort, registries: this.opts.registries.map((r) => r.id) });
   }
 
@@ -126,12 +141,34 @@ export class Isthmus implements SnapshotSource {
     if (this.accepting) this.accepted.next(states);
   }
 
+  /**
+   * Ordered publishing: route the model's VIPs in xDS, then, if names were added, wait
+   * (bounded) for every sidecar to ACK before DNS answers for them.
+   */
+  private async publish(m: ModelSnapshot, vips: ReadonlyMap<string, string>): Promise<void> {
+    const vipsKey = [...vips].map(([n, v]) => `${n}=${v}`).sort().join(';');
+    if (this.built?.version !== m.version || this.built.vips !== vipsKey) {
+      const g = this.build(m, vips);
+      if (!g) return;
+      this.built = { version: m.version, vips: vipsKey };
+      this.generations.next(g);
+    }
+    const added = [...vips.keys()].filter((n) => !this.publishedNames.has(n));
+    this.publishedNames = new Set(vips.keys());
+    if (!added.length || !this.opts.dns) return;
+    const seq = this.generations.value!.seq;
+    const start = performance.now();
+    const r = await this.ads.whenSynced(seq, this.opts.dns.publishTimeoutMs);
+    publishWaits.inc({ result: r.synced ? 'acked' : 'timeout' });
+    if (!r.synced) log.warn('publishing DNS names before every sidecar ACKed their VIPs', { names: added.slice(0, 10), lagging: r.lagging.slice(0, 10), waitedMs: Math.round(performance.now() - start) });
+  }
+
   /** A model that cannot be turned into xDS is logged and skipped; proxies keep the last good one. */
-  private build(m: ModelSnapshot): Generation | undefined {
+  private build(m: ModelSnapshot, vips: ReadonlyMap<string, string>): Generation | undefined {
     const start = performance.now();
     let g: Generation;
     try {
-      g = this.cache.update(m);
+      g = this.cache.update(m, vips);
     } catch (e) {
       buildFailures.inc();
       log.error('cannot build xDS from the model; keeping the previous snapshot', { version: m.version, error: e });
@@ -155,6 +192,7 @@ export class Isthmus implements SnapshotSource {
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     this.ads.forceClose();
+    await this.dns?.close();
     await this.admin.close();
   }
 }

@@ -12,9 +12,11 @@ export interface AdminSources {
   problems(): readonly unknown[];
   syncz(): unknown;
   configDump(proxyId: string): unknown | undefined;
+  /** DNS status, when DNS is on. */
+  dnsz?(): unknown | undefined;
 }
 
-const ENDPOINTS = ['/healthz/ready', '/metrics', '/debug/registryz', '/debug/syncz', '/debug/config_dump?proxy=ID'];
+const ENDPOINTS = ['/healthz/ready', '/metrics', '/debug/registryz', '/debug/syncz', '/debug/config_dump?proxy=ID', '/debug/dnsz'];
 
 export class AdminServer {
   private readonly server: http.Server;
@@ -79,6 +81,12 @@ export class AdminServer {
       case '/debug/syncz':
         send(res, 200, this.sources.syncz());
         return;
+      case '/debug/dnsz': {
+        const status = this.sources.dnsz?.();
+        if (status === undefined) send(res, 404, { error: 'DNS is off (isthmus serve --dns-listen off)' });
+        else send(res, 200, status);
+        return;
+      }
       case '/debug/config_dump': {
         const id = url.searchParams.get('proxy');
         if (!id) {

@@ -20,6 +20,9 @@ Options:
   --inbound-port PORT     inbound listener port (default ${DEFAULT_INBOUND_PORT})
   --app-port PORT[:PROTO] a port of the local app that inbound traffic goes to;
                           repeatable; PROTO is HTTP (default), HTTP2, GRPC or TCP
+  --mode MODE             explicit (default: the app sends to the sidecar's ports) or
+                          transparent (iptables redirects traffic; listeners match the
+                          original destination, e.g. a VIP)
   --delta                 use incremental (delta) ADS instead of state-of-the-world
   --proxyless             print a gRPC xDS bootstrap instead (for xds:/// clients)
   -h, --help              this text
@@ -36,6 +39,7 @@ export function bootstrap(argv: string[]): number {
     'app-port': { type: 'string', multiple: true },
     delta: { type: 'boolean' },
     proxyless: { type: 'boolean' },
+    mode: { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(BOOTSTRAP_HELP);
@@ -51,8 +55,11 @@ export function bootstrap(argv: string[]): number {
     if (e instanceof ProxyMetadataError) throw new UsageError(e.message);
     throw e;
   }
+  const mode = values.mode ?? 'explicit';
+  if (mode !== 'explicit' && mode !== 'transparent') throw new UsageError(`--mode "${mode}": expected explicit or transparent`);
   const opts = {
     nodeId,
+    mode: mode as 'explicit' | 'transparent',
     cluster: values.cluster ?? nodeId,
     xdsHost: host === '0.0.0.0' ? '127.0.0.1' : host,
     xdsPort: port,

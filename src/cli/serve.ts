@@ -2,6 +2,8 @@ import { Isthmus, DEFAULTS } from '../server.ts';
 import { registryFromUrl, RegistryUrlError, REGISTRY_SCHEMES } from '../registries/index.ts';
 import { address, durationMs, parse, UsageError } from './args.ts';
 import { logger } from '../log.ts';
+import { DNS_DEFAULTS, defaultVipStorePath } from '../dns/index.ts';
+import { parseCidr } from '../dns/ip.ts';
 
 export const SERVE_HELP = `Usage: isthmus serve [options]
 
@@ -17,6 +19,15 @@ Options:
   --debounce-quiet DUR    push after the model is quiet this long (default ${DEFAULTS.debounceQuietMs}ms)
   --debounce-max DUR      push at the latest this long after a change (default ${DEFAULTS.debounceMaxMs}ms)
   --sync-timeout DUR      serve without registries that have not synced by then (default ${DEFAULTS.syncTimeoutMs}ms)
+  --dns-listen HOST:PORT  built-in DNS responder, UDP and TCP (default ${DNS_DEFAULTS.listen}; "off" disables DNS)
+  --dns-zone ZONE         the zone of service and interface names (default ${DNS_DEFAULTS.zone})
+  --dns-ttl SECONDS       record TTL; a freed VIP is held back twice this long (default ${DNS_DEFAULTS.ttl})
+  --dns-upstream HOST:PORT
+                          forward queries outside the zone there (default: refuse them)
+  --dns-publish-timeout DUR
+                          longest wait for sidecars to ACK new VIPs before DNS names them (default 5s)
+  --vip-cidr CIDR         range VIPs are allocated from (default ${DNS_DEFAULTS.cidr})
+  --vip-store PATH        file that keeps VIP allocations across restarts (default ${defaultVipStorePath()})
   -h, --help              this text
 `;
 
@@ -28,15 +39,45 @@ export async function serve(argv: string[]): Promise<number> {
     'debounce-quiet': { type: 'string' },
     'debounce-max': { type: 'string' },
     'sync-timeout': { type: 'string' },
+    'dns-listen': { type: 'string' },
+    'dns-zone': { type: 'string' },
+    'dns-ttl': { type: 'string' },
+    'dns-upstream': { type: 'string' },
+    'dns-publish-timeout': { type: 'string' },
+    'vip-cidr': { type: 'string' },
+    'vip-store': { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(SERVE_HELP);
     return 0;
   }
+  const zone = (values['dns-zone'] ?? DNS_DEFAULTS.zone).toLowerCase().replace(/\.$/, '');
+  if (!/^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(zone)) throw new UsageError(`--dns-zone "${values['dns-zone']}": expected a DNS name such as rpc.cluster.local`);
+  const dnsListen = values['dns-listen'] ?? DNS_DEFAULTS.listen;
+  let dns;
+  if (dnsListen !== 'off') {
+    const ttl = Number(values['dns-ttl'] ?? DNS_DEFAULTS.ttl);
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86400) throw new UsageError(`--dns-ttl "${values['dns-ttl']}": expected whole seconds 1-86400`);
+    const cidr = values['vip-cidr'] ?? DNS_DEFAULTS.cidr;
+    try {
+      parseCidr(cidr);
+    } catch (e) {
+      throw new UsageError(`--vip-cidr "${cidr}": ${(e as Error).message}`);
+    }
+    dns = {
+      listen: address('dns-listen', dnsListen, DNS_DEFAULTS.listen),
+      zone,
+      cidr,
+      ttl,
+      vipStorePath: values['vip-store'] ?? defaultVipStorePath(),
+      ...(values['dns-upstream'] ? { upstream: address('dns-upstream', values['dns-upstream'], '') } : {}),
+      publishTimeoutMs: durationMs('dns-publish-timeout', values['dns-publish-timeout'], 5000),
+    };
+  }
   const urls = values.registry?.length ? values.registry : ['file://config'];
   let registries;
   try {
-    registries = urls.map(registryFromUrl);
+    registries = urls.map((u) => registryFromUrl(u, { zone }));
   } catch (e) {
     if (e instanceof RegistryUrlError) throw new UsageError(e.message);
     throw e;
@@ -51,6 +92,7 @@ export async function serve(argv: string[]): Promise<number> {
     debounceQuietMs: quiet,
     debounceMaxMs: max,
     syncTimeoutMs: durationMs('sync-timeout', values['sync-timeout'], DEFAULTS.syncTimeoutMs),
+    ...(dns ? { dns } : {}),
   });
   const log = logger('serve');
   try {

@@ -11,7 +11,13 @@ export class RegistryUrlError extends Error {}
 
 export const REGISTRY_SCHEMES = ['file://DIR', 'etcd://HOST:PORT[,HOST:PORT]/ROOT', 'zk://HOST:PORT[,HOST:PORT]/ROOT', 'kube://[CONTEXT]'];
 
-export function registryFromUrl(raw: string): Registry {
+export interface RegistryDefaults {
+  /** DNS zone of application and interface names; must match the DNS zone served. */
+  readonly zone?: string;
+}
+
+export function registryFromUrl(raw: string, defaults: RegistryDefaults = {}): Registry {
+  const zone = defaults.zone ? { zone: defaults.zone } : {};
   const m = /^([a-z][a-z0-9+.-]*):\/\/(.*)$/i.exec(raw);
   if (!m) {
     // A bare path is a directory, the common case on the command line.
@@ -27,14 +33,14 @@ export function registryFromUrl(raw: string): Registry {
         return new FileRegistry(rest);
       case 'etcd': {
         const u = parseSoaUrl(raw);
-        return new EtcdRegistry({ endpoints: u.hosts, root: u.root, namespace: u.namespace });
+        return new EtcdRegistry({ endpoints: u.hosts, root: u.root, namespace: u.namespace, ...zone });
       }
       case 'zk': {
         const u = parseSoaUrl(raw);
-        return new ZkRegistry({ connect: u.hosts.join(','), root: u.root, namespace: u.namespace });
+        return new ZkRegistry({ connect: u.hosts.join(','), root: u.root, namespace: u.namespace, ...zone });
       }
       case 'kube':
-        return new KubeRegistry(parseKubeUrl(raw));
+        return new KubeRegistry({ ...zone, ...parseKubeUrl(raw) });
       default:
         throw new RegistryUrlError(`--registry "${raw}": unknown scheme "${scheme}"; expected one of ${REGISTRY_SCHEMES.join(', ')}`);
     }

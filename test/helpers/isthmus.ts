@@ -33,6 +33,8 @@ export interface IsthmusOptions {
   debounceMaxMs?: number;
   args?: readonly string[];
   timeoutMs?: number;
+  /** VIP table file; a scratch file kept across restart() when absent. */
+  vipStore?: string;
 }
 
 /** Syncz entry of one connection, as served by /debug/syncz. */
@@ -107,7 +109,11 @@ function serveArgs(o: IsthmusOptions & { xdsPort: number; adminPort: number }): 
   args.push('--xds-address', `127.0.0.1:${o.xdsPort}`, '--admin-address', `127.0.0.1:${o.adminPort}`);
   if (o.debounceQuietMs !== undefined) args.push('--debounce-quiet', String(o.debounceQuietMs));
   if (o.debounceMaxMs !== undefined) args.push('--debounce-max', String(o.debounceMaxMs));
-  return [...args, ...(o.args ?? [])];
+  // Several instances run side by side in tests: DNS on a free port, VIPs in a scratch file.
+  const extra = o.args ?? [];
+  if (!extra.includes('--dns-listen')) args.push('--dns-listen', '127.0.0.1:0');
+  if (!extra.includes('--vip-store')) args.push('--vip-store', (o.vipStore ??= path.join(scratchDir('vips'), 'vips.json')));
+  return [...args, ...extra];
 }
 
 async function launch(o: IsthmusOptions & { xdsPort: number; adminPort: number }): Promise<Proc> {

@@ -129,6 +129,21 @@ export class AdsServer {
     this.server.forceShutdown();
   }
 
+  /**
+   * Resolves once every connected sidecar holds generation `seq` (ACKed), or after
+   * `timeoutMs` with the ids of those that do not. Proxyless clients intercept nothing
+   * and are not waited for.
+   */
+  async whenSynced(seq: number, timeoutMs: number): Promise<{ synced: boolean; lagging: string[] }> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const lagging = [...this.connections].filter((c) => c.proxy.kind === 'envoy' && !c.syncedAt(seq)).map((c) => c.proxy.id);
+      if (!lagging.length) return { synced: true, lagging };
+      if (performance.now() >= deadline) return { synced: false, lagging };
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
   status(): ConnectionStatus[] {
     return [...this.connections].map((c) => c.status());
   }

@@ -142,6 +142,15 @@ export abstract class Connection {
     this.hooks.onAck?.(this, sub.typeUrl, sub.sentVersion);
   }
 
+  /** Every subscribed type has been reconciled against generation `seq` and nothing sent is un-ACKed. */
+  syncedAt(seq: number): boolean {
+    for (const s of this.subs.values()) {
+      if (s.syncedSeq < seq) return false;
+      if (s.sentNonce && s.ackedVersion !== s.sentVersion) return false;
+    }
+    return this.subs.size > 0;
+  }
+
   status(): ConnectionStatus {
     return {
       id: this.proxy.id,

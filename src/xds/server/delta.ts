@@ -62,7 +62,10 @@ export class DeltaConnection extends Connection {
     let desired: ReadonlyMap<string, Resource> | undefined;
     if (sub.wildcard) {
       const viewVersion = snap.view(this.proxy).versions[typeUrl];
-      if (viewVersion === sub.viewVersion && sub.pending.size === 0 && !sub.awaitingFirst) return null;
+      if (viewVersion === sub.viewVersion && sub.pending.size === 0 && !sub.awaitingFirst) {
+        sub.syncedSeq = snap.seq;
+        return null;
+      }
       sub.viewVersion = viewVersion;
       desired = snap.wildcard(typeUrl, this.proxy);
     }

@@ -91,7 +91,8 @@ function mergeService(a: Service, b: Service, conflicts: Conflict[]): Service {
   }
   ports.sort((x: ServicePort, y: ServicePort) => x.number - y.number);
   const ifaces = [...a.interfaces];
-  for (const i of b.interfaces) if (!ifaces.some((x) => x.name === i.name)) ifaces.push(i);
+  // One interface name may be served in several versions or groups: each has its own hostname.
+  for (const i of b.interfaces) if (!ifaces.some((x) => x.hostname === i.hostname)) ifaces.push(i);
   return {
     ...a,
     // A service known to one registry by selector (e.g. a ServiceEntry) keeps selecting.

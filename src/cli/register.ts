@@ -88,13 +88,20 @@ export async function register(argv: string[]): Promise<number> {
       ? new EtcdRegistrar({ endpoints: [...url.hosts], root: url.root, providers, ttlSeconds: Math.ceil(ttlMs / 1000) })
       : new ZkRegistrar({ connect: url.hosts.join(','), root: url.root, providers, sessionTimeoutMs: ttlMs });
   const log = logger('register');
-  await registrar.start();
-  log.info('registered', { registry: url.id, application: values.application, interfaces: values.interface, address: `${values.address}:${port}` });
-  const signal = await new Promise<string>((resolve) => {
+  // Listen for signals first: start() waits while the registry is unreachable, and a stop
+  // then must still deregister whatever was written.
+  const signalled = new Promise<string>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));
   });
+  log.info('registering', { registry: url.id, application: values.application, interfaces: values.interface, address: `${values.address}:${port}` });
+  const started = registrar.start().then(
+    () => log.info('registered', { registry: url.id, application: values.application, interfaces: values.interface, address: `${values.address}:${port}` }),
+    (e: unknown) => log.warn('registration ended before it completed', { error: e }),
+  );
+  const signal = await signalled;
   log.info('deregistering', { signal });
   await registrar.stop();
+  await started;
   return 0;
 }

@@ -12,6 +12,7 @@ import { buildLoadAssignment } from './generators/endpoint.ts';
 import { buildApiListener, buildSidecarListeners } from './generators/listener.ts';
 import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem } from './generators/route.ts';
 import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
+import { destinationRulesByHost } from './generators/destination-rule.ts';
 import { metrics } from '../metrics.ts';
 
 const encodes = metrics.counter('isthmus_xds_resource_encodes_total', 'Resources encoded to protobuf, by type (once per content version).');
@@ -56,6 +57,8 @@ interface ServiceEntryCache {
   readonly endpointHash: string;
   readonly clusters: EncodedResource[];
   readonly endpoints: EncodedResource[];
+  /** DestinationRule settings refused while building this service's clusters. */
+  readonly problems: readonly RouteProblem[];
 }
 
 function setVersion(map: ResourceMap): string {
@@ -212,6 +215,7 @@ export class XdsCache {
   private current?: Generation;
   private services = new Map<string, ServiceEntryCache>();
   private vipsKey = '';
+  private rulesHash = '';
 
   get generation(): Generation | undefined {
     return this.current;
@@ -223,6 +227,12 @@ export class XdsCache {
     const nextServices = new Map<string, ServiceEntryCache>();
     let servicesChanged = !prev || model.services.size !== this.services.size || vipsKey !== this.vipsKey;
     this.vipsKey = vipsKey;
+    // A rule change rebuilds every service's clusters and the routes, like a service change.
+    const rulesChanged = model.rulesHash !== this.rulesHash;
+    if (rulesChanged) servicesChanged = true;
+    this.rulesHash = model.rulesHash;
+    const rules = destinationRulesByHost(model);
+    const clusterProblems: RouteProblem[] = [];
     const clusters = new Map<string, EncodedResource>();
     const endpoints = new Map<string, EncodedResource>();
     for (const [host, svc] of model.services) {
@@ -230,21 +240,23 @@ export class XdsCache {
       const endpointHash = model.endpointHashes.get(host)!;
       let entry = this.services.get(host);
       if (entry?.serviceHash !== serviceHash) servicesChanged = true;
-      if (!entry || entry.serviceHash !== serviceHash || entry.endpointHash !== endpointHash) {
+      if (!entry || rulesChanged || entry.serviceHash !== serviceHash || entry.endpointHash !== endpointHash) {
         const eps = model.endpoints.get(host) ?? [];
-        const sameService = entry?.serviceHash === serviceHash;
+        const sameService = entry?.serviceHash === serviceHash && !rulesChanged;
         // A DNS cluster carries its endpoints inline, so an endpoint change rebuilds it.
-        const plans = planServiceClusters(svc, eps);
+        const plans = planServiceClusters(svc, eps, rules);
+        const problems: RouteProblem[] = [];
         const builtClusters =
           sameService && svc.resolution !== 'DNS'
             ? entry!.clusters
-            : buildServiceClusters(svc, plans).map((c) => new EncodedResource(CLUSTER_TYPE, c.name as string, c));
+            : buildServiceClusters(svc, plans, problems).map((c) => reuseIfSame(entry?.clusters, new EncodedResource(CLUSTER_TYPE, c.name as string, c)));
         const builtEndpoints =
           svc.resolution === 'DNS'
             ? []
             : plans.map((p) => reuseIfSame(entry?.endpoints, new EncodedResource(ENDPOINT_TYPE, p.name, buildLoadAssignment(p.name, p.port, p.endpoints))));
-        entry = { serviceHash, endpointHash, clusters: builtClusters, endpoints: builtEndpoints };
+        entry = { serviceHash, endpointHash, clusters: builtClusters, endpoints: builtEndpoints, problems: sameService && svc.resolution !== 'DNS' ? entry!.problems : problems };
       }
+      clusterProblems.push(...entry.problems);
       nextServices.set(host, entry);
       for (const c of entry.clusters) clusters.set(c.name, c);
       for (const e of entry.endpoints) endpoints.set(e.name, e);
@@ -261,6 +273,7 @@ export class XdsCache {
       problems = [];
       outboundRoute = new EncodedResource(ROUTE_TYPE, 'outbound', buildOutboundRoute(model, problems, vips));
       if (prev && prev.outboundRoute.version === outboundRoute.version) outboundRoute = prev.outboundRoute;
+      problems.push(...clusterProblems);
     }
 
     const changed = new Map<TypeUrl, Set<string>>([

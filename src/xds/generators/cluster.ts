@@ -1,10 +1,12 @@
 // CDS: one outbound cluster per service port; one inbound cluster per app port of a proxy.
+import type { DestinationRule, PolicySettings } from '../../model/rules.ts';
 import type { Endpoint, Service, ServicePort } from '../../model/types.ts';
 import { isHttpProtocol } from '../../model/types.ts';
 import type { AppPort } from '../proxy.ts';
 import { ADS_SOURCE, http2Options } from './common.ts';
 import { inboundCluster, interfaceCluster, outboundCluster } from './names.ts';
 import { buildLoadAssignment } from './endpoint.ts';
+import { applyPolicy, effectivePolicy, planSubsetClusters, type PolicyProblem } from './destination-rule.ts';
 
 const CONNECT_TIMEOUT = { seconds: 10 };
 
@@ -17,27 +19,33 @@ export interface ClusterPlan {
   readonly name: string;
   readonly port: ServicePort;
   readonly endpoints: readonly Endpoint[];
+  /** DestinationRule traffic policy for this cluster, when a rule applies. */
+  readonly policy?: PolicySettings;
 }
 
 /**
  * Every cluster of a service: one per port with all endpoints, and one per RPC interface
  * and port with only the endpoints that serve that interface.
  */
-export function planServiceClusters(svc: Service, endpoints: readonly Endpoint[]): ClusterPlan[] {
-  const plans: ClusterPlan[] = svc.ports.map((port) => ({ name: outboundCluster(svc.hostname, port.number), port, endpoints }));
+export function planServiceClusters(svc: Service, endpoints: readonly Endpoint[], rules: ReadonlyMap<string, DestinationRule> = new Map()): ClusterPlan[] {
+  const dr = rules.get(svc.hostname) ?? svc.aliases.map((a) => rules.get(a)).find((r) => r);
+  const policy = (p: number, r: DestinationRule | undefined): PolicySettings | undefined => (r ? effectivePolicy(r, p) : undefined);
+  const plans: ClusterPlan[] = svc.ports.map((port) => ({ name: outboundCluster(svc.hostname, port.number), port, endpoints, policy: policy(port.number, dr) }));
   for (const iface of svc.interfaces) {
     const serving = endpoints.filter((e) => !e.interfaces || e.interfaces.includes(iface.hostname));
+    const idr = rules.get(iface.hostname) ?? dr;
     for (const port of svc.ports) {
       if (iface.port !== undefined && iface.port !== port.number) continue;
-      plans.push({ name: interfaceCluster(svc.hostname, port.number, iface.hostname), port, endpoints: serving });
+      plans.push({ name: interfaceCluster(svc.hostname, port.number, iface.hostname), port, endpoints: serving, policy: policy(port.number, idr) });
     }
   }
+  plans.push(...planSubsetClusters(svc, endpoints, rules));
   return plans;
 }
 
 /** Clusters of one service. DNS services resolve their endpoints (or hosts) in Envoy. */
-export function buildServiceClusters(svc: Service, plans: readonly ClusterPlan[]): Record<string, unknown>[] {
-  return plans.map(({ name, port, endpoints }) => {
+export function buildServiceClusters(svc: Service, plans: readonly ClusterPlan[], problems: PolicyProblem[] = []): Record<string, unknown>[] {
+  return plans.map(({ name, port, endpoints, policy }) => {
     const cluster: Record<string, unknown> = { name, connect_timeout: CONNECT_TIMEOUT, lb_policy: 'ROUND_ROBIN' };
     if (svc.resolution === 'DNS') {
       cluster.type = 'STRICT_DNS';
@@ -51,6 +59,7 @@ export function buildServiceClusters(svc: Service, plans: readonly ClusterPlan[]
       cluster.eds_cluster_config = { eds_config: ADS_SOURCE, service_name: name };
     }
     if (usesHttp2(port)) cluster.typed_extension_protocol_options = http2Options();
+    if (policy) applyPolicy(cluster, policy, usesHttp2(port), problems);
     return cluster;
   });
 }

@@ -10,6 +10,14 @@ export function routerFilter(): Record<string, unknown> {
   };
 }
 
+export const FAULT_FILTER = 'envoy.filters.http.fault';
+export const FAULT_TYPE = 'envoy.extensions.filters.http.fault.v3.HTTPFault';
+
+/** The fault filter with no fault of its own: routes enable it through typed_per_filter_config. */
+export function faultFilter(): Record<string, unknown> {
+  return { name: FAULT_FILTER, typed_config: toAny(FAULT_TYPE, {}) };
+}
+
 export function socketAddress(address: string, port: number): Record<string, unknown> {
   return { socket_address: { address, port_value: port } };
 }
@@ -31,7 +39,8 @@ export function httpConnectionManager(statPrefix: string, routeConfigName: strin
       stat_prefix: statPrefix,
       codec_type: 'AUTO',
       rds: { config_source: ADS_SOURCE, route_config_name: routeConfigName },
-      http_filters: [routerFilter()],
+      // Fault injection (VirtualService spec.http[].fault) runs before the router, per route.
+      http_filters: [faultFilter(), routerFilter()],
     }),
   };
 }

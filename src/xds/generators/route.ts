@@ -4,6 +4,10 @@ import type { ModelSnapshot } from '../../model/snapshot.ts';
 import type { Service, ServicePort } from '../../model/types.ts';
 import { isHttpProtocol } from '../../model/types.ts';
 import type { AppPort } from '../proxy.ts';
+import type { VirtualService } from '../../model/rules.ts';
+import { hostIndexOf } from '../../rules/hosts.ts';
+import { destinationRulesByHost, effectivePolicy, hashPolicy } from './destination-rule.ts';
+import { Refusal, type RuleContext, virtualServiceRoutes, virtualServicesByHost } from './http-route.ts';
 import { defaultHttpPort, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_ROUTE, outboundCluster } from './names.ts';
 
 export interface RouteProblem {
@@ -11,9 +15,38 @@ export interface RouteProblem {
   readonly reason: string;
 }
 
-function route(cluster: string): Record<string, unknown> {
+function route(cluster: string, hash?: Record<string, unknown>[]): Record<string, unknown> {
   // timeout 0: no deadline by default, so gRPC streams are not cut at Envoy's 15 s default.
-  return { match: { prefix: '/' }, route: { cluster, timeout: { seconds: 0 } } };
+  return { match: { prefix: '/' }, route: { cluster, timeout: { seconds: 0 }, ...(hash ? { hash_policy: hash } : {}) } };
+}
+
+/**
+ * Routes of a VirtualService for one virtual host, or none when it is refused (the problem
+ * is recorded and the host keeps its default route). `grpcPrefix`: only requests under
+ * `/<interface>/` (an interface's rule inside its application's virtual host).
+ */
+function ruleRoutes(ctx: RuleContext, vs: VirtualService | undefined, port: number, problems: RouteProblem[], vhName: string, grpcPrefix?: string): Record<string, unknown>[] {
+  if (!vs) return [];
+  const notes: string[] = [];
+  const who = `VirtualService ${vs.namespace}/${vs.name}`;
+  try {
+    let routes = virtualServiceRoutes(ctx, vs, port, notes);
+    if (grpcPrefix) {
+      routes = routes.flatMap((r) => {
+        const m = r.match as Record<string, unknown>;
+        if (m.prefix === '/') return [{ ...r, match: { ...m, prefix: grpcPrefix } }];
+        if (typeof m.prefix === 'string' && m.prefix.startsWith(grpcPrefix)) return [r];
+        if (typeof m.path === 'string' && m.path.startsWith(grpcPrefix)) return [r];
+        return [];
+      });
+    }
+    for (const n of notes) problems.push({ name: who, reason: `${vhName}: ${n}` });
+    return routes;
+  } catch (err) {
+    if (!(err instanceof Refusal)) throw err;
+    problems.push({ name: who, reason: `refused for ${vhName}: ${err.message}; the host keeps its default route` });
+    return [];
+  }
 }
 
 /** Domains a service port answers to. Envoy rejects a table whose domains repeat. */
@@ -39,13 +72,30 @@ export function buildOutboundRoute(model: ModelSnapshot, problems: RouteProblem[
     return true;
   };
   const virtualHosts: Record<string, unknown>[] = [];
+  const index = hostIndexOf(model);
+  const rules = destinationRulesByHost(model, index);
+  const ctx: RuleContext = { model, index, rules };
+  const vsByHost = virtualServicesByHost(model, index);
+  const hashOf = (host: string, port: number): Record<string, unknown>[] | undefined => {
+    const dr = rules.get(host);
+    return dr ? hashPolicy(effectivePolicy(dr, port)) : undefined;
+  };
   for (const svc of model.services.values()) {
     const dflt = defaultHttpPort(svc);
     for (const port of svc.ports) {
       if (!isHttpProtocol(port.protocol)) continue;
       const vhName = `${svc.hostname}:${port.number}`;
       const domains = domainsFor(svc, port, port === dflt, vips.get(svc.hostname)).filter((d) => claim(d, vhName));
-      if (domains.length) virtualHosts.push({ name: vhName, domains, routes: [route(outboundCluster(svc.hostname, port.number))] });
+      if (!domains.length) continue;
+      // Interface rules first (by gRPC path), then the application's own rule, then the default.
+      const routes: Record<string, unknown>[] = [];
+      for (const iface of svc.interfaces) {
+        if (iface.port !== undefined && iface.port !== port.number) continue;
+        routes.push(...ruleRoutes(ctx, vsByHost.get(iface.hostname), port.number, problems, vhName, `/${iface.name}/`));
+      }
+      routes.push(...ruleRoutes(ctx, vsByHost.get(svc.hostname), port.number, problems, vhName));
+      routes.push(route(outboundCluster(svc.hostname, port.number), hashOf(svc.hostname, port.number)));
+      virtualHosts.push({ name: vhName, domains, routes });
     }
     // Each RPC interface is a name of its own, routed to the providers of that interface.
     for (const iface of svc.interfaces) {
@@ -54,7 +104,10 @@ export function buildOutboundRoute(model: ModelSnapshot, problems: RouteProblem[
         const vhName = `${iface.hostname}:${port.number}`;
         const vip = vips.get(iface.hostname);
         const domains = [vhName, iface.hostname, ...(vip ? [`${vip}:${port.number}`] : [])].filter((d) => claim(d, vhName));
-        if (domains.length) virtualHosts.push({ name: vhName, domains, routes: [route(interfaceCluster(svc.hostname, port.number, iface.hostname))] });
+        if (!domains.length) continue;
+        const routes = ruleRoutes(ctx, vsByHost.get(iface.hostname), port.number, problems, vhName);
+        routes.push(route(interfaceCluster(svc.hostname, port.number, iface.hostname), hashOf(iface.hostname, port.number) ?? hashOf(svc.hostname, port.number)));
+        virtualHosts.push({ name: vhName, domains, routes });
       }
     }
   }

@@ -24,6 +24,10 @@ export interface BackendOptions {
   host?: string;
   /** 0 (default) picks a free port. */
   port?: number;
+  /** HTTP only: every Nth request (the Nth, 2Nth, …) is answered 503; 1 fails them all. */
+  failEvery?: number;
+  /** HTTP only: answer each request after this many milliseconds. */
+  delayMs?: number;
 }
 
 /** The JSON body HTTP backends reply with. */
@@ -71,9 +75,14 @@ export async function startHttpBackend(name: string, opts: BackendOptions = {}):
     counter.n++;
     const body: EchoBody = { backend: name, host: req.headers.host ?? '', path: req.url ?? '', method: req.method ?? '', headers: req.headers };
     req.resume();
+    const failed = opts.failEvery !== undefined && counter.n % opts.failEvery === 0;
     req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json', 'x-backend': name });
-      res.end(JSON.stringify(body));
+      const reply = (): void => {
+        res.writeHead(failed ? 503 : 200, { 'content-type': 'application/json', 'x-backend': name });
+        res.end(JSON.stringify(body));
+      };
+      if (opts.delayMs) setTimeout(reply, opts.delayMs).unref();
+      else reply();
     });
   });
   server.keepAliveTimeout = 1000;

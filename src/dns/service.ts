@@ -12,7 +12,7 @@ import { logger } from '../log.ts';
 import { metrics } from '../metrics.ts';
 import { DEFAULT_ZONE } from '../model/naming.ts';
 import type { ModelSnapshot } from '../model/snapshot.ts';
-import { type RecordStore, sync } from './plan.ts';
+import { emptyPlan, type RecordStore, sync } from './plan.ts';
 import { DEFAULT_TTL, desiredRecords, type RecordProblem, vipNames } from './records.ts';
 import { type DnsRecord, recordText } from './rr.ts';
 import { DEFAULT_DNS_LISTEN, DnsServer } from './server.ts';
@@ -60,6 +60,12 @@ export interface DnsServiceOptions {
   readonly vipStore?: VipStore;
   /** Further record stores kept in step with the zone (e.g. etcd for CoreDNS). */
   readonly stores?: readonly RecordStore[];
+  /**
+   * How often the stores are read back and brought to the current records even without a
+   * model change, repairing drift (keys deleted or altered, an etcd restored from a backup);
+   * default 30 s, 0: never. A failed store sync is retried with backoff meanwhile.
+   */
+  readonly storeResyncMs?: number;
   readonly clock?: () => number;
   /**
    * Runs after VIPs are allocated and before the zone changes: the server routes the new
@@ -109,6 +115,7 @@ export class DnsService {
   private lastError: string | undefined;
   private serial = 0;
   private closed = false;
+  private resyncTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: DnsServiceOptions) {
     this.opts = opts;
@@ -136,6 +143,39 @@ export class DnsService {
       next: (m) => this.offer(m),
       error: (e) => log.error('model stream failed; DNS keeps serving the last zone', { error: e }),
     });
+    const every = this.opts.storeResyncMs ?? 30_000;
+    if (every > 0 && this.opts.stores?.length) {
+      this.resyncTimer = setInterval(() => {
+        if (this.running || this.closed) return;
+        this.running = this.resyncStores()
+          .catch(() => undefined)
+          .finally(() => {
+            this.running = undefined;
+            // A model that came during the resync waits in `pending`.
+            if (this.pending && !this.closed) this.running = this.drain().finally(() => (this.running = undefined));
+          });
+      }, every);
+      this.resyncTimer.unref();
+    }
+  }
+
+  /**
+   * Reads every store back and brings it to the records served now (a full resync: what went
+   * missing or was altered while nobody looked is written again). Throws on a store failure.
+   */
+  async resyncStores(): Promise<void> {
+    const g = this.generations.value;
+    if (!g) return;
+    for (const store of this.opts.stores ?? []) {
+      try {
+        const p = await sync(store, g.records);
+        if (!emptyPlan(p)) log.info('record store resynced', { store: store.id, create: p.create.length, update: p.update.length, delete: p.delete.length });
+      } catch (e) {
+        failuresTotal.inc({ stage: 'store' });
+        log.warn('record store resync failed; retried later', { store: store.id, error: e });
+        throw e;
+      }
+    }
   }
 
   /** The records served now (sorted), without the synthesized SOA/NS. */
@@ -171,6 +211,7 @@ export class DnsService {
     this.closed = true;
     this.sub?.unsubscribe();
     clearTimeout(this.retryTimer);
+    clearInterval(this.resyncTimer);
     this.pending = undefined;
     await this.running;
     await this.server.close();

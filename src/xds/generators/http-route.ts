@@ -33,12 +33,13 @@ export interface RuleContext {
 }
 
 /** A destination resolved to its cluster, with the policy that applies to it. */
-interface Target {
+export interface Target {
   readonly cluster: string;
   readonly hash?: Record<string, unknown>[];
 }
 
-function resolveDestination(ctx: RuleContext, d: Destination, namespace: string, vhostPort: number): Target {
+/** The cluster a destination names, as seen from a virtual host (or listener) on `vhostPort`; throws Refusal. */
+export function resolveDestination(ctx: RuleContext, d: Destination, namespace: string, vhostPort: number): Target {
   const host = canonicalHost(d.host, namespace, ctx.index);
   const iface = ctx.model.interfaces.get(host);
   const svc: Service | undefined = iface ? ctx.model.services.get(iface.service) : ctx.model.lookup(host);

@@ -14,6 +14,7 @@ Commands:
   bootstrap   print an Envoy (or proxyless gRPC) bootstrap pointing at Isthmus
   register    keep an app's providers registered in the SOA registry (etcd, ZooKeeper)
   validate    check manifest files and directories, one line per problem
+  plan        dry run: the xDS changes a configuration would make, per connected proxy
   help        this text
 
 Run 'isthmus <command> --help' for a command's options.
@@ -29,6 +30,7 @@ async function main(argv: string[]): Promise<number> {
     case 'register':
       return register(rest);
     case 'validate': return (await import('./validate.ts')).validate(rest);
+    case 'plan': return (await import('./plan.ts')).plan(rest);
     case undefined:
     case 'help':
     case '--help':

@@ -10,6 +10,7 @@ import { encodeAny, encodeDeltaResource } from './wire.ts';
 import { buildInboundCluster, buildServiceClusters, planServiceClusters } from './generators/cluster.ts';
 import { buildLoadAssignment } from './generators/endpoint.ts';
 import { buildApiListener, buildSidecarListeners } from './generators/listener.ts';
+import { buildPassthroughClusters } from './generators/transparent.ts';
 import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem } from './generators/route.ts';
 import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
 import { destinationRulesByHost } from './generators/destination-rule.ts';
@@ -140,6 +141,10 @@ export class Generation {
     }
     const clusters = new Map<string, EncodedResource>(this.clusters);
     const routes = new Map<string, EncodedResource>([[this.outboundRoute.name, this.outboundRoute]]);
+    // Transparent sidecars send what Isthmus does not route to its original destination.
+    if (proxy.mode === 'transparent' && proxy.kind === 'envoy') {
+      for (const c of buildPassthroughClusters()) clusters.set(c.name as string, reuse(CLUSTER_TYPE, c.name as string, c, prev?.clusters));
+    }
     if (proxy.appPorts.length) {
       for (const app of proxy.appPorts) {
         const c = buildInboundCluster(proxy.appAddress, app);

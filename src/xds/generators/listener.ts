@@ -1,6 +1,5 @@
 // LDS: the sidecar's outbound and inbound listeners, and api_listeners for proxyless gRPC.
-// Shaped for transparent mode later: listeners carry traffic_direction and filter chains
-// keyed by destination port, so original-destination chains can be added beside them.
+// Explicit mode here; transparent mode (original-destination listeners) in transparent.ts.
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import { isHttpProtocol } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
@@ -8,6 +7,7 @@ import type { ProxyInfo } from '../proxy.ts';
 import { ADS_SOURCE, httpConnectionManager, routerFilter, socketAddress, tcpProxy } from './common.ts';
 import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener } from './names.ts';
 import type { RouteProblem } from './route.ts';
+import { buildTransparentListeners } from './transparent.ts';
 
 /** Where traffic addressed to one VIP and port goes. */
 export interface VipTarget {
@@ -40,47 +40,21 @@ export function vipTargets(model: ModelSnapshot, vips: ReadonlyMap<string, strin
   return out;
 }
 
-function vipChain(t: VipTarget): Record<string, unknown> {
-  return {
-    name: `${t.vip}_${t.port}`,
-    filter_chain_match: {
-      prefix_ranges: [{ address_prefix: t.vip, prefix_len: { value: t.vip.includes(':') ? 128 : 32 } }],
-      destination_port: { value: t.port },
-    },
-    filters: [t.http ? httpConnectionManager('outbound', OUTBOUND_ROUTE) : tcpProxy(t.cluster, t.cluster)],
-  };
-}
-
 export function buildSidecarListeners(
   model: ModelSnapshot,
   proxy: ProxyInfo,
   problems: RouteProblem[],
   vips: ReadonlyMap<string, string> = new Map(),
 ): Record<string, unknown>[] {
+  // Transparent: redirected connections are taken by their original destination (VIP
+  // chains, passthrough for the rest), so no per-port listeners are needed.
+  if (proxy.mode === 'transparent') return buildTransparentListeners(proxy, problems, vipTargets(model, vips));
   const outbound: Record<string, unknown> = {
     name: OUTBOUND_LISTENER,
     address: socketAddress(proxy.bindAddress, proxy.outboundPort),
     traffic_direction: 'OUTBOUND',
     filter_chains: [{ name: 'http', filters: [httpConnectionManager('outbound', OUTBOUND_ROUTE)] }],
   };
-  if (proxy.mode === 'transparent') {
-    // Redirected connections keep their original destination: one filter chain per VIP:port
-    // picks the service or interface; anything else falls to Host-based HTTP routing.
-    const seen = new Set<string>();
-    const chains = vipTargets(model, vips).filter((t) => {
-      const key = `${t.vip}:${t.port}`;
-      if (seen.has(key)) {
-        problems.push({ name: key, reason: `VIP ${key} of ${t.name} is already claimed by another name; first one kept` });
-        return false;
-      }
-      seen.add(key);
-      return true;
-    });
-    outbound.address = socketAddress('0.0.0.0', proxy.outboundPort);
-    outbound.listener_filters = [{ name: 'envoy.filters.listener.original_dst', typed_config: toAny('envoy.extensions.filters.listener.original_dst.v3.OriginalDst', {}) }];
-    outbound.filter_chains = chains.map(vipChain);
-    outbound.default_filter_chain = { name: 'http', filters: [httpConnectionManager('outbound', OUTBOUND_ROUTE)] };
-  }
   const listeners: Record<string, unknown>[] = [outbound];
 
   // Opaque TCP services: in explicit mode the app connects to the sidecar on the service port.

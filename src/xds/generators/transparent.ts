@@ -1,0 +1,135 @@
+// Transparent mode: listeners that take redirected connections by their original
+// destination, and the passthrough clusters that carry what Isthmus does not know.
+//
+// iptables (deploy/iptables/isthmus-iptables.sh) sends outbound TCP to the outbound port and
+// inbound TCP to the inbound port; Envoy runs as the excluded uid, so its own upstream
+// connections leave untouched. HTTP chains here are configured to forward request bytes as
+// the app wrote them (no request id, no x-envoy-* headers, no x-forwarded-*), so a provider
+// sees the same request whether zero, one or two sidecars are on the path.
+import { isHttpProtocol } from '../../model/types.ts';
+import { toAny } from '../proto.ts';
+import type { AppPort, ProxyInfo } from '../proxy.ts';
+import { faultFilter, socketAddress, tcpProxy } from './common.ts';
+import { inboundCluster, INBOUND_LISTENER, OUTBOUND_LISTENER, OUTBOUND_ROUTE } from './names.ts';
+import type { RouteProblem } from './route.ts';
+import type { VipTarget } from './listener.ts';
+
+/** Outbound connections to destinations Isthmus does not route: sent on to where they were going. */
+export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
+/** Inbound connections to ports that are not app ports: delivered to their original destination. */
+export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
+
+const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+const ORIGINAL_DST = { name: 'envoy.filters.listener.original_dst', typed_config: toAny('envoy.extensions.filters.listener.original_dst.v3.OriginalDst', {}) };
+
+/** Both passthrough clusters (type ORIGINAL_DST: the upstream is the connection's original destination). */
+export function buildPassthroughClusters(): Record<string, unknown>[] {
+  return [PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER].map((name) => ({
+    name,
+    type: 'ORIGINAL_DST',
+    lb_policy: 'CLUSTER_PROVIDED',
+    connect_timeout: { seconds: 10 },
+    // Idle original-destination hosts are dropped after this long.
+    cleanup_interval: { seconds: 60 },
+  }));
+}
+
+/**
+ * An HTTP connection manager that forwards the request as received: Envoy adds no request
+ * id, no x-envoy-* headers (router suppress_envoy_headers), no x-forwarded-for (no
+ * use_remote_address), and x-forwarded-proto, which the codec always sets, is removed again.
+ * Header names arrive lower-cased on HTTP/1 (Envoy's codec), as HTTP/2 requires anyway.
+ */
+export function transparentHcm(statPrefix: string, route: { rds: string } | { cluster: string }): Record<string, unknown> {
+  const routing =
+    'rds' in route
+      ? { rds: { config_source: { ads: {}, resource_api_version: 'V3' }, route_config_name: route.rds } }
+      : {
+          route_config: {
+            name: statPrefix,
+            virtual_hosts: [{ name: statPrefix, domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: route.cluster, timeout: { seconds: 0 } } }] }],
+          },
+        };
+  return {
+    name: 'envoy.filters.network.http_connection_manager',
+    typed_config: toAny(HCM_TYPE, {
+      stat_prefix: statPrefix,
+      codec_type: 'AUTO',
+      ...routing,
+      generate_request_id: false,
+      server_header_transformation: 'PASS_THROUGH',
+      http_filters: [
+        {
+          name: 'envoy.filters.http.header_mutation',
+          typed_config: toAny('envoy.extensions.filters.http.header_mutation.v3.HeaderMutation', {
+            mutations: { request_mutations: [{ remove: 'x-forwarded-proto' }] },
+          }),
+        },
+        faultFilter(),
+        { name: 'envoy.filters.http.router', typed_config: toAny('envoy.extensions.filters.http.router.v3.Router', { suppress_envoy_headers: true }) },
+      ],
+    }),
+  };
+}
+
+function vipChain(t: VipTarget): Record<string, unknown> {
+  return {
+    name: `${t.vip}_${t.port}`,
+    filter_chain_match: {
+      prefix_ranges: [{ address_prefix: t.vip, prefix_len: { value: t.vip.includes(':') ? 128 : 32 } }],
+      destination_port: { value: t.port },
+    },
+    filters: [t.http ? transparentHcm('outbound', { rds: OUTBOUND_ROUTE }) : tcpProxy(t.cluster, t.cluster)],
+  };
+}
+
+/**
+ * The outbound listener on 0.0.0.0: one chain per VIP:port (a service or an interface, L7
+ * for HTTP ports), and everything else (pod and VM addresses, unknown hosts, any protocol)
+ * passes through to its original destination. Endpoint addresses get no chains of their
+ * own: the passthrough reaches that exact instance, and listeners stay independent of
+ * endpoints, so an endpoint change remains an EDS-only push.
+ */
+export function transparentOutbound(proxy: ProxyInfo, targets: readonly VipTarget[], problems: RouteProblem[]): Record<string, unknown> {
+  const seen = new Set<string>();
+  const chains = targets.filter((t) => {
+    const key = `${t.vip}:${t.port}`;
+    if (seen.has(key)) {
+      problems.push({ name: key, reason: `VIP ${key} of ${t.name} is already claimed by another name; first one kept` });
+      return false;
+    }
+    seen.add(key);
+    return true;
+  });
+  return {
+    name: OUTBOUND_LISTENER,
+    address: socketAddress('0.0.0.0', proxy.outboundPort),
+    traffic_direction: 'OUTBOUND',
+    listener_filters: [ORIGINAL_DST],
+    filter_chains: chains.map(vipChain),
+    default_filter_chain: { name: PASSTHROUGH_CLUSTER, filters: [tcpProxy(PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER)] },
+  };
+}
+
+/** The inbound listener on 0.0.0.0: a chain per app port to the local app; other ports pass through. */
+export function transparentInbound(proxy: ProxyInfo): Record<string, unknown> {
+  const chain = (app: AppPort): Record<string, unknown> => ({
+    name: inboundCluster(app.port),
+    filter_chain_match: { destination_port: { value: app.port } },
+    // Each HTTP app port routes to its own inbound cluster (inline: one route per port).
+    filters: [isHttpProtocol(app.protocol) ? transparentHcm(`inbound_${app.port}`, { cluster: inboundCluster(app.port) }) : tcpProxy(`inbound_${app.port}`, inboundCluster(app.port))],
+  });
+  return {
+    name: INBOUND_LISTENER,
+    address: socketAddress('0.0.0.0', proxy.inboundPort),
+    traffic_direction: 'INBOUND',
+    listener_filters: [ORIGINAL_DST],
+    filter_chains: proxy.appPorts.map(chain),
+    default_filter_chain: { name: INBOUND_PASSTHROUGH_CLUSTER, filters: [tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] },
+  };
+}
+
+/** Every listener of a transparent sidecar: outbound and inbound (inbound even with no app port). */
+export function buildTransparentListeners(proxy: ProxyInfo, problems: RouteProblem[], targets: readonly VipTarget[]): Record<string, unknown>[] {
+  return [transparentOutbound(proxy, targets, problems), transparentInbound(proxy)];
+}

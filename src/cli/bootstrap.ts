@@ -23,6 +23,8 @@ Options:
   --mode MODE             explicit (default: the app sends to the sidecar's ports) or
                           transparent (iptables redirects traffic; listeners match the
                           original destination, e.g. a VIP)
+  --namespace NS          the workload's namespace (node metadata ISTHMUS_NAMESPACE)
+  --label KEY=VALUE       a workload label (node metadata ISTHMUS_LABELS); repeatable
   --delta                 use incremental (delta) ADS instead of state-of-the-world
   --proxyless             print a gRPC xDS bootstrap instead (for xds:/// clients)
   -h, --help              this text
@@ -40,6 +42,8 @@ export function bootstrap(argv: string[]): number {
     delta: { type: 'boolean' },
     proxyless: { type: 'boolean' },
     mode: { type: 'string' },
+    namespace: { type: 'string' },
+    label: { type: 'string', multiple: true },
   });
   if (values.help) {
     process.stdout.write(BOOTSTRAP_HELP);
@@ -57,8 +61,16 @@ export function bootstrap(argv: string[]): number {
   }
   const mode = values.mode ?? 'explicit';
   if (mode !== 'explicit' && mode !== 'transparent') throw new UsageError(`--mode "${mode}": expected explicit or transparent`);
+  const labels: Record<string, string> = {};
+  for (const l of values.label ?? []) {
+    const m = /^([A-Za-z0-9][-A-Za-z0-9_./]*)=([-A-Za-z0-9_.]*)$/.exec(l);
+    if (!m) throw new UsageError(`--label "${l}": expected KEY=VALUE (no commas)`);
+    labels[m[1]!] = m[2]!;
+  }
   const opts = {
     nodeId,
+    namespace: values.namespace,
+    labels,
     mode: mode as 'explicit' | 'transparent',
     cluster: values.cluster ?? nodeId,
     xdsHost: host === '0.0.0.0' ? '127.0.0.1' : host,

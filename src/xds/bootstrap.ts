@@ -12,6 +12,9 @@ export interface BootstrapOptions {
   readonly mode?: ProxyMode;
   readonly appPorts?: readonly AppPort[];
   readonly delta?: boolean;
+  /** The workload's namespace and labels, as node metadata. */
+  readonly namespace?: string;
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 const XDS_CLUSTER = 'isthmus-xds';
@@ -22,6 +25,10 @@ function nodeMetadata(o: BootstrapOptions): Record<string, string> {
     [META.outboundPort]: String(o.outboundPort ?? DEFAULT_OUTBOUND_PORT),
     [META.inboundPort]: String(o.inboundPort ?? DEFAULT_INBOUND_PORT),
     ...(o.appPorts?.length ? { [META.appPorts]: o.appPorts.map((p) => `${p.port}:${p.protocol}`).join(',') } : {}),
+    ...(o.namespace ? { [META.namespace]: o.namespace } : {}),
+    ...(o.labels && Object.keys(o.labels).length
+      ? { [META.labels]: Object.keys(o.labels).sort().map((k) => `${k}=${o.labels![k]}`).join(',') }
+      : {}),
   };
 }
 

@@ -1,5 +1,5 @@
 // What Isthmus knows about a connected proxy, read from the xDS Node it announces.
-import type { Protocol } from '../model/types.ts';
+import type { Locality, Protocol } from '../model/types.ts';
 import { PROTOCOLS } from '../model/types.ts';
 
 export type ProxyMode = 'explicit' | 'transparent';
@@ -23,6 +23,8 @@ export interface ProxyInfo {
   readonly appAddress: string;
   readonly appPorts: readonly AppPort[];
   readonly metadata: Readonly<Record<string, unknown>>;
+  /** node.locality: where the proxy runs, for locality-aware load balancing. */
+  readonly locality: Locality;
   /**
    * Everything in this record that shapes the proxy's own resources. Proxies with equal
    * keys get byte-identical listeners and inbound clusters, generated once.
@@ -42,6 +44,9 @@ export const META = {
   bindAddress: 'ISTHMUS_BIND_ADDRESS',
   appAddress: 'ISTHMUS_APP_ADDRESS',
   appPorts: 'ISTHMUS_APP_PORTS',
+  /** The workload: its namespace and labels ("k=v,k=v"); shown in /debug/syncz, never shaping config. */
+  namespace: 'ISTHMUS_NAMESPACE',
+  labels: 'ISTHMUS_LABELS',
 } as const;
 
 // protobufjs's built-in google.protobuf.Value uses camelCase names even under keepCase.
@@ -101,6 +106,7 @@ export interface DecodedNode {
   cluster?: string;
   metadata?: { fields?: Record<string, StructValue> } | null;
   user_agent_name?: string;
+  locality?: { region?: string; zone?: string; sub_zone?: string } | null;
 }
 
 /** Builds the proxy record; throws ProxyMetadataError naming the bad field. */
@@ -119,5 +125,7 @@ export function proxyFromNode(node: DecodedNode | undefined | null): ProxyInfo {
     appAddress: String(metadata[META.appAddress] ?? '127.0.0.1'),
     appPorts: parseAppPorts(metadata[META.appPorts]),
   };
-  return { id: node.id, cluster: node.cluster ?? '', kind, metadata, ...base, classKey: JSON.stringify(base) };
+  const l = node.locality ?? {};
+  const locality = { ...(l.region ? { region: l.region } : {}), ...(l.zone ? { zone: l.zone } : {}), ...(l.sub_zone ? { subzone: l.sub_zone } : {}) };
+  return { id: node.id, cluster: node.cluster ?? '', kind, metadata, locality, ...base, classKey: JSON.stringify(base) };
 }

@@ -7,3 +7,6 @@ export { plan, sync, emptyPlan, MemoryRecordStore, type Plan, type RecordStore, 
 export { allocate, preferredSlot, VipAllocator, VipExhaustedError, DEFAULT_VIP_CIDR, type VipStore, type VipTable, type VersionedVipTable, type CasResult, type Tombstone } from './vip.ts';
 export { FileVipStore, VipStoreError } from './vip-file-store.ts';
 export { type DnsRecord, type RecordType, recordKey, recordText, compareRecords, inZone, TYPE, typeName } from './rr.ts';
+export { EtcdRecordStore, parseEtcdStoreUrl, encodeRecord, namePath, DEFAULT_SKYDNS_PREFIX, DEFAULT_OWNERS_PREFIX, type EtcdRecordStoreOptions } from './etcd-store.ts';
+export { EtcdVipStore, DEFAULT_VIP_KEY, type EtcdVipStoreOptions } from './etcd-vip-store.ts';
+export { RecordsApiServer, readTokenFile, parseRecord, ApiError, type RecordsApiOptions } from './api.ts';

@@ -14,7 +14,7 @@ import { DEFAULT_ZONE } from '../model/naming.ts';
 import type { ModelSnapshot } from '../model/snapshot.ts';
 import { emptyPlan, type RecordStore, sync } from './plan.ts';
 import { DEFAULT_TTL, desiredRecords, type RecordProblem, vipNames } from './records.ts';
-import { type DnsRecord, recordText } from './rr.ts';
+import { type DnsRecord, recordText, sortRecords } from './rr.ts';
 import { DEFAULT_DNS_LISTEN, DnsServer } from './server.ts';
 import { DEFAULT_VIP_CIDR, type VipExhaustedError, VipAllocator, type VipStore } from './vip.ts';
 import { FileVipStore } from './vip-file-store.ts';
@@ -116,6 +116,10 @@ export class DnsService {
   private serial = 0;
   private closed = false;
   private resyncTimer: NodeJS.Timeout | undefined;
+  private manual: readonly DnsRecord[] = [];
+  private lastModel: ModelSnapshot | undefined;
+  /** The model's records of the current generation (without manual ones): what `stores` hold. */
+  private modelRecords: readonly DnsRecord[] = [];
 
   constructor(opts: DnsServiceOptions) {
     this.opts = opts;
@@ -164,11 +168,11 @@ export class DnsService {
    * missing or was altered while nobody looked is written again). Throws on a store failure.
    */
   async resyncStores(): Promise<void> {
-    const g = this.generations.value;
-    if (!g) return;
+    if (!this.generations.value) return;
+    const records = this.modelRecords;
     for (const store of this.opts.stores ?? []) {
       try {
-        const p = await sync(store, g.records);
+        const p = await sync(store, records);
         if (!emptyPlan(p)) log.info('record store resynced', { store: store.id, create: p.create.length, update: p.update.length, delete: p.delete.length });
       } catch (e) {
         failuresTotal.inc({ stage: 'store' });
@@ -176,6 +180,22 @@ export class DnsService {
         throw e;
       }
     }
+  }
+
+  /**
+   * Records managed by hand (the records API) served by the built-in responder next to the
+   * model's. A manual record on a name the model gives records to is not served (the
+   * model's name wins); the records API refuses such names in the first place. Not written
+   * to `stores`: the records API keeps them in its own store, under its own owner.
+   */
+  setManualRecords(records: readonly DnsRecord[]): void {
+    this.manual = [...records];
+    if (this.lastModel) this.offer(this.lastModel);
+  }
+
+  /** Names the model gives records to now (what the records API must not touch). */
+  modelNames(): ReadonlySet<string> {
+    return new Set(this.modelRecords.map((r) => r.name));
   }
 
   /** The records served now (sorted), without the synthesized SOA/NS. */
@@ -221,6 +241,7 @@ export class DnsService {
 
   private offer(model: ModelSnapshot): void {
     if (this.closed) return;
+    this.lastModel = model;
     this.pending = { model, at: performance.now() };
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
@@ -254,12 +275,15 @@ export class DnsService {
     const { vips, exhausted } = await this.allocator.reconcile(vipNames(model), { free });
     const desired = desiredRecords(model, vips, { zone: this.zoneName, ttl: this.opts.ttl });
     await this.opts.beforePublish?.(model, vips);
+    const modelNames = new Set(desired.records.map((r) => r.name));
+    const manual = this.manual.filter((r) => !modelNames.has(r.name));
+    const served = manual.length ? sortRecords([...desired.records, ...manual]) : desired.records;
     const prev = this.generations.value;
-    const changed = !prev || !sameRecords(prev.records, desired.records);
+    const changed = !prev || !sameRecords(prev.records, served);
     if (changed) this.serial = Math.max(this.serial + 1, Math.floor((this.opts.clock ?? Date.now)() / 1000)) >>> 0;
     if (changed || !this.server.currentZone()) {
       this.server.setZone(
-        new Zone(desired.records, {
+        new Zone(served, {
           zone: this.zoneName,
           ttl: this.opts.ttl,
           negativeTtl: this.opts.negativeTtl ?? this.opts.ttl,
@@ -268,18 +292,19 @@ export class DnsService {
         }),
       );
       updatesTotal.inc();
-      log.info('DNS zone updated', { model: model.version, serial: this.serial, records: desired.records.length, problems: desired.problems.length });
+      log.info('DNS zone updated', { model: model.version, serial: this.serial, records: served.length, manual: manual.length, problems: desired.problems.length });
     }
-    recordsGauge.set({}, desired.records.length);
+    recordsGauge.set({}, served.length);
     problemsGauge.set({}, desired.problems.length);
     for (const store of this.opts.stores ?? []) {
       const p = await sync(store, desired.records);
       log.debug('record store synced', { store: store.id, create: p.create.length, update: p.update.length, delete: p.delete.length });
     }
+    this.modelRecords = desired.records;
     this.generations.next({
       modelVersion: model.version,
       serial: this.serial,
-      records: desired.records,
+      records: served,
       problems: desired.problems,
       vips,
       ...(exhausted ? { exhausted } : {}),

@@ -13,7 +13,8 @@ import { buildApiListener, buildSidecarListeners } from './generators/listener.t
 import { buildPassthroughClusters } from './generators/transparent.ts';
 import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem } from './generators/route.ts';
 import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
-import { destinationRulesByHost } from './generators/destination-rule.ts';
+import { destinationRulesByHost, localityAssignment, usesLocalityLb } from './generators/destination-rule.ts';
+import type { PolicySettings } from '../model/rules.ts';
 import { metrics } from '../metrics.ts';
 
 const encodes = metrics.counter('isthmus_xds_resource_encodes_total', 'Resources encoded to protobuf, by type (once per content version).');
@@ -60,6 +61,15 @@ interface ServiceEntryCache {
   readonly endpoints: EncodedResource[];
   /** DestinationRule settings refused while building this service's clusters. */
   readonly problems: readonly RouteProblem[];
+  /** Clusters with locality load balancing: re-prioritised per proxy locality in each view. */
+  readonly locality: readonly LocalityCluster[];
+}
+
+/** An EDS cluster whose endpoints are sent inline, ordered by priority from the proxy's locality. */
+interface LocalityCluster {
+  readonly cluster: Record<string, unknown>;
+  readonly assignment: Record<string, unknown>;
+  readonly policy: PolicySettings;
 }
 
 function setVersion(map: ResourceMap): string {
@@ -79,6 +89,8 @@ export class Generation {
   /** Version over all endpoint assignments, used as the EDS version_info. */
   readonly endpointsVersion: string;
   readonly problems: readonly RouteProblem[];
+  /** Clusters built per proxy locality (DestinationRule localityLbSetting), by name. */
+  readonly locality: ReadonlyMap<string, LocalityCluster>;
   /** Names whose resource differs from the previous generation (added, changed or removed). */
   readonly changed: ReadonlyMap<TypeUrl, ReadonlySet<string>>;
   private readonly views = new Map<string, ClassView>();
@@ -99,6 +111,7 @@ export class Generation {
     previous?: Generation;
     servicesChanged: boolean;
     vips: ReadonlyMap<string, string>;
+    locality?: ReadonlyMap<string, LocalityCluster>;
   }) {
     this.seq = init.seq;
     this.model = init.model;
@@ -110,7 +123,9 @@ export class Generation {
     this.changed = init.changed;
     this.endpointsVersion = setVersion(init.endpoints);
     this.previous = init.previous;
-    this.shapeUnchanged = !init.servicesChanged && init.changed.get(CLUSTER_TYPE)!.size === 0;
+    this.locality = init.locality ?? new Map();
+    // Locality clusters carry their endpoints inline: an endpoint change reshapes them.
+    this.shapeUnchanged = !init.servicesChanged && init.changed.get(CLUSTER_TYPE)!.size === 0 && this.locality.size === 0;
   }
 
   /** Drops the link to the generation before, so that only two are ever kept alive. */
@@ -120,13 +135,15 @@ export class Generation {
 
   /** Resources for one class of proxies; built once per class and generation. */
   view(proxy: ProxyInfo): ClassView {
-    let v = this.views.get(proxy.classKey);
+    // Proxies differ by locality only where a DestinationRule asks for locality load balancing.
+    const key = this.locality.size ? `${proxy.classKey}|${proxy.locality.region ?? ''}/${proxy.locality.zone ?? ''}/${proxy.locality.subzone ?? ''}` : proxy.classKey;
+    let v = this.views.get(key);
     if (v) return v;
-    const prev = this.previous?.views.get(proxy.classKey);
+    const prev = this.previous?.views.get(key);
     if (prev && this.shapeUnchanged) {
       // Endpoint-only change: listeners, clusters and routes are the previous ones.
       v = { ...prev, versions: { ...prev.versions, [ENDPOINT_TYPE]: this.endpointsVersion } };
-      this.views.set(proxy.classKey, v);
+      this.views.set(key, v);
       return v;
     }
     const problems: RouteProblem[] = [];
@@ -140,6 +157,11 @@ export class Generation {
       listeners.set(l.name as string, reuse(LISTENER_TYPE, l.name as string, l, prev?.listeners));
     }
     const clusters = new Map<string, EncodedResource>(this.clusters);
+    for (const [name, lc] of this.locality) {
+      const msg: Record<string, unknown> = { ...lc.cluster, type: 'STATIC', load_assignment: localityAssignment(lc.assignment, proxy.locality, lc.policy) };
+      delete msg.eds_cluster_config;
+      clusters.set(name, reuse(CLUSTER_TYPE, name, msg, prev?.clusters));
+    }
     const routes = new Map<string, EncodedResource>([[this.outboundRoute.name, this.outboundRoute]]);
     // Transparent sidecars send what Isthmus does not route to its original destination.
     if (proxy.mode === 'transparent' && proxy.kind === 'envoy') {
@@ -164,7 +186,7 @@ export class Generation {
         [ENDPOINT_TYPE]: this.endpointsVersion,
       },
     };
-    this.views.set(proxy.classKey, v);
+    this.views.set(key, v);
     return v;
   }
 
@@ -188,7 +210,7 @@ export class Generation {
       case ENDPOINT_TYPE:
         return this.endpoints.get(name);
       case CLUSTER_TYPE:
-        return this.clusters.get(name) ?? this.view(proxy).clusters.get(name);
+        return (this.locality.has(name) ? undefined : this.clusters.get(name)) ?? this.view(proxy).clusters.get(name);
       case LISTENER_TYPE:
         return (proxy.kind === 'envoy' ? this.view(proxy).listeners.get(name) : undefined) ?? this.target(LISTENER_TYPE, name);
       case ROUTE_TYPE:
@@ -238,6 +260,7 @@ export class XdsCache {
     this.rulesHash = model.rulesHash;
     const rules = destinationRulesByHost(model);
     const clusterProblems: RouteProblem[] = [];
+    const locality = new Map<string, LocalityCluster>();
     const clusters = new Map<string, EncodedResource>();
     const endpoints = new Map<string, EncodedResource>();
     for (const [host, svc] of model.services) {
@@ -251,17 +274,24 @@ export class XdsCache {
         // A DNS cluster carries its endpoints inline, so an endpoint change rebuilds it.
         const plans = planServiceClusters(svc, eps, rules);
         const problems: RouteProblem[] = [];
-        const builtClusters =
-          sameService && svc.resolution !== 'DNS'
-            ? entry!.clusters
-            : buildServiceClusters(svc, plans, problems).map((c) => reuseIfSame(entry?.clusters, new EncodedResource(CLUSTER_TYPE, c.name as string, c)));
+        const messages = sameService && svc.resolution !== 'DNS' ? undefined : buildServiceClusters(svc, plans, problems);
+        const builtClusters = messages ? messages.map((c) => reuseIfSame(entry?.clusters, new EncodedResource(CLUSTER_TYPE, c.name as string, c))) : entry!.clusters;
+        const localityClusters: LocalityCluster[] = [];
+        if (svc.resolution !== 'DNS') {
+          const byName = new Map((messages ?? entry!.locality.map((l) => l.cluster)).map((m) => [m.name as string, m]));
+          for (const p of plans) {
+            const cluster = byName.get(p.name);
+            if (p.policy && usesLocalityLb(p.policy) && cluster) localityClusters.push({ cluster, policy: p.policy, assignment: buildLoadAssignment(p.name, p.port, p.endpoints) });
+          }
+        }
         const builtEndpoints =
           svc.resolution === 'DNS'
             ? []
             : plans.map((p) => reuseIfSame(entry?.endpoints, new EncodedResource(ENDPOINT_TYPE, p.name, buildLoadAssignment(p.name, p.port, p.endpoints))));
-        entry = { serviceHash, endpointHash, clusters: builtClusters, endpoints: builtEndpoints, problems: sameService && svc.resolution !== 'DNS' ? entry!.problems : problems };
+        entry = { serviceHash, endpointHash, clusters: builtClusters, endpoints: builtEndpoints, problems: messages ? problems : entry!.problems, locality: localityClusters };
       }
       clusterProblems.push(...entry.problems);
+      for (const l of entry.locality) locality.set(l.cluster.name as string, l);
       nextServices.set(host, entry);
       for (const c of entry.clusters) clusters.set(c.name, c);
       for (const e of entry.endpoints) endpoints.set(e.name, e);
@@ -288,7 +318,7 @@ export class XdsCache {
       [LISTENER_TYPE, new Set()],
     ]);
     checkConsistent(model, clusters, endpoints);
-    this.current = new Generation({ seq: ++this.seq, model, clusters, endpoints, outboundRoute, problems, changed, previous: prev, servicesChanged, vips });
+    this.current = new Generation({ seq: ++this.seq, model, clusters, endpoints, outboundRoute, problems, changed, previous: prev, servicesChanged, vips, locality });
     prev?.forgetPrevious();
     return this.current;
   }

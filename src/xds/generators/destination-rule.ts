@@ -7,7 +7,7 @@
 // contain dots, so the two uses of the subset slot never collide.
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import type { DestinationRule, PolicySettings, Subset } from '../../model/rules.ts';
-import type { Endpoint, Service, ServicePort } from '../../model/types.ts';
+import type { Endpoint, Locality, Service, ServicePort } from '../../model/types.ts';
 import { canonicalHost, hostIndexOf, type HostIndex } from '../../rules/hosts.ts';
 import { toAny } from '../proto.ts';
 
@@ -100,9 +100,7 @@ export function applyPolicy(cluster: Record<string, unknown>, policy: PolicySett
   } else if (lb?.simple === 'PASSTHROUGH') {
     problems.push({ name, reason: 'loadBalancer.simple PASSTHROUGH is not supported (needs original-destination clusters); ROUND_ROBIN kept' });
   }
-  if (lb?.localityLbSetting && (lb.localityLbSetting.distribute.length || lb.localityLbSetting.failover.length)) {
-    problems.push({ name, reason: 'localityLbSetting distribute/failover is not applied yet; endpoints of every locality share the traffic' });
-  }
+  if (lb?.localityLbSetting?.distribute.length) cluster.common_lb_config = { ...(cluster.common_lb_config as object), locality_weighted_lb_config: {} };
   const pool = policy.connectionPool;
   if (pool) {
     const t: Record<string, unknown> = {};
@@ -154,7 +152,7 @@ export function applyPolicy(cluster: Record<string, unknown>, policy: PolicySett
       o.enforcing_consecutive_local_origin_failure = { value: 100 };
     }
     cluster.outlier_detection = o;
-    if (od.minHealthPercent !== undefined) cluster.common_lb_config = { healthy_panic_threshold: { value: od.minHealthPercent } };
+    if (od.minHealthPercent !== undefined) cluster.common_lb_config = { ...(cluster.common_lb_config as object), healthy_panic_threshold: { value: od.minHealthPercent } };
   }
   if (policy.tls && policy.tls.mode !== 'DISABLE') {
     problems.push({ name, reason: `tls mode ${policy.tls.mode} is not applied yet; the cluster connects in plaintext` });
@@ -182,4 +180,66 @@ export function hashPolicy(policy: PolicySettings): Record<string, unknown>[] | 
 /** A subset of a rule by name. */
 export function subsetsOf(dr: DestinationRule | undefined, name: string): Subset | undefined {
   return dr?.spec.subsets.find((s) => s.name === name);
+}
+
+/** Whether a policy asks for locality-aware load balancing (per-proxy endpoint priorities). */
+export function usesLocalityLb(policy: PolicySettings | undefined): boolean {
+  const l = policy?.loadBalancer?.localityLbSetting;
+  return !!l && l.enabled !== false;
+}
+
+function localityParts(l: Locality): string[] {
+  return [l.region ?? '', l.zone ?? '', l.subzone ?? ''];
+}
+
+/** Istio's locality pattern "region/zone/subzone", `*` matching the rest. */
+function localityMatches(pattern: string, l: Locality): boolean {
+  const want = pattern.split('/');
+  const have = localityParts(l);
+  for (let i = 0; i < want.length; i++) {
+    if (want[i] === '*') return true;
+    if (want[i] !== have[i]) return false;
+  }
+  return true;
+}
+
+/**
+ * A ClusterLoadAssignment (from buildLoadAssignment) re-prioritised for a proxy in
+ * `proxy`: the proxy's own subzone first, then its zone, its region, the failover region
+ * for its region, then the rest — Istio's failover order. With `distribute`, the matching
+ * entry for the proxy sets locality weights instead (all at priority 0).
+ */
+export function localityAssignment(cla: Record<string, unknown>, proxy: Locality, policy: PolicySettings): Record<string, unknown> {
+  const setting = policy.loadBalancer!.localityLbSetting!;
+  type Group = { locality: { region: string; zone: string; sub_zone: string }; load_balancing_weight: { value: number }; priority?: number };
+  const groups = (cla.endpoints as Group[]).map((g) => ({ ...g }));
+  const loc = (g: Group): Locality => ({ region: g.locality.region, zone: g.locality.zone, subzone: g.locality.sub_zone });
+  const dist = setting.distribute.find((d) => localityMatches(d.from, proxy));
+  if (dist) {
+    for (const g of groups) {
+      let w = 0;
+      for (const [to, pct] of Object.entries(dist.to)) {
+        const n = groups.filter((x) => localityMatches(to, loc(x))).length;
+        if (localityMatches(to, loc(g)) && n) w += (pct * 1000) / n;
+      }
+      g.load_balancing_weight = { value: Math.round(w) };
+    }
+    // Envoy refuses weight 0 inside a locality list only when every weight is 0; drop unused localities.
+    return { ...cla, endpoints: groups.filter((g) => g.load_balancing_weight.value > 0) };
+  }
+  const me = localityParts(proxy);
+  const failoverTo = setting.failover.find((f) => f.from === me[0])?.to;
+  const rank = (g: Group): number => {
+    const p = localityParts(loc(g));
+    if (!me[0]) return 0;
+    if (p[0] === me[0] && p[1] === me[1] && p[2] === me[2]) return 0;
+    if (p[0] === me[0] && p[1] === me[1]) return 1;
+    if (p[0] === me[0]) return 2;
+    if (failoverTo !== undefined && p[0] === failoverTo) return 3;
+    return 4;
+  };
+  // Envoy wants priorities without gaps, from 0.
+  const used = [...new Set(groups.map(rank))].sort((a, b) => a - b);
+  for (const g of groups) g.priority = used.indexOf(rank(g));
+  return { ...cla, endpoints: groups };
 }

@@ -13,6 +13,8 @@ import { buildApiListener, buildSidecarListeners } from './generators/listener.t
 import { buildPassthroughClusters } from './generators/transparent.ts';
 import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem } from './generators/route.ts';
 import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
+import { labelsMatch } from './generators/destination-rule.ts';
+import { proxyLabels, sourceSelectors } from './generators/http-route.ts';
 import { destinationRulesByHost, localityAssignment, usesLocalityLb } from './generators/destination-rule.ts';
 import type { PolicySettings } from '../model/rules.ts';
 import { metrics } from '../metrics.ts';
@@ -89,6 +91,9 @@ export class Generation {
   /** Version over all endpoint assignments, used as the EDS version_info. */
   readonly endpointsVersion: string;
   readonly problems: readonly RouteProblem[];
+  /** sourceLabels selectors of the rules: proxies matching any get an outbound table of their own. */
+  private readonly selectors: readonly Readonly<Record<string, string>>[];
+  private readonly labelledRoutes = new Map<string, EncodedResource>();
   /** Clusters built per proxy locality (DestinationRule localityLbSetting), by name. */
   readonly locality: ReadonlyMap<string, LocalityCluster>;
   /** Names whose resource differs from the previous generation (added, changed or removed). */
@@ -124,6 +129,7 @@ export class Generation {
     this.endpointsVersion = setVersion(init.endpoints);
     this.previous = init.previous;
     this.locality = init.locality ?? new Map();
+    this.selectors = sourceSelectors(init.model);
     // Locality clusters carry their endpoints inline: an endpoint change reshapes them.
     this.shapeUnchanged = !init.servicesChanged && init.changed.get(CLUSTER_TYPE)!.size === 0 && this.locality.size === 0;
   }
@@ -136,7 +142,8 @@ export class Generation {
   /** Resources for one class of proxies; built once per class and generation. */
   view(proxy: ProxyInfo): ClassView {
     // Proxies differ by locality only where a DestinationRule asks for locality load balancing.
-    const key = this.locality.size ? `${proxy.classKey}|${proxy.locality.region ?? ''}/${proxy.locality.zone ?? ''}/${proxy.locality.subzone ?? ''}` : proxy.classKey;
+    const sig = this.signature(proxy);
+    const key = (this.locality.size ? `${proxy.classKey}|${proxy.locality.region ?? ''}/${proxy.locality.zone ?? ''}/${proxy.locality.subzone ?? ''}` : proxy.classKey) + (sig ? `|${sig}` : '');
     let v = this.views.get(key);
     if (v) return v;
     const prev = this.previous?.views.get(key);
@@ -162,7 +169,8 @@ export class Generation {
       delete msg.eds_cluster_config;
       clusters.set(name, reuse(CLUSTER_TYPE, name, msg, prev?.clusters));
     }
-    const routes = new Map<string, EncodedResource>([[this.outboundRoute.name, this.outboundRoute]]);
+    const outbound = this.outboundFor(proxy);
+    const routes = new Map<string, EncodedResource>([[outbound.name, outbound]]);
     // Transparent sidecars send what Isthmus does not route to its original destination.
     if (proxy.mode === 'transparent' && proxy.kind === 'envoy') {
       for (const c of buildPassthroughClusters()) clusters.set(c.name as string, reuse(CLUSTER_TYPE, c.name as string, c, prev?.clusters));
@@ -214,8 +222,30 @@ export class Generation {
       case LISTENER_TYPE:
         return (proxy.kind === 'envoy' ? this.view(proxy).listeners.get(name) : undefined) ?? this.target(LISTENER_TYPE, name);
       case ROUTE_TYPE:
-        return (name === this.outboundRoute.name ? this.outboundRoute : this.view(proxy).routes.get(name)) ?? this.target(ROUTE_TYPE, name);
+        return (name === this.outboundRoute.name ? this.outboundFor(proxy) : this.view(proxy).routes.get(name)) ?? this.target(ROUTE_TYPE, name);
     }
+  }
+
+  /** Which sourceLabels selectors the proxy matches, e.g. "0110"; '' when it matches none. */
+  private signature(proxy: ProxyInfo): string {
+    if (!this.selectors.length) return '';
+    const labels = proxyLabels(proxy.metadata);
+    const sig = this.selectors.map((s) => (labelsMatch(labels, s) ? '1' : '0')).join('');
+    return sig.includes('1') ? sig : '';
+  }
+
+  /** The outbound table: the shared one, or one built for proxies whose labels match a rule's sourceLabels. */
+  private outboundFor(proxy: ProxyInfo): EncodedResource {
+    const sig = this.signature(proxy);
+    if (!sig) return this.outboundRoute;
+    let r = this.labelledRoutes.get(sig);
+    if (!r) {
+      r = new EncodedResource(ROUTE_TYPE, this.outboundRoute.name, buildOutboundRoute(this.model, [], this.vips, proxyLabels(proxy.metadata)));
+      const before = this.previous?.labelledRoutes.get(sig);
+      if (before && before.version === r.version) r = before;
+      this.labelledRoutes.set(sig, r);
+    }
+    return r;
   }
 
   /** Listener and route of a proxyless client's target "HOST:PORT". */
@@ -311,10 +341,12 @@ export class XdsCache {
       problems.push(...clusterProblems);
     }
 
+    const labelled = sourceSelectors(model).length > 0 || (prev !== undefined && sourceSelectors(prev.model).length > 0);
     const changed = new Map<TypeUrl, Set<string>>([
       [CLUSTER_TYPE, diff(prev?.clusters, clusters)],
       [ENDPOINT_TYPE, diff(prev?.endpoints, endpoints)],
-      [ROUTE_TYPE, prev && prev.outboundRoute === outboundRoute ? new Set() : new Set([outboundRoute.name])],
+      // Tables built per proxy labels (sourceLabels rules) may change while the shared one does not.
+      [ROUTE_TYPE, prev && prev.outboundRoute === outboundRoute && !(servicesChanged && labelled) ? new Set() : new Set([outboundRoute.name])],
       [LISTENER_TYPE, new Set()],
     ]);
     checkConsistent(model, clusters, endpoints);

@@ -19,7 +19,7 @@ import type { Service } from '../../model/types.ts';
 import { canonicalHost, type HostIndex } from '../../rules/hosts.ts';
 import { toAny } from '../proto.ts';
 import { FAULT_FILTER, FAULT_TYPE } from './common.ts';
-import { effectivePolicy, hashPolicy, subsetCluster, subsetsOf } from './destination-rule.ts';
+import { effectivePolicy, hashPolicy, labelsMatch, subsetCluster, subsetsOf } from './destination-rule.ts';
 import { defaultHttpPort, interfaceCluster, outboundCluster } from './names.ts';
 
 /** A rule that cannot be sent to Envoy as written. */
@@ -30,6 +30,8 @@ export interface RuleContext {
   readonly model: ModelSnapshot;
   readonly index: HostIndex;
   readonly rules: ReadonlyMap<string, DestinationRule>;
+  /** Labels of the proxy the table is built for; undefined: the table shared by every proxy. */
+  readonly sourceLabels?: Readonly<Record<string, string>>;
 }
 
 /** A destination resolved to its cluster, with the policy that applies to it. */
@@ -212,8 +214,9 @@ export function virtualServiceRoutes(ctx: RuleContext, vs: VirtualService, port:
     const usable = (matches ?? []).filter((m, j) => {
       if (m.port !== undefined && m.port !== port) return false;
       if (Object.keys(m.sourceLabels).length) {
-        notes.push(`spec.http[${i}].match[${j}].sourceLabels: not applied yet (the outbound route table is shared by every sidecar); this match never matches`);
-        return false;
+        // Built per proxy labels (see sourceSelectors); the shared table leaves such matches out.
+        if (!ctx.sourceLabels) notes.push(`spec.http[${i}].match[${j}].sourceLabels: applies only to proxies whose node metadata LABELS match`);
+        return !!ctx.sourceLabels && labelsMatch(ctx.sourceLabels, m.sourceLabels);
       }
       return !m.gateways.length || m.gateways.includes('mesh');
     });
@@ -239,5 +242,23 @@ export function virtualServicesByHost(model: ModelSnapshot, index: HostIndex): M
       if (!out.has(key)) out.set(key, vs);
     }
   }
+  return out;
+}
+
+/** Every distinct sourceLabels selector of the mesh's http rules, in a stable order. */
+export function sourceSelectors(model: ModelSnapshot): Readonly<Record<string, string>>[] {
+  const seen = new Map<string, Readonly<Record<string, string>>>();
+  for (const vs of model.virtualServices) {
+    if (!vs.appliesToMesh) continue;
+    for (const r of vs.spec.http) for (const m of r.match) if (Object.keys(m.sourceLabels).length) seen.set(JSON.stringify(Object.entries(m.sourceLabels).sort()), m.sourceLabels);
+  }
+  return [...seen.keys()].sort().map((k) => seen.get(k)!);
+}
+
+/** A proxy's labels, from node metadata LABELS (as Istio's sidecars send them). */
+export function proxyLabels(metadata: Readonly<Record<string, unknown>>): Record<string, string> {
+  const raw = metadata.LABELS;
+  const out: Record<string, string> = {};
+  if (raw && typeof raw === 'object') for (const [k, v] of Object.entries(raw)) if (typeof v === 'string') out[k] = v;
   return out;
 }

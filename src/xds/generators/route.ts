@@ -60,7 +60,12 @@ function domainsFor(svc: Service, port: ServicePort, isDefault: boolean, vip: st
 }
 
 /** `vips`: name → allocated VIP (services without an address of their own, and interfaces). */
-export function buildOutboundRoute(model: ModelSnapshot, problems: RouteProblem[], vips: ReadonlyMap<string, string> = new Map()): Record<string, unknown> {
+export function buildOutboundRoute(
+  model: ModelSnapshot,
+  problems: RouteProblem[],
+  vips: ReadonlyMap<string, string> = new Map(),
+  sourceLabels?: Readonly<Record<string, string>>,
+): Record<string, unknown> {
   const claimed = new Map<string, string>();
   const claim = (domain: string, vhName: string): boolean => {
     const owner = claimed.get(domain);
@@ -74,7 +79,7 @@ export function buildOutboundRoute(model: ModelSnapshot, problems: RouteProblem[
   const virtualHosts: Record<string, unknown>[] = [];
   const index = hostIndexOf(model);
   const rules = destinationRulesByHost(model, index);
-  const ctx: RuleContext = { model, index, rules };
+  const ctx: RuleContext = { model, index, rules, ...(sourceLabels ? { sourceLabels } : {}) };
   const vsByHost = virtualServicesByHost(model, index);
   const hashOf = (host: string, port: number): Record<string, unknown>[] | undefined => {
     const dr = rules.get(host);

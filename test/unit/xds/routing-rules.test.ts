@@ -9,6 +9,8 @@ import type { DestinationRule, VirtualService } from '../../../src/model/rules.t
 import { decodeToJson } from '../../../src/xds/proto.ts';
 import { XdsCache } from '../../../src/xds/cache.ts';
 import { tcpRouteFor } from '../../../src/xds/generators/tcp-route.ts';
+import { proxyFromNode, type ProxyInfo } from '../../../src/xds/proxy.ts';
+import { ROUTE_TYPE } from '../../../src/xds/resources.ts';
 import { doc, drOf, parseOne, vsOf } from '../rules/helpers.ts';
 import { endpoint, service } from './fixtures.ts';
 
@@ -78,4 +80,27 @@ test('tcp routes: weighted clusters for a TCP port', () => {
   const m = modelWith([vs], [DR], 'TCP');
   assert.deepEqual(tcpRouteFor(m, WEB, 8080), { weightedClusters: [{ name: `outbound|8080|v1|${WEB}`, weight: 80 }, { name: `outbound|8080|v2|${WEB}`, weight: 20 }] });
   assert.equal(tcpRouteFor(modelWith([], [DR], 'TCP'), WEB, 8080), undefined);
+});
+
+test('sourceLabels: a match applies only to proxies whose node metadata LABELS match', () => {
+  const vs = vsOf(parseOne(doc('VirtualService', 'web', {
+    hosts: ['web'],
+    http: [
+      { match: [{ sourceLabels: { app: 'shop' } }], route: [{ destination: { host: 'web', subset: 'v2' } }] },
+      { route: [{ destination: { host: 'web', subset: 'v1' } }] },
+    ],
+  })));
+  const g = new XdsCache().update(modelWith([vs], [DR]));
+  const node = (id: string, labels: Record<string, string>): ProxyInfo =>
+    proxyFromNode({ id, metadata: { fields: { LABELS: { structValue: { fields: Object.fromEntries(Object.entries(labels).map(([k, v]) => [k, { stringValue: v }])) } } } } });
+  const first = (p: ProxyInfo): string => {
+    const r = g.resolve(ROUTE_TYPE, 'outbound', p)!;
+    const table = decodeToJson('envoy.config.route.v3.RouteConfiguration', Buffer.from((decodeToJson('google.protobuf.Any', r.any) as { value: string }).value, 'base64'));
+    const vh = (table.virtual_hosts as { name: string; routes: { route: { cluster: string } }[] }[]).find((v) => v.name === `${WEB}:8080`)!;
+    return vh.routes[0]!.route.cluster;
+  };
+  assert.equal(first(node('shop-1', { app: 'shop', version: 'x' })), `outbound|8080|v2|${WEB}`);
+  assert.equal(first(node('other-1', { app: 'other' })), `outbound|8080|v1|${WEB}`);
+  assert.equal(first(node('none', {})), `outbound|8080|v1|${WEB}`);
+  assert.equal(g.resolve(ROUTE_TYPE, 'outbound', node('none', {})), g.outboundRoute);
 });

@@ -4,7 +4,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Etcd3 } from 'etcd3';
-import { EtcdRecordStore, namePath } from '../../src/dns/etcd-store.ts';
+import { EtcdRecordStore, encodeRecord, namePath } from '../../src/dns/etcd-store.ts';
+import { sync } from '../../src/dns/plan.ts';
 import { EtcdVipStore } from '../../src/dns/etcd-vip-store.ts';
 import { DnsService } from '../../src/dns/service.ts';
 import { aggregate } from '../../src/model/aggregate.ts';
@@ -42,6 +43,13 @@ const BASE = [
 ];
 const WITH_ORDERS = [...BASE, 'dubbo://10.0.0.9:20881/com.alipay.orders.OrderQuery?application=orders&methods=get&version=2'];
 
+/**
+ * kdig for polling loops: a failed run (kdig itself, e.g. an EPIPE on its stdin in
+ * runCommand) counts as "not yet" instead of failing the wait.
+ */
+const tryDig = (port: number, name: string, type: string): Promise<DigResult> =>
+  kdig(port, name, type).catch((e: unknown) => ({ rcode: `kdig failed: ${(e as Error).message}`, aa: false, tc: false, msgLength: 0, answer: [], authority: [], additional: [] }));
+
 /** Answer data, sorted, for comparing the two servers. */
 const data = (r: DigResult): string[] => r.answer.map((a) => `${a.type} ${a.data}`).sort();
 
@@ -64,7 +72,7 @@ before(async () => {
     storeResyncMs: 300,
   });
   await dns.start(aggregate([registry]));
-  await waitUntil(() => kdig(coredns.port, USERQUERY, 'A'), (r) => r.answer.length > 0, { what: `${USERQUERY} from CoreDNS` });
+  await waitUntil(() => tryDig(coredns.port, USERQUERY, 'A'), (r) => r.answer.length > 0, { what: `${USERQUERY} from CoreDNS` });
 });
 
 after(async () => {
@@ -112,11 +120,11 @@ test('a model change shows in CoreDNS within a bounded time; foreign keys are le
   await client.put(FOREIGN_IN_OURS).value(JSON.stringify({ host: '192.0.2.2', ttl: 60, group: 'handmade' }));
   const started = Date.now();
   providers(WITH_ORDERS);
-  const r = await waitUntil(() => kdig(coredns.port, ORDERS, 'A'), (x) => x.answer.length === 1, { timeoutMs: 5000, intervalMs: 50, what: `${ORDERS} in CoreDNS` });
+  const r = await waitUntil(() => tryDig(coredns.port, ORDERS, 'A'), (x) => x.answer.length === 1, { timeoutMs: 5000, intervalMs: 50, what: `${ORDERS} in CoreDNS` });
   process.stderr.write(`registry change → CoreDNS answer: ${Date.now() - started} ms\n`);
   assert.equal(r.answer[0]!.data, dns.vips().get(ORDERS));
   providers(BASE);
-  await waitUntil(() => kdig(coredns.port, ORDERS, 'A'), (x) => x.rcode === 'NXDOMAIN', { timeoutMs: 5000, intervalMs: 50, what: `${ORDERS} gone from CoreDNS` });
+  await waitUntil(() => tryDig(coredns.port, ORDERS, 'A'), (x) => x.rcode === 'NXDOMAIN', { timeoutMs: 5000, intervalMs: 50, what: `${ORDERS} gone from CoreDNS` });
   // Nothing Isthmus did not write was touched.
   assert.equal(await client.get(FOREIGN_KEY).string(), JSON.stringify({ host: '192.0.2.1', ttl: 60 }));
   assert.equal(await client.get(FOREIGN_IN_OURS).string(), JSON.stringify({ host: '192.0.2.2', ttl: 60, group: 'handmade' }));
@@ -130,9 +138,9 @@ test('drift is repaired: keys deleted or altered come back; changes made during 
   const aKey = ours.find((k) => /\/_ism-a-[0-9a-f]+$/.test(k))!;
   assert.ok(aKey, `an A key among ${ours.join(', ')}`);
   await client.delete().key(aKey);
-  await waitUntil(() => kdig(coredns.port, USERQUERY, 'A'), (x) => x.answer.length === 1 && x.answer[0]!.data === vip, { timeoutMs: 5000, intervalMs: 50, what: 'the deleted key rewritten' });
+  await waitUntil(() => tryDig(coredns.port, USERQUERY, 'A'), (x) => x.answer.length === 1 && x.answer[0]!.data === vip, { timeoutMs: 5000, intervalMs: 50, what: 'the deleted key rewritten' });
   await client.put(aKey).value(JSON.stringify({ host: '192.0.2.66', ttl: 30, group: USERQUERY }));
-  await waitUntil(() => kdig(coredns.port, USERQUERY, 'A'), (x) => x.answer.length === 1 && x.answer[0]!.data === vip, { timeoutMs: 5000, intervalMs: 50, what: 'the altered key repaired' });
+  await waitUntil(() => tryDig(coredns.port, USERQUERY, 'A'), (x) => x.answer.length === 1 && x.answer[0]!.data === vip, { timeoutMs: 5000, intervalMs: 50, what: 'the altered key repaired' });
 
   // Outage: the model changes while etcd is down; the built-in responder follows (its VIPs
   // come from etcd too, so the zone waits), and CoreDNS catches up once etcd is back.
@@ -140,7 +148,7 @@ test('drift is repaired: keys deleted or altered come back; changes made during 
   providers(WITH_ORDERS);
   await new Promise((r) => setTimeout(r, 500));
   await etcd.start();
-  const r = await waitUntil(() => kdig(coredns.port, ORDERS, 'A'), (x) => x.answer.length === 1, { timeoutMs: 30_000, intervalMs: 100, what: `${ORDERS} in CoreDNS after the outage` });
+  const r = await waitUntil(() => tryDig(coredns.port, ORDERS, 'A'), (x) => x.answer.length === 1, { timeoutMs: 30_000, intervalMs: 100, what: `${ORDERS} in CoreDNS after the outage` });
   assert.equal(r.answer[0]!.data, dns.vips().get(ORDERS));
   assert.deepEqual(data(await kdig(dns.port, ORDERS, 'A')), data(r));
 });
@@ -162,5 +170,29 @@ test('the etcd VIP store: compare-and-swap on the key mod revision', async () =>
   } finally {
     await a.close();
     await b.close();
+  }
+});
+
+test('records of another owner (the records API) live beside Isthmus\'s; a key that is not ours is never overwritten', async () => {
+  const api = new EtcdRecordStore({ endpoints: [etcd.endpoint], zone: Z, owner: 'records-api', leafTag: 'api' });
+  try {
+    const manual = { name: `gw.legacy.${Z}`, ttl: 60, type: 'A' as const, address: '192.0.2.20' };
+    const taken = { name: `taken.${Z}`, ttl: 60, type: 'A' as const, address: '192.0.2.21' };
+    // Someone else already wrote the very key the second record would get.
+    const [[takenKey]] = Object.entries(encodeRecord('/skydns', taken, 'api')) as [[string, string]];
+    await client.put(takenKey).value(JSON.stringify({ host: '192.0.2.99', ttl: 60 }));
+    await sync(api, [manual, taken]);
+    assert.deepEqual(data(await kdig(coredns.port, manual.name, 'A')), ['A 192.0.2.20']);
+    assert.equal(await client.get(takenKey).string(), JSON.stringify({ host: '192.0.2.99', ttl: 60 }));
+    assert.deepEqual(await api.owned(), [manual]);
+    // Isthmus's own resync leaves the other owner's records alone.
+    await dns.resyncStores();
+    assert.deepEqual(data(await kdig(coredns.port, manual.name, 'A')), ['A 192.0.2.20']);
+    await sync(api, []);
+    assert.equal((await kdig(coredns.port, manual.name, 'A')).rcode, 'NXDOMAIN');
+    assert.equal(await client.get(takenKey).string(), JSON.stringify({ host: '192.0.2.99', ttl: 60 }));
+    await client.delete().key(takenKey);
+  } finally {
+    await api.close();
   }
 });

@@ -143,7 +143,26 @@ function applyChanges(current: readonly DnsRecord[], put: readonly DnsRecord[], 
   return { next, missing };
 }
 
+/** What `isthmus serve --records-api ADDR --records-token-file PATH --tls-cert PATH --tls-key PATH` gives. */
+export interface RecordsApiFlags {
+  readonly listen: string;
+  readonly tokenFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
 export class RecordsApiServer {
+  /** Reads the token, certificate and key files named by the flags. */
+  static fromFiles(flags: RecordsApiFlags, rest: Omit<RecordsApiOptions, 'listen' | 'token' | 'cert' | 'key'>): RecordsApiServer {
+    return new RecordsApiServer({
+      ...rest,
+      listen: flags.listen,
+      token: readTokenFile(flags.tokenFile),
+      cert: fs.readFileSync(flags.certFile),
+      key: fs.readFileSync(flags.keyFile),
+    });
+  }
+
   private readonly opts: RecordsApiOptions;
   private readonly zone: string;
   private readonly tokenDigest: Buffer;

@@ -7,7 +7,7 @@ import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import { RecordsApiServer } from '../../src/dns/api.ts';
-import { MemoryRecordStore } from '../../src/dns/plan.ts';
+import { FileRecordStore } from '../../src/dns/file-record-store.ts';
 import { DnsService } from '../../src/dns/service.ts';
 import { aggregate } from '../../src/model/aggregate.ts';
 import { MemoryRegistry } from '../../src/registries/memory.ts';
@@ -26,6 +26,7 @@ const registry = new MemoryRegistry('memory://soa');
 let dns: DnsService;
 let api: RecordsApiServer;
 let ca: Buffer;
+let startApi: () => Promise<RecordsApiServer>;
 
 interface Reply {
   status: number;
@@ -62,17 +63,17 @@ before(async () => {
   dns = new DnsService({ listen: `127.0.0.1:${await freePort()}`, zone: Z, cidr: '240.240.0.0/16', ttl: 30, vipStorePath: path.join(dir, 'vips.json') });
   await dns.start(aggregate([registry]));
   await waitUntil(() => dns.records().length, (n) => n > 0, { what: 'the first zone' });
-  api = new RecordsApiServer({
-    listen: '127.0.0.1:0',
-    zone: Z,
-    token: TOKEN,
-    cert: ca,
-    key: fs.readFileSync(path.join(dir, 'key.pem')),
-    store: new MemoryRecordStore(),
-    reservedNames: () => dns.modelNames(),
-    publish: (records) => dns.setManualRecords(records),
-  });
-  await api.start();
+  fs.writeFileSync(path.join(dir, 'token'), `${TOKEN}\n`);
+  // As `isthmus serve --records-api 127.0.0.1:0 --records-token-file … --tls-cert … --tls-key …` would.
+  startApi = async () => {
+    const server = RecordsApiServer.fromFiles(
+      { listen: '127.0.0.1:0', tokenFile: path.join(dir, 'token'), certFile: path.join(dir, 'cert.pem'), keyFile: path.join(dir, 'key.pem') },
+      { zone: Z, store: new FileRecordStore(path.join(dir, 'records.json')), reservedNames: () => dns.modelNames(), publish: (records) => dns.setManualRecords(records) },
+    );
+    await server.start();
+    return server;
+  };
+  api = await startApi();
 });
 
 after(async () => {
@@ -153,4 +154,16 @@ test('a record put through the API resolves on the built-in responder, and goes 
   assert.equal((await call('DELETE', '/v1/records', { name, type: 'A', address: '192.0.2.10' })).status, 404);
   assert.equal((await call('POST', '/v1/records/batch', { delete: [{ name, type: 'TXT', text: ['owner=ops'] }, { name: `_http._tcp.${name}`, type: 'SRV', priority: 0, weight: 5, port: 8080, target: name }] })).status, 200);
   await waitUntil(() => kdig(dns.port, name, 'TXT'), (x) => x.rcode === 'NXDOMAIN', { timeoutMs: 5000, intervalMs: 50, what: `${name} gone` });
+});
+
+test('records are kept across a restart of the API (file store) and served again', async () => {
+  const name = `kept.${Z}`;
+  assert.equal((await call('PUT', '/v1/records', { name, type: 'A', ttl: 60, address: '192.0.2.30' })).status, 200);
+  await api.close();
+  dns.setManualRecords([]);
+  await waitUntil(() => kdig(dns.port, name, 'A'), (x) => x.rcode === 'NXDOMAIN', { timeoutMs: 5000, intervalMs: 50, what: `${name} unpublished` });
+  api = await startApi();
+  const r = await waitUntil(() => kdig(dns.port, name, 'A'), (x) => x.answer.length === 1, { timeoutMs: 5000, intervalMs: 50, what: `${name} served after the restart` });
+  assert.equal(r.answer[0]!.data, '192.0.2.30');
+  assert.deepEqual((await call('GET', '/v1/records')).body.records, [{ name, ttl: 60, type: 'A', address: '192.0.2.30' }]);
 });

@@ -1,7 +1,7 @@
 // The etcd zone store against a real CoreDNS (etcd plugin) and a real etcd: a MemoryRegistry
 // of SOA providers → aggregate → DnsService (VIPs in etcd, records in /skydns) → CoreDNS
 // answers, checked with kdig against the built-in responder for the same model.
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Etcd3 } from 'etcd3';
 import { EtcdRecordStore, encodeRecord, namePath } from '../../src/dns/etcd-store.ts';
@@ -16,6 +16,7 @@ import { startCoreDns, type CoreDns } from '../helpers/coredns.ts';
 import { kdig, type DigResult } from '../helpers/dns.ts';
 import { startEtcd, type EtcdServer } from '../helpers/etcd.ts';
 import { freePort } from '../helpers/ports.ts';
+import { assertNoLeftovers, dumpLogsOnFailure, stopAll } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const Z = 'rpc.cluster.local';
@@ -81,7 +82,11 @@ after(async () => {
   client?.close();
   await coredns?.stop();
   await etcd?.stop();
+  await stopAll();
+  assertNoLeftovers();
 });
+
+afterEach(dumpLogsOnFailure);
 
 test('CoreDNS resolves an interface name to its VIP, and only to it; the built-in responder says the same', async () => {
   const vip = dns.vips().get(USERQUERY);

@@ -229,3 +229,19 @@ test('outlier detection ejects a failing endpoint', async () => {
   assert.equal((counts['good-1'] ?? 0) + (counts['good-2'] ?? 0), 90, JSON.stringify(counts));
   console.log(`outlier: after ejection ${JSON.stringify(counts)}`);
 });
+
+test('a rule Envoy would reject is refused before sending: reported, never NACKed, the host keeps its default route', async () => {
+  const host = 'refused.test.local';
+  await service(host, [{ name: 'refused-1' }]);
+  rules('refused-rules.yaml', [
+    { ...meta('VirtualService', 'refused'), spec: { hosts: [host], http: [{ route: [{ destination: { host } }], headers: { request: { set: { host: 'elsewhere' } } } }] } },
+  ]);
+  const z = await waitUntil(() => isthmus.json<{ xdsProblems: { name: string; reason: string }[] }>('/debug/registryz'), (r) => r.xdsProblems.some((p) => p.name === 'VirtualService default/refused'), {
+    ...PROPAGATION,
+    what: 'the refusal in /debug/registryz',
+  });
+  assert.match(z.xdsProblems.find((p) => p.name === 'VirtualService default/refused')!.reason, /cannot be modified by Envoy/);
+  await ready(host);
+  const conns = await isthmus.syncz();
+  for (const c of conns) for (const t of c.types) assert.notEqual(t.status, 'NACKED', JSON.stringify(t));
+});

@@ -67,12 +67,16 @@ export function resolveDestination(ctx: RuleContext, d: Destination, namespace: 
 }
 
 function stringMatcher(m: StringMatch, ignoreCase = false): Record<string, unknown> {
+  // Envoy's StringMatcher wants a non-empty prefix or regex.
+  if (m.value === '' && m.type !== 'exact') throw new Refusal(`an empty ${m.type} match cannot be sent to Envoy; use exact "" or leave the match out`);
   const base = m.type === 'exact' ? { exact: m.value } : m.type === 'prefix' ? { prefix: m.value } : { safe_regex: { regex: m.value } };
   return ignoreCase && m.type !== 'regex' ? { ...base, ignore_case: true } : base;
 }
 
 function headerMatcher(name: string, m: HeaderMatch, invert: boolean): Record<string, unknown> {
-  const base = m.type === 'present' ? { name, present_match: true } : { name, string_match: stringMatcher(m) };
+  // Istio's empty prefix means "present".
+  const present = m.type === 'present' || (m.type === 'prefix' && m.value === '');
+  const base = present ? { name, present_match: true } : { name, string_match: stringMatcher(m as StringMatch) };
   return invert ? { ...base, invert_match: true } : base;
 }
 
@@ -82,6 +86,7 @@ function routeMatch(m: HttpMatch): Record<string, unknown> {
   if (!uri) out.prefix = '/';
   else if (uri.type === 'exact') out.path = uri.value;
   else if (uri.type === 'prefix') out.prefix = uri.value;
+  else if (uri.value === '') throw new Refusal('uri regex "" cannot be sent to Envoy; leave the uri match out');
   else out.safe_regex = { regex: uri.value };
   if (m.ignoreUriCase && uri && uri.type !== 'regex') out.case_sensitive = { value: false };
   const headers: Record<string, unknown>[] = [];

@@ -96,6 +96,8 @@ export interface DnsStatus {
   readonly vips: number;
   readonly problems: readonly RecordProblem[];
   readonly error?: string;
+  /** Last failure to bring a record store (etcd) in step; cleared by the next success. */
+  readonly storeError?: string;
 }
 
 export class DnsService {
@@ -116,6 +118,9 @@ export class DnsService {
   private serial = 0;
   private closed = false;
   private resyncTimer: NodeJS.Timeout | undefined;
+  private storeRetryTimer: NodeJS.Timeout | undefined;
+  private storeRetryMs = 0;
+  private storeError: string | undefined;
   private manual: readonly DnsRecord[] = [];
   private lastModel: ModelSnapshot | undefined;
   /** The model's records of the current generation (without manual ones): what `stores` hold. */
@@ -152,7 +157,7 @@ export class DnsService {
       this.resyncTimer = setInterval(() => {
         if (this.running || this.closed) return;
         this.running = this.resyncStores()
-          .catch(() => undefined)
+          .then(() => this.storeFailed(undefined), (e: unknown) => this.storeFailed(e))
           .finally(() => {
             this.running = undefined;
             // A model that came during the resync waits in `pending`.
@@ -161,6 +166,30 @@ export class DnsService {
       }, every);
       this.resyncTimer.unref();
     }
+  }
+
+  /** After a store sync: on failure, retry (backoff 0.5 s doubling to 30 s) unless a model comes first. */
+  private storeFailed(error: unknown): void {
+    clearTimeout(this.storeRetryTimer);
+    this.storeRetryTimer = undefined;
+    if (error === undefined) {
+      this.storeRetryMs = 0;
+      this.storeError = undefined;
+      return;
+    }
+    this.storeError = (error as Error).message;
+    this.storeRetryMs = Math.min(30_000, this.storeRetryMs ? this.storeRetryMs * 2 : 500);
+    this.storeRetryTimer = setTimeout(() => {
+      if (this.closed) return;
+      if (this.running) return this.storeFailed(error);
+      this.running = this.resyncStores()
+        .then(() => this.storeFailed(undefined), (e: unknown) => this.storeFailed(e))
+        .finally(() => {
+          this.running = undefined;
+          if (this.pending && !this.closed) this.running = this.drain().finally(() => (this.running = undefined));
+        });
+    }, this.storeRetryMs);
+    this.storeRetryTimer.unref();
   }
 
   /**
@@ -224,6 +253,7 @@ export class DnsService {
       vips: g?.vips.size ?? 0,
       problems: g?.problems ?? [],
       ...(this.lastError ? { error: this.lastError } : {}),
+      ...(this.storeError ? { storeError: this.storeError } : {}),
     };
   }
 
@@ -232,6 +262,7 @@ export class DnsService {
     this.sub?.unsubscribe();
     clearTimeout(this.retryTimer);
     clearInterval(this.resyncTimer);
+    clearTimeout(this.storeRetryTimer);
     this.pending = undefined;
     await this.running;
     await this.server.close();
@@ -258,7 +289,7 @@ export class DnsService {
         this.retryMs = 0;
         this.lastError = undefined;
       } catch (e) {
-        failuresTotal.inc({});
+        failuresTotal.inc({ stage: 'model' });
         this.lastError = (e as Error).message;
         this.retryMs = Math.min(30_000, this.retryMs ? this.retryMs * 2 : 500);
         log.error('DNS update failed; the last zone is still served', { model: model.version, retryInMs: this.retryMs, error: e });
@@ -296,11 +327,20 @@ export class DnsService {
     }
     recordsGauge.set({}, served.length);
     problemsGauge.set({}, desired.problems.length);
+    // A store that fails (etcd down) does not hold the zone back: it is retried with backoff.
+    let storeError: unknown;
     for (const store of this.opts.stores ?? []) {
-      const p = await sync(store, desired.records);
-      log.debug('record store synced', { store: store.id, create: p.create.length, update: p.update.length, delete: p.delete.length });
+      try {
+        const p = await sync(store, desired.records);
+        log.debug('record store synced', { store: store.id, create: p.create.length, update: p.update.length, delete: p.delete.length });
+      } catch (e) {
+        storeError ??= e;
+        failuresTotal.inc({ stage: 'store' });
+        log.warn('record store sync failed; retried with backoff', { store: store.id, error: e });
+      }
     }
     this.modelRecords = desired.records;
+    this.storeFailed(storeError);
     this.generations.next({
       modelVersion: model.version,
       serial: this.serial,

@@ -167,3 +167,52 @@ test('close() leaves no socket, server or timer behind', async () => {
   await waitUntil(handles, (h) => kinds.every((k) => count(h, k) <= count(baseline, k)), { timeoutMs: 1000, intervalMs: 10, what: `handles back to the baseline ${baseline.join(',')}` });
   assert.equal(models.observed, false, 'unsubscribed from the models');
 });
+
+test('a failing record store does not hold the zone back; it is retried and catches up', async (t) => {
+  const inner = new MemoryRecordStore();
+  let down = true;
+  const store = {
+    id: 'flaky-etcd',
+    owned: async () => {
+      if (down) throw new Error('etcd unreachable');
+      return inner.owned();
+    },
+    apply: (p: Parameters<MemoryRecordStore['apply']>[0]) => inner.apply(p),
+  };
+  const models = new Subject<ModelSnapshot>();
+  const dns = new DnsService(options({ stores: [store], storeResyncMs: 0 }));
+  t.after(() => dns.close());
+  await dns.start(models);
+  const m1 = appModel(['Alpha']);
+  const done = applied(dns, m1.version);
+  models.next(m1);
+  await done;
+  // The responder serves the new zone while the store is down, and says the store failed.
+  assert.equal((await udpQuery(dns.port, `com.x.alpha.${Z}`, TYPE.A)).header.rcode, RCODE.NOERROR);
+  assert.match(dns.status().storeError ?? '', /etcd unreachable/);
+  assert.deepEqual(await inner.owned(), []);
+  down = false;
+  await waitUntil(() => inner.owned(), (r) => r.length === dns.records().length, { timeoutMs: 5000, intervalMs: 20, what: 'the store to catch up' });
+  await waitUntil(() => dns.status().storeError, (e) => e === undefined, { timeoutMs: 2000, intervalMs: 20, what: 'the store error cleared' });
+});
+
+test('manual records are served beside the model, never over a model name', async (t) => {
+  const models = new Subject<ModelSnapshot>();
+  const dns = new DnsService(options());
+  t.after(() => dns.close());
+  await dns.start(models);
+  const m1 = appModel(['Alpha']);
+  const done = applied(dns, m1.version);
+  models.next(m1);
+  await done;
+  const vip = dns.vips().get(`com.x.alpha.${Z}`);
+  dns.setManualRecords([
+    { name: `manual.${Z}`, ttl: 60, type: 'A', address: '192.0.2.1' },
+    { name: `com.x.alpha.${Z}`, ttl: 60, type: 'A', address: '192.0.2.2' },
+  ]);
+  await waitUntil(() => udpQuery(dns.port, `manual.${Z}`, TYPE.A), (m) => m.answers.length === 1, { timeoutMs: 5000, intervalMs: 20, what: 'the manual record' });
+  const alpha = await udpQuery(dns.port, `com.x.alpha.${Z}`, TYPE.A);
+  assert.deepEqual(alpha.answers.map((r) => r.type === 'A' && r.address), [vip]);
+  assert.ok(dns.modelNames().has(`com.x.alpha.${Z}`));
+  assert.ok(!dns.modelNames().has(`manual.${Z}`));
+});

@@ -8,6 +8,7 @@ import { EtcdRecordStore, encodeRecord, namePath } from '../../src/dns/etcd-stor
 import { sync } from '../../src/dns/plan.ts';
 import { EtcdVipStore } from '../../src/dns/etcd-vip-store.ts';
 import { DnsService } from '../../src/dns/service.ts';
+import path from 'node:path';
 import { aggregate } from '../../src/model/aggregate.ts';
 import { MemoryRegistry } from '../../src/registries/memory.ts';
 import { mapProviders } from '../../src/registries/soa/mapping.ts';
@@ -16,7 +17,7 @@ import { startCoreDns, type CoreDns } from '../helpers/coredns.ts';
 import { kdig, type DigResult } from '../helpers/dns.ts';
 import { startEtcd, type EtcdServer } from '../helpers/etcd.ts';
 import { freePort } from '../helpers/ports.ts';
-import { assertNoLeftovers, dumpLogsOnFailure, stopAll } from '../helpers/processes.ts';
+import { assertNoLeftovers, dumpLogsOnFailure, scratchDir, stopAll } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 const Z = 'rpc.cluster.local';
@@ -200,4 +201,36 @@ test('records of another owner (the records API) live beside Isthmus\'s; a key t
   } finally {
     await api.close();
   }
+});
+
+test('with VIPs in a local file, the built-in responder follows the model through an etcd outage and CoreDNS catches up after it', async (t) => {
+  // A second Isthmus (its own owner and leaf tag, other names) beside the first one.
+  const reg = new MemoryRegistry('memory://soa-b');
+  const set = (urls: string[]): void => {
+    const mapped = mapProviders(urls.map((u, i) => parseProviderUrl(u, `/dubbo/b${i}`)), { registry: reg.id });
+    reg.set({ services: mapped.services, endpoints: mapped.endpoints });
+  };
+  const one = 'dubbo://10.9.0.1:20880/com.other.One?application=other&methods=a';
+  const two = 'dubbo://10.9.0.2:20880/com.other.Two?application=other&methods=b';
+  set([one]);
+  const storeB = new EtcdRecordStore({ endpoints: [etcd.endpoint], zone: Z, owner: 'isthmus-b', leafTag: 'ismb', requestTimeoutMs: 500 });
+  const b = new DnsService({ listen: `127.0.0.1:${await freePort()}`, zone: Z, cidr: '240.241.0.0/16', ttl: 30, vipStorePath: path.join(scratchDir('dns-b'), 'vips.json'), stores: [storeB], storeResyncMs: 0 });
+  t.after(async () => {
+    await b.close();
+    await storeB.close();
+  });
+  await b.start(aggregate([reg]));
+  const ONE = `com.other.one.${Z}`;
+  const TWO = `com.other.two.${Z}`;
+  await waitUntil(() => tryDig(coredns.port, ONE, 'A'), (x) => x.answer.length === 1, { timeoutMs: 5000, intervalMs: 50, what: `${ONE} in CoreDNS` });
+
+  await etcd.stop();
+  set([one, two]);
+  const during = await waitUntil(() => tryDig(b.port, TWO, 'A'), (x) => x.answer.length === 1, { timeoutMs: 5000, intervalMs: 50, what: `${TWO} from the built-in responder during the outage` });
+  assert.equal(during.answer[0]!.data, b.vips().get(TWO));
+  await waitUntil(() => b.status().storeError, (e) => e !== undefined, { timeoutMs: 5000, intervalMs: 50, what: 'the store failure in the status' });
+  await etcd.start();
+  const after = await waitUntil(() => tryDig(coredns.port, TWO, 'A'), (x) => x.answer.length === 1, { timeoutMs: 30_000, intervalMs: 100, what: `${TWO} in CoreDNS after the outage` });
+  assert.deepEqual(data(after), data(during));
+  await waitUntil(() => b.status().storeError, (e) => e === undefined, { timeoutMs: 30_000, intervalMs: 100, what: 'the store failure cleared' });
 });

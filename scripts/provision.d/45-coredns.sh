@@ -12,7 +12,8 @@ if [[ -z "${ISTHMUS_COREDNS:-}" ]] && [[ ! -f "$CACHE/coredns-$COREDNS_VERSION.o
   GOBIN="$CACHE/bin" GOFLAGS=-mod=mod go install -p 1 -trimpath -ldflags "-s -w" "github.com/coredns/coredns@v$COREDNS_VERSION" \
     || { log "CoreDNS v$COREDNS_VERSION build failed"; exit 1; }
   "$CACHE/bin/coredns" -version >&2
-  "$CACHE/bin/coredns" -plugins | grep -Eq '^(dns\.)?etcd$' || { log "CoreDNS v$COREDNS_VERSION has no etcd plugin"; exit 1; }
+  coredns_plugins="$("$CACHE/bin/coredns" -plugins)"
+  grep -Eq '^(dns\.)?etcd$' <<<"$coredns_plugins" || { log "CoreDNS v$COREDNS_VERSION has no etcd plugin"; exit 1; }
   log "CoreDNS built in $((SECONDS - coredns_start)) s"
   touch "$CACHE/coredns-$COREDNS_VERSION.ok"
 fi

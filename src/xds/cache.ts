@@ -11,7 +11,7 @@ import { buildInboundCluster, buildServiceClusters, planServiceClusters } from '
 import { buildLoadAssignment } from './generators/endpoint.ts';
 import { buildApiListener, buildSidecarListeners } from './generators/listener.ts';
 import { buildPassthroughClusters } from './generators/transparent.ts';
-import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem } from './generators/route.ts';
+import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem, targetRuleRoutes } from './generators/route.ts';
 import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
 import { labelsMatch } from './generators/destination-rule.ts';
 import { proxyLabels, sourceSelectors } from './generators/http-route.ts';
@@ -248,6 +248,12 @@ export class Generation {
     return r;
   }
 
+  /** Proxyless targets resolved in this generation, by type: what a rule or service change may alter. */
+  targetNames(typeUrl: TypeUrl): string[] {
+    const prefix = `${typeUrl}\n`;
+    return [...this.named.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+  }
+
   /** Listener and route of a proxyless client's target "HOST:PORT". */
   private target(typeUrl: typeof LISTENER_TYPE | typeof ROUTE_TYPE, name: string): EncodedResource | undefined {
     const key = `${typeUrl}\n${name}`;
@@ -256,7 +262,7 @@ export class Generation {
     const t = resolveTarget(this.model, name);
     let r: EncodedResource | null = null;
     if (t) {
-      const msg = typeUrl === LISTENER_TYPE ? buildApiListener(name) : buildTargetRoute(name, t.cluster);
+      const msg = typeUrl === LISTENER_TYPE ? buildApiListener(name) : buildTargetRoute(name, t.cluster, targetRuleRoutes(this.model, t.host, t.port, []));
       r = new EncodedResource(typeUrl, name, msg);
       const before = this.previous?.named.get(key);
       if (before && before.version === r.version) r = before;
@@ -349,6 +355,8 @@ export class XdsCache {
       [ROUTE_TYPE, prev && prev.outboundRoute === outboundRoute && !(servicesChanged && labelled) ? new Set() : new Set([outboundRoute.name])],
       [LISTENER_TYPE, new Set()],
     ]);
+    // Proxyless target routes follow services and rules: reconcile the ones clients asked for.
+    if (prev && servicesChanged) for (const n of prev.targetNames(ROUTE_TYPE)) changed.get(ROUTE_TYPE)!.add(n);
     checkConsistent(model, clusters, endpoints);
     this.current = new Generation({ seq: ++this.seq, model, clusters, endpoints, outboundRoute, problems, changed, previous: prev, servicesChanged, vips, locality });
     prev?.forgetPrevious();

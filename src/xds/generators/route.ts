@@ -128,7 +128,7 @@ export function buildInboundRoute(appPorts: readonly AppPort[]): Record<string, 
 }
 
 /** Resolves a proxyless target "HOST[:PORT]" (a service or an interface name) to its cluster. */
-export function resolveTarget(model: ModelSnapshot, target: string): { cluster: string } | undefined {
+export function resolveTarget(model: ModelSnapshot, target: string): { cluster: string; host: string; port: number } | undefined {
   const m = /^(.*?)(?::(\d+))?$/.exec(target);
   if (!m) return undefined;
   const host = m[1]!.toLowerCase();
@@ -139,10 +139,36 @@ export function resolveTarget(model: ModelSnapshot, target: string): { cluster: 
   const port = wanted !== undefined ? svc.ports.find((p) => p.number === wanted) : defaultHttpPort(svc);
   if (!port || !isHttpProtocol(port.protocol)) return undefined;
   if (iface && iface.iface.port !== undefined && iface.iface.port !== port.number) return undefined;
-  return { cluster: iface ? interfaceCluster(svc.hostname, port.number, host) : outboundCluster(svc.hostname, port.number) };
+  return { cluster: iface ? interfaceCluster(svc.hostname, port.number, host) : outboundCluster(svc.hostname, port.number), host: iface ? host : svc.hostname, port: port.number };
+}
+
+/** Route fields a proxyless gRPC client acts on; the rest (fault, mirror, headers) are left out. */
+const PROXYLESS_ACTION = ['cluster', 'weighted_clusters', 'hash_policy', 'timeout', 'retry_policy'];
+
+/**
+ * VirtualService routes for a proxyless client's target (a service or interface `host` on
+ * `port`), as the sidecar gets them minus what gRPC does not do: redirect routes are left
+ * out, and so are fault injection (no fault filter on the API listener), mirroring and
+ * header changes.
+ */
+export function targetRuleRoutes(model: ModelSnapshot, host: string, port: number, problems: RouteProblem[]): Record<string, unknown>[] {
+  const index = hostIndexOf(model);
+  const ctx: RuleContext = { model, index, rules: destinationRulesByHost(model, index) };
+  const vsByHost = virtualServicesByHost(model, index);
+  const routes: Record<string, unknown>[] = [];
+  const svc = model.services.get(host);
+  for (const iface of svc?.interfaces ?? []) {
+    if (iface.port === undefined || iface.port === port) routes.push(...ruleRoutes(ctx, vsByHost.get(iface.hostname), port, problems, host, `/${iface.name}/`));
+  }
+  routes.push(...ruleRoutes(ctx, vsByHost.get(host), port, problems, host));
+  return routes.flatMap((r) => {
+    if (!r.route) return [];
+    const action = r.route as Record<string, unknown>;
+    return [{ match: r.match, route: Object.fromEntries(Object.entries(action).filter(([k]) => PROXYLESS_ACTION.includes(k))) }];
+  });
 }
 
 /** The route table a proxyless client gets for the target it dialed. */
-export function buildTargetRoute(name: string, cluster: string): Record<string, unknown> {
-  return { name, virtual_hosts: [{ name, domains: ['*'], routes: [{ match: { prefix: '' }, route: { cluster } }] }] };
+export function buildTargetRoute(name: string, cluster: string, rules: readonly Record<string, unknown>[] = []): Record<string, unknown> {
+  return { name, virtual_hosts: [{ name, domains: ['*'], routes: [...rules, { match: { prefix: '' }, route: { cluster } }] }] };
 }

@@ -56,7 +56,7 @@ export function transparentHcm(statPrefix: string, route: { rds: string } | { cl
       stat_prefix: statPrefix,
       codec_type: 'AUTO',
       ...routing,
-      generate_request_id: false,
+      generate_request_id: { value: false },
       server_header_transformation: 'PASS_THROUGH',
       http_filters: [
         {

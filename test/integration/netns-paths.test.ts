@@ -1,0 +1,269 @@
+// The four migration paths across network namespaces, with transparent interception:
+// direct (no sidecar), client single-hop (caller's sidecar only), server single-hop
+// (provider's sidecar only) and double-hop. Hosts: a meshed caller, a legacy caller, two
+// sidecar'd provider hosts (WorkloadEntry) and a legacy VM (SOA registry in etcd, through
+// `isthmus register`). Isthmus serves xDS and DNS from the root namespace on the lab's
+// /24. Every path carries HTTP/1.1, gRPC and a line-based TCP protocol, and the provider
+// records the bytes it receives: they must be identical on every path. Then a provider is
+// migrated from the VM to the sidecar'd hosts under continuous calls, with no failed call.
+import { after, afterEach, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { interfaceHostname, applicationHostname } from '../../src/model/naming.ts';
+import { startEtcd, type EtcdServer } from '../helpers/etcd.ts';
+import { bootstrap, ManifestDir, MAIN, REPO } from '../helpers/isthmus.ts';
+import { NetLab, type Agent, type Host } from '../helpers/netns.ts';
+import { freePort } from '../helpers/ports.ts';
+import { assertNoLeftovers, dumpLogsOnFailure, spawnTracked, stopAll, type Proc } from '../helpers/processes.ts';
+import { GiveUp, waitFor, waitUntil } from '../helpers/wait.ts';
+import { PORTS, type Call } from '../helpers/netns-protocol.ts';
+
+const APP = 'echo';
+const APP_HOST = applicationHostname(APP);
+const IFACES = { http: 'com.echo.Http', grpc: 'com.echo.Grpc', tcp: 'com.echo.Tcp' } as const;
+const URL_PROTO = { http: 'http', grpc: 'grpc', tcp: 'dubbo' } as const;
+type Proto = keyof typeof IFACES;
+const PROTOS: Proto[] = ['http', 'grpc', 'tcp'];
+const PROPAGATION = { timeoutMs: 30_000, intervalMs: 200 };
+
+const manifests = new ManifestDir();
+let lab: NetLab | undefined;
+let etcd: EtcdServer;
+let isthmusProc: Proc;
+let adminUrl: string;
+let dns: string;
+const hosts: Record<'caller' | 'oldcaller' | 'prova' | 'provb' | 'vm', Host> = {} as never;
+const agents: Record<string, Agent> = {};
+const envoyAdmin: Record<string, string> = {};
+const registrations: Proc[] = [];
+
+function workloadEntry(name: string, host: Host): object {
+  return {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'WorkloadEntry',
+    metadata: { name, namespace: 'default' },
+    // The weight VM providers register with (isthmus register --weight, default 100), so traffic shifts evenly.
+    spec: { address: host.ip, labels: { app: APP }, weight: 100, ports: { http: PORTS.http, grpc: PORTS.grpc, dubbo: PORTS.tcp } },
+  };
+}
+
+/** The application as the mesh declares it, so it outlives its last VM provider. */
+const declaration = {
+  apiVersion: 'networking.istio.io/v1',
+  kind: 'ServiceEntry',
+  metadata: { name: APP, namespace: 'default' },
+  spec: {
+    hosts: [APP_HOST],
+    location: 'MESH_INTERNAL',
+    resolution: 'STATIC',
+    ports: [
+      { number: PORTS.http, name: 'http', protocol: 'HTTP' },
+      { number: PORTS.grpc, name: 'grpc', protocol: 'GRPC' },
+      { number: PORTS.tcp, name: 'dubbo', protocol: 'TCP' },
+    ],
+    workloadSelector: { labels: { app: APP } },
+  },
+};
+
+async function sidecar(host: Host, appPorts: boolean): Promise<void> {
+  const boot = await bootstrap([
+    '--node-id', `${host.name}.default`, '--cluster', host.name, '--mode', 'transparent',
+    '--xds-address', `${lab!.rootIp}:${xdsPort}`, '--namespace', 'default', '--label', `app=${appPorts ? APP : host.name}`,
+    ...(appPorts ? ['--app-port', `${PORTS.http}:HTTP`, '--app-port', `${PORTS.grpc}:GRPC`, '--app-port', `${PORTS.tcp}:TCP`] : []),
+  ]);
+  // Interception first, as an init container would; then Envoy as the excluded uid.
+  await lab!.iptables(host, ['-u', '1337', '-i', '*']);
+  const s = await lab!.sidecar(host, boot);
+  envoyAdmin[host.name] = s.admin;
+}
+
+let xdsPort: number;
+
+before(async () => {
+  lab = await NetLab.create();
+  for (const name of ['caller', 'oldcaller', 'prova', 'provb', 'vm'] as const) hosts[name] = await lab.addHost(name);
+  etcd = await startEtcd({ name: 'etcd-netns' });
+  manifests.write('echo.yaml', declaration);
+  manifests.write('pods.yaml', [workloadEntry('prova', hosts.prova)]);
+  xdsPort = await freePort();
+  const adminPort = await freePort();
+  const dnsPort = await freePort();
+  dns = `${lab.rootIp}:${dnsPort}`;
+  adminUrl = `http://127.0.0.1:${adminPort}`;
+  isthmusProc = spawnTracked('isthmus', process.execPath, [
+    MAIN, 'serve', '--registry', etcd.url('/dubbo'), '--registry', manifests.url,
+    '--xds-address', `${lab.rootIp}:${xdsPort}`, '--admin-address', `127.0.0.1:${adminPort}`, '--dns-listen', dns,
+    '--debounce-quiet', '50ms', '--debounce-max', '500ms', '--vip-store', `${manifests.dir}/../vips.json`, '--dns-publish-timeout', '3s',
+  ], { cwd: REPO });
+  await waitFor(async () => {
+    if (isthmusProc.exit) throw new GiveUp(`isthmus exited: ${isthmusProc.tail()}`);
+    return (await fetch(`${adminUrl}/healthz/ready`, { signal: AbortSignal.timeout(1000) })).status === 200;
+  }, { timeoutMs: 20_000, what: 'isthmus ready' });
+
+  // Providers: the same app on the VM and on both sidecar'd hosts.
+  for (const name of ['prova', 'provb', 'vm'] as const) agents[name] = await lab.agent(hosts[name], { serve: name });
+  agents.caller = await lab.agent(hosts.caller, { dns });
+  agents.oldcaller = await lab.agent(hosts.oldcaller, { dns });
+  // The VM registers itself in the SOA registry, one provider per interface, as Dubbo would.
+  for (const proto of PROTOS) {
+    registrations.push(spawnTracked(`register-vm-${proto}`, process.execPath, [
+      MAIN, 'register', '--registry', etcd.url('/dubbo'), '--application', APP, '--address', hosts.vm.ip,
+      '--port', String(PORTS[proto]), '--interface', IFACES[proto], '--protocol', URL_PROTO[proto], '--methods', 'echo', '--ttl', '5s',
+    ], { cwd: REPO }));
+  }
+  await sidecar(hosts.caller, false);
+  await sidecar(hosts.prova, true);
+  await sidecar(hosts.provb, true);
+});
+
+afterEach(dumpLogsOnFailure);
+after(async () => {
+  await stopAll();
+  const left = lab ? await lab.leftovers() : [];
+  await lab?.destroy();
+  const still = lab ? await lab.leftovers() : [];
+  assertNoLeftovers();
+  assert.deepEqual(still, [], `left behind: ${still.join('; ')} (before destroy: ${left.length})`);
+});
+
+async function registryz(): Promise<{ services: { hostname: string; endpoints: { address: string; origin: { registry: string } }[] }[] }> {
+  const res = await fetch(`${adminUrl}/debug/registryz`, { signal: AbortSignal.timeout(5000) });
+  return (await res.json()) as never;
+}
+
+/** address → source registry scheme of every endpoint of the application. */
+async function sources(): Promise<Record<string, string>> {
+  const svc = (await registryz()).services.find((s) => s.hostname === APP_HOST);
+  const out: Record<string, string> = {};
+  for (const e of svc?.endpoints ?? []) out[e.address] = [...new Set([...(out[e.address] ?? '').split('+').filter(Boolean), e.origin.registry.split(':')[0]!])].join('+');
+  return out;
+}
+
+async function envoyEndpoints(cluster: string): Promise<string[]> {
+  const res = await fetch(`${envoyAdmin.caller}/clusters?format=json`, { signal: AbortSignal.timeout(3000) });
+  const raw = (await res.json()) as { cluster_statuses?: { name: string; host_statuses?: { address: { socket_address: { address: string } } }[] }[] };
+  const c = raw.cluster_statuses?.find((x) => x.name === cluster);
+  return [...new Set((c?.host_statuses ?? []).map((h) => h.address.socket_address.address))].sort();
+}
+
+async function resolveVip(name: string): Promise<string> {
+  const ips = await waitUntil(() => agents.caller!.request<string[]>('/resolve', { name }).catch(() => [] as string[]), (a) => a.length === 1, { ...PROPAGATION, what: `A ${name} from the caller` });
+  return ips[0]!;
+}
+
+interface Received {
+  provider: string;
+  proto: Proto;
+  bytes: string;
+  headers?: string[];
+  from: string;
+}
+
+/** One call, and what exactly one provider received for it. */
+async function callAndRecord(from: 'caller' | 'oldcaller', c: Call): Promise<{ by: string; got: Received }> {
+  for (const p of ['prova', 'provb', 'vm']) await agents[p]!.request('/reset');
+  const a = await agents[from]!.request<{ ok: boolean; by?: string; error?: string }>('/call', c);
+  assert.ok(a.ok, `${from} → ${c.host}:${c.port} (${c.proto}): ${a.error}`);
+  const got: Received[] = [];
+  for (const p of ['prova', 'provb', 'vm']) {
+    for (const r of await agents[p]!.request<Omit<Received, 'provider'>[]>('/records')) got.push({ provider: p, ...r });
+  }
+  assert.equal(got.length, 1, `one request recorded for one call: ${JSON.stringify(got)}`);
+  assert.equal(got[0]!.provider, a.by);
+  return { by: a.by!, got: got[0]! };
+}
+
+test('all four paths carry HTTP, gRPC and TCP, and the provider receives identical bytes on each', async () => {
+  // Wait until the caller's sidecar holds the VM (etcd) and the pod (WorkloadEntry) for every interface.
+  const names = Object.fromEntries(PROTOS.map((p) => [p, interfaceHostname(IFACES[p], undefined, undefined)])) as Record<Proto, string>;
+  for (const proto of PROTOS) {
+    const cluster = `outbound|${PORTS[proto]}|${names[proto]}|${APP_HOST}`;
+    await waitUntil(() => envoyEndpoints(cluster), (e) => e.join() === [hosts.prova.ip, hosts.vm.ip].sort().join(), { ...PROPAGATION, what: `${cluster} with prova and vm` });
+  }
+  const paths: Record<string, Record<Proto, Received>> = { direct: {} as never, 'client single-hop': {} as never, 'server single-hop': {} as never, 'double-hop': {} as never };
+  const counts = { calls: 0 };
+  for (const proto of PROTOS) {
+    const authority = `${names[proto]}:${PORTS[proto]}`;
+    const port = PORTS[proto];
+    // Legacy caller: dials the instance it got from the registry.
+    paths.direct![proto] = (await callAndRecord('oldcaller', { proto, host: hosts.vm.ip, port, authority })).got;
+    paths['server single-hop']![proto] = (await callAndRecord('oldcaller', { proto, host: hosts.prova.ip, port, authority })).got;
+    counts.calls += 2;
+    // Meshed caller: resolves the interface's name to its VIP; its sidecar balances over the VM and the pod.
+    const vip = await resolveVip(names[proto]);
+    assert.match(vip, /^240\.240\./);
+    for (let i = 0; i < 20 && !(paths['client single-hop']![proto] && paths['double-hop']![proto]); i++) {
+      const { by, got } = await callAndRecord('caller', { proto, host: vip, port, authority });
+      counts.calls++;
+      paths[by === 'vm' ? 'client single-hop' : 'double-hop']![proto] = got;
+      if (process.env.NETNS_DEBUG) process.stdout.write(`# ${proto} via VIP answered by ${by}\n`);
+    }
+    assert.ok(paths['client single-hop']![proto] && paths['double-hop']![proto], `${proto}: both the VM and the pod answered through the VIP`);
+  }
+  const summary: string[] = [];
+  for (const proto of PROTOS) {
+    const ref = paths.direct![proto];
+    for (const [path, byProto] of Object.entries(paths)) {
+      const r = byProto[proto];
+      assert.equal(r.bytes, ref.bytes, `${proto} ${path}: body bytes differ from direct:\n${Buffer.from(r.bytes, 'base64').toString()}\n---\n${Buffer.from(ref.bytes, 'base64').toString()}`);
+      if (proto === 'grpc') assert.deepEqual(r.headers, ref.headers, `gRPC ${path}: headers differ from direct`);
+      summary.push(`${proto} ${path}: ${Buffer.from(r.bytes, 'base64').length} bytes${r.headers ? ` + ${r.headers.length / 2} headers` : ''} identical (provider ${r.provider}, from ${r.from})`);
+    }
+  }
+  process.stdout.write(`# ${counts.calls} calls\n${summary.map((s) => `# ${s}`).join('\n')}\n`);
+});
+
+test('a meshed caller reaches an exact instance by address, and unknown destinations pass through', async () => {
+  for (const proto of PROTOS) {
+    const authority = `${interfaceHostname(IFACES[proto], undefined, undefined)}:${PORTS[proto]}`;
+    // provb is not registered yet: unknown to Isthmus, passed through to that address.
+    const { by } = await callAndRecord('caller', { proto, host: hosts.provb.ip, port: PORTS[proto], authority });
+    assert.equal(by, 'provb');
+    const vm = await callAndRecord('caller', { proto, host: hosts.vm.ip, port: PORTS[proto], authority });
+    assert.equal(vm.by, 'vm');
+  }
+  const stats = await (await fetch(`${envoyAdmin.caller}/stats?filter=PassthroughCluster.upstream_cx_total`)).text();
+  assert.match(stats, /cluster\.PassthroughCluster\.upstream_cx_total: ([6-9]|\d\d)/);
+  // Envoy's own connections were not redirected back into itself (the uid exclusion).
+  const rules = await lab!.natRules(hosts.caller);
+  assert.match(rules, /--uid-owner 1337 -j RETURN/);
+});
+
+test('migrating the provider from the VM to sidecar\'d hosts under continuous calls fails none', async () => {
+  const appVip = await resolveVip(APP_HOST);
+  const calls: Call[] = PROTOS.map((proto) => ({ proto, host: appVip, port: PORTS[proto], authority: `${APP_HOST}:${PORTS[proto]}` }));
+  const steps: string[] = [];
+  const record = async (step: string): Promise<void> => {
+    const s = await sources();
+    const path = (addr: string): string => (addr === hosts.vm.ip ? 'client single-hop (no provider sidecar)' : 'double-hop');
+    steps.push(`${step}: ${Object.entries(s).map(([a, src]) => `${a}=${src} [${path(a)}]`).join(', ')}`);
+  };
+  const expect = async (addresses: string[], step: string): Promise<void> => {
+    const want = [...addresses].sort().join();
+    for (const proto of PROTOS) {
+      const cluster = `outbound|${PORTS[proto]}||${APP_HOST}`;
+      await waitUntil(() => envoyEndpoints(cluster), (e) => e.join() === want, { ...PROPAGATION, what: `${step}: ${cluster} = ${want}` });
+    }
+    await record(step);
+  };
+  await expect([hosts.vm.ip, hosts.prova.ip], 'start');
+  await agents.caller!.request('/load/start', { calls });
+  let result: { ok: number; failures: string[]; by: Record<string, number> };
+  try {
+    await waitFor(async () => ((await agents.caller!.request<{ ok: number }>('/load/peek')).ok > 100), { timeoutMs: 10_000, what: 'load running' });
+    manifests.write('pods.yaml', [workloadEntry('prova', hosts.prova), workloadEntry('provb', hosts.provb)]);
+    await expect([hosts.vm.ip, hosts.prova.ip, hosts.provb.ip], 'provb joins (WorkloadEntry)');
+    // Retire the VM: it deregisters (SIGTERM), and stops serving once no sidecar sends to it.
+    await Promise.all(registrations.map((r) => r.stop()));
+    await expect([hosts.prova.ip, hosts.provb.ip], 'vm deregistered from etcd');
+    await new Promise((r) => setTimeout(r, 1000));
+    await agents.vm!.proc.stop();
+    await record('vm stopped');
+    await waitFor(async () => ((await agents.caller!.request<{ ok: number }>('/load/peek')).ok > 2000), { timeoutMs: 60_000, intervalMs: 200, what: 'more load after the VM left' }).catch(() => undefined);
+  } finally {
+    result = await agents.caller!.request('/load/stop');
+  }
+  process.stdout.write(`# migration: ${result.ok} calls ok, ${result.failures.length} failed; answered by ${JSON.stringify(result.by)}\n${steps.map((s) => `# ${s}`).join('\n')}\n`);
+  assert.deepEqual(result.failures.slice(0, 10), [], `${result.failures.length} failed calls of ${result.ok + result.failures.length}`);
+  for (const proto of PROTOS) for (const p of ['vm', 'prova', 'provb']) assert.ok((result.by[`${proto}:${p}`] ?? 0) > 0, `${proto} answered by ${p}: ${JSON.stringify(result.by)}`);
+  assert.deepEqual(await sources(), { [hosts.prova.ip]: 'file', [hosts.provb.ip]: 'file' });
+});

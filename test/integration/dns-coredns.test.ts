@@ -203,6 +203,25 @@ test('records of another owner (the records API) live beside Isthmus\'s; a key t
   }
 });
 
+test('changes larger than one transaction are applied in batches; a TTL change updates in place', async () => {
+  const small = new EtcdRecordStore({ endpoints: [etcd.endpoint], zone: Z, owner: 'batch-test', leafTag: 'bt', batchSize: 3 });
+  try {
+    const recs = (ttl: number) => Array.from({ length: 20 }, (_, i) => ({ name: `b${i}.batch.${Z}`, ttl, type: 'A' as const, address: `192.0.2.${i + 1}` }));
+    const first = await sync(small, recs(60));
+    assert.equal(first.create.length, 20);
+    assert.equal((await small.owned()).length, 20);
+    assert.deepEqual((await kdig(coredns.port, `b7.batch.${Z}`, 'A')).answer, [{ name: `b7.batch.${Z}`, type: 'A', ttl: 60, data: '192.0.2.8' }]);
+    const second = await sync(small, recs(120));
+    assert.equal(second.update.length, 20);
+    assert.equal((await kdig(coredns.port, `b7.batch.${Z}`, 'A')).answer[0]?.ttl, 120);
+    await sync(small, []);
+    assert.deepEqual(await client.getAll().prefix(`${namePath('/skydns', `batch.${Z}`)}/`).keys(), []);
+    assert.deepEqual(await client.getAll().prefix('/isthmus/dns-owners/batch-test/').keys(), []);
+  } finally {
+    await small.close();
+  }
+});
+
 test('with VIPs in a local file, the built-in responder follows the model through an etcd outage and CoreDNS catches up after it', async (t) => {
   // A second Isthmus (its own owner and leaf tag, other names) beside the first one.
   const reg = new MemoryRegistry('memory://soa-b');

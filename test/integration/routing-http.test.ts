@@ -245,3 +245,70 @@ test('a rule Envoy would reject is refused before sending: reported, never NACKe
   const conns = await isthmus.syncz();
   for (const c of conns) for (const t of c.types) assert.notEqual(t.status, 'NACKED', JSON.stringify(t));
 });
+
+test('redirect, prefix rewrite, authority rewrite and request header operations', async () => {
+  const host = 'rewrite.test.local';
+  await service(host, [{ name: 'rewrite-1' }]);
+  rules('rewrite-rules.yaml', [
+    {
+      ...meta('VirtualService', 'rewrite'),
+      spec: {
+        hosts: [host],
+        http: [
+          { match: [{ uri: { prefix: '/old' } }], redirect: { uri: '/new', authority: 'moved.test.local' } },
+          {
+            match: [{ uri: { prefix: '/api/' } }],
+            rewrite: { uri: '/v2/', authority: 'backend.internal' },
+            route: [{ destination: { host } }],
+            headers: { request: { set: { 'x-set': 'yes' }, add: { 'x-added': 'one' }, remove: ['x-secret'] } },
+          },
+        ],
+      },
+    },
+  ]);
+  await waitUntil(() => send(host, { path: '/old/page' }), (a) => a.status === 301, { ...PROPAGATION, what: 'redirect applied' });
+  const a = await send(host, { path: '/api/users?id=7', headers: { 'x-secret': 'hush', 'x-set': 'no' } });
+  assert.equal(a.status, 200);
+  const body = JSON.parse(a.body!) as { path: string; host: string; headers: Record<string, string> };
+  assert.equal(body.path, '/v2/users?id=7');
+  assert.equal(body.host, 'backend.internal');
+  assert.equal(body.headers['x-set'], 'yes');
+  assert.equal(body.headers['x-added'], 'one');
+  assert.equal(body.headers['x-secret'], undefined);
+  assert.equal((await send(host, { path: '/other' })).status, 200);
+});
+
+test('every DestinationRule traffic policy field reaches Envoy without a NACK, and traffic flows', async () => {
+  const host = 'policy.test.local';
+  const { port } = await service(host, [{ name: 'policy-1', labels: { version: 'v1' } }, { name: 'policy-2', labels: { version: 'v2' } }]);
+  const pool = {
+    tcp: { maxConnections: 100, connectTimeout: '2s', tcpKeepalive: { probes: 3, time: '60s', interval: '10s' }, maxConnectionDuration: '1h', idleTimeout: '5m' },
+    http: { http1MaxPendingRequests: 50, http2MaxRequests: 200, maxRequestsPerConnection: 10, maxRetries: 3, idleTimeout: '30s' },
+  };
+  rules('policy-rules.yaml', [
+    {
+      ...meta('DestinationRule', 'policy'),
+      spec: {
+        host,
+        trafficPolicy: {
+          loadBalancer: { simple: 'LEAST_REQUEST' },
+          connectionPool: pool,
+          outlierDetection: { consecutive5xxErrors: 5, consecutiveGatewayErrors: 3, interval: '10s', baseEjectionTime: '30s', maxEjectionPercent: 50, minHealthPercent: 20 },
+          portLevelSettings: [{ port: { number: port.number }, loadBalancer: { simple: 'RANDOM' } }],
+        },
+        subsets: [
+          { name: 'v1', labels: { version: 'v1' }, trafficPolicy: { loadBalancer: { consistentHash: { httpCookie: { name: 'session', ttl: '60s', path: '/' } } } } },
+          { name: 'v2', labels: { version: 'v2' }, trafficPolicy: { loadBalancer: { consistentHash: { useSourceIp: true } } } },
+        ],
+      },
+    },
+    {
+      ...meta('VirtualService', 'policy'),
+      spec: { hosts: [host], http: [{ match: [{ queryParams: { v: { exact: '2' } } }], route: [{ destination: { host, subset: 'v2' } }] }, { route: [{ destination: { host, subset: 'v1' } }] }] },
+    },
+  ]);
+  await waitUntil(() => send(host, { path: '/?v=2' }), (a) => a.backend === 'policy-2', { ...PROPAGATION, what: 'query parameter match to v2' });
+  const v1 = await tally(20, () => send(host));
+  assert.deepEqual(v1, { 'policy-1': 20 });
+  for (const c of await isthmus.syncz()) for (const t of c.types) assert.notEqual(t.status, 'NACKED', JSON.stringify(t));
+});

@@ -1,6 +1,7 @@
 // VirtualService tcp routes: which cluster(s) an opaque TCP service port forwards to.
 // The listener generator asks per (host, port); the answer plugs into tcp_proxy.
 import type { ModelSnapshot } from '../../model/snapshot.ts';
+import type { VirtualService } from '../../model/rules.ts';
 import { hostIndexOf } from '../../rules/hosts.ts';
 import { toAny } from '../proto.ts';
 import { destinationRulesByHost } from './destination-rule.ts';
@@ -16,10 +17,19 @@ export type TcpRoute = { readonly cluster: string } | { readonly weightedCluster
  * reported in `problems`, if given.
  */
 export function tcpRouteFor(model: ModelSnapshot, host: string, port: number, problems?: { name: string; reason: string }[]): TcpRoute | undefined {
+  return tcpRouter(model)(host, port, problems);
+}
+
+/** tcpRouteFor with the model's indexes built once: for a generator asking for many ports. */
+export function tcpRouter(model: ModelSnapshot): (host: string, port: number, problems?: { name: string; reason: string }[]) => TcpRoute | undefined {
   const index = hostIndexOf(model);
-  const vs = virtualServicesByHost(model, index).get(host);
-  if (!vs || !vs.spec.tcp.length) return undefined;
+  const byHost = virtualServicesByHost(model, index);
   const ctx: RuleContext = { model, index, rules: destinationRulesByHost(model, index) };
+  return (host, port, problems) => routeOf(ctx, byHost.get(host), host, port, problems);
+}
+
+function routeOf(ctx: RuleContext, vs: VirtualService | undefined, host: string, port: number, problems?: { name: string; reason: string }[]): TcpRoute | undefined {
+  if (!vs || !vs.spec.tcp.length) return undefined;
   for (const r of vs.spec.tcp) {
     const applies = r.match.length === 0 || r.match.some((m) => (m.port === undefined || m.port === port) && !m.destinationSubnets.length && !Object.keys(m.sourceLabels).length && (!m.gateways.length || m.gateways.includes('mesh')));
     if (!applies) continue;

@@ -25,6 +25,8 @@ import net from 'node:net';
 import { logger } from '../log.ts';
 import { metrics } from '../metrics.ts';
 import { splitHostPort } from './address.ts';
+import { EtcdRecordStore, parseEtcdStoreUrl } from './etcd-store.ts';
+import { FileRecordStore } from './file-record-store.ts';
 import { parseIp, formatIp } from './ip.ts';
 import { plan, emptyPlan, type RecordStore } from './plan.ts';
 import { INSTANCE_LABEL } from './records.ts';
@@ -60,6 +62,18 @@ export function readTokenFile(path: string): string {
   const token = fs.readFileSync(path, 'utf8').split('\n')[0]!.trim();
   if (token.length < 16) throw new Error(`${path}: the records API token must be at least 16 characters`);
   return token;
+}
+
+/**
+ * Where the records API keeps its records: beside Isthmus's in etcd (owner "records-api",
+ * leaves `_api-…`) when the zone store is etcd (`--dns-store etcd://…`), else a local file.
+ */
+export function recordsApiStore(opts: { dnsStore?: string; zone: string; file: string }): RecordStore {
+  if (opts.dnsStore) {
+    const { endpoints, prefix } = parseEtcdStoreUrl(opts.dnsStore);
+    return new EtcdRecordStore({ endpoints, prefix, zone: opts.zone, owner: 'records-api', leafTag: 'api' });
+  }
+  return new FileRecordStore(opts.file);
 }
 
 export class ApiError extends Error {

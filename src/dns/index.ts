@@ -9,5 +9,5 @@ export { FileVipStore, VipStoreError } from './vip-file-store.ts';
 export { type DnsRecord, type RecordType, recordKey, recordText, compareRecords, inZone, TYPE, typeName } from './rr.ts';
 export { EtcdRecordStore, parseEtcdStoreUrl, encodeRecord, namePath, DEFAULT_SKYDNS_PREFIX, DEFAULT_OWNERS_PREFIX, type EtcdRecordStoreOptions } from './etcd-store.ts';
 export { EtcdVipStore, DEFAULT_VIP_KEY, type EtcdVipStoreOptions } from './etcd-vip-store.ts';
-export { RecordsApiServer, readTokenFile, parseRecord, ApiError, type RecordsApiOptions, type RecordsApiFlags } from './api.ts';
+export { RecordsApiServer, readTokenFile, parseRecord, recordsApiStore, ApiError, type RecordsApiOptions, type RecordsApiFlags } from './api.ts';
 export { FileRecordStore } from './file-record-store.ts';

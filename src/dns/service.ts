@@ -25,6 +25,7 @@ const recordsGauge = metrics.gauge('isthmus_dns_records', 'Records in the DNS zo
 const problemsGauge = metrics.gauge('isthmus_dns_record_problems', 'Model names that get no DNS record (reported in the DNS status).');
 const updatesTotal = metrics.counter('isthmus_dns_zone_updates_total', 'New zone versions served by the built-in responder.');
 const failuresTotal = metrics.counter('isthmus_dns_update_failures_total', 'Model changes that could not be turned into DNS records, by stage.');
+const shadowedGauge = metrics.gauge('isthmus_dns_manual_records_shadowed', 'Manual records (records API) not served because the model now gives records to their name.');
 const updateSeconds = metrics.histogram('isthmus_dns_update_seconds', 'Time from a model to its records being served.', [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]);
 
 /** Where the VIP table lives when no path is given: $ISTHMUS_STATE_DIR, else ~/.local/state/isthmus. */
@@ -122,6 +123,7 @@ export class DnsService {
   private storeRetryMs = 0;
   private storeError: string | undefined;
   private manual: readonly DnsRecord[] = [];
+  private shadowed: readonly string[] = [];
   private lastModel: ModelSnapshot | undefined;
   /** The model's records of the current generation (without manual ones): what `stores` hold. */
   private modelRecords: readonly DnsRecord[] = [];
@@ -308,6 +310,13 @@ export class DnsService {
     await this.opts.beforePublish?.(model, vips);
     const modelNames = new Set(desired.records.map((r) => r.name));
     const manual = this.manual.filter((r) => !modelNames.has(r.name));
+    shadowedGauge.set({}, this.manual.length - manual.length);
+    const shadowed = [...new Set(this.manual.filter((r) => modelNames.has(r.name)).map((r) => r.name))];
+    if (shadowed.join() !== this.shadowed.join() && shadowed.length) {
+      const names = shadowed;
+      log.warn('manual records shadowed by model names (the model wins); delete them through the records API', { names: names.slice(0, 10), count: names.length });
+    }
+    this.shadowed = shadowed;
     const served = manual.length ? sortRecords([...desired.records, ...manual]) : desired.records;
     const prev = this.generations.value;
     const changed = !prev || !sameRecords(prev.records, served);

@@ -87,7 +87,7 @@ function routeMatch(m: HttpMatch): Record<string, unknown> {
   else if (uri.type === 'exact') out.path = uri.value;
   else if (uri.type === 'prefix') out.prefix = uri.value;
   else if (uri.value === '') throw new Refusal('uri regex "" cannot be sent to Envoy; leave the uri match out');
-  else out.safe_regex = { regex: uri.value };
+  else out.safe_regex = { regex: m.ignoreUriCase ? `(?i)${uri.value}` : uri.value };
   if (m.ignoreUriCase && uri && uri.type !== 'regex') out.case_sensitive = { value: false };
   const headers: Record<string, unknown>[] = [];
   for (const [name, hm] of Object.entries(m.headers)) headers.push(headerMatcher(name.toLowerCase(), hm, false));

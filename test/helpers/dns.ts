@@ -8,7 +8,7 @@ import { mergeStates } from '../../src/model/aggregate.ts';
 import type { ModelSnapshot } from '../../src/model/snapshot.ts';
 import type { Endpoint, RegistryState, RpcInterface, Service } from '../../src/model/types.ts';
 import { decodeMessage, encodeQuery, type Message, rcodeName } from '../../src/dns/wire.ts';
-import { runCommand } from './processes.ts';
+import { spawn } from 'node:child_process';
 
 export const KDIG = process.env.ISTHMUS_KDIG ?? 'kdig';
 
@@ -48,7 +48,7 @@ function rr(r: KdigRR): DigRecord {
 
 /** `kdig @127.0.0.1 -p PORT NAME TYPE ARGS… +json`, parsed. */
 export async function kdig(port: number, name: string, type: string, args: readonly string[] = []): Promise<DigResult> {
-  const r = await runCommand(KDIG, ['@127.0.0.1', '-p', String(port), name, type, '+json', '+timeout=2', '+retry=0', ...args], { timeoutMs: 15_000 });
+  const r = await runKdig(['@127.0.0.1', '-p', String(port), name, type, '+json', '+timeout=2', '+retry=0', ...args], 15_000);
   if (r.code !== 0) throw new Error(`kdig ${name} ${type} ${args.join(' ')} exited ${r.code}: ${r.stderr}${r.stdout}`);
   const j = JSON.parse(r.stdout) as {
     RCODE: number;
@@ -72,6 +72,29 @@ export async function kdig(port: number, name: string, type: string, args: reado
     additional: additional.filter((a) => a.TYPE !== 41).map(rr),
     ...(opt ? { ednsPayload: opt.CLASS } : {}),
   };
+}
+
+/**
+ * Runs kdig with stdin closed from the start: writing to the stdin of a process that exits
+ * at once (runCommand does) can fail with EPIPE.
+ */
+function runKdig(args: readonly string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(KDIG, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
 
 let nextId = 1;

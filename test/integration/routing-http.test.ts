@@ -48,7 +48,7 @@ async function ready(host: string, ok: (a: Answer) => boolean = (a) => a.status 
 }
 
 before(async () => {
-  ports = await freePorts(10);
+  ports = await freePorts(16);
   isthmus = await startIsthmus({ name: 'isthmus-routing-http', registries: [manifests.url], debounceQuietMs: 100, debounceMaxMs: 500 });
   ({ ports: sidecar } = await startSidecar(isthmus, 'sidecar-routing-http'));
 });

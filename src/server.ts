@@ -1,4 +1,5 @@
 // Wires the pipeline: registries → aggregate → debounce → xDS cache → ADS server, plus admin.
+import { instanceStatus } from './admin/instances.ts';
 import { BehaviorSubject, combineLatest, distinctUntilChanged, filter, map, type Observable, startWith, Subject, type Subscription, tap } from 'rxjs';
 import { mergeStates } from './model/aggregate.ts';
 import { debounceWithMax } from './model/debounce.ts';
@@ -9,7 +10,7 @@ import { type Generation, XdsCache } from './xds/cache.ts';
 import { AdsServer } from './xds/server/ads.ts';
 import type { ResourceSnapshot, SnapshotSource } from './xds/server/types.ts';
 import { AdminServer } from './admin/server.ts';
-import { DnsService, type DnsServiceOptions } from './dns/index.ts';
+import { DnsService, type DnsServiceOptions, EtcdRecordStore, EtcdVipStore, parseEtcdStoreUrl, RecordsApiServer, recordsApiStore, type RecordsApiFlags } from './dns/index.ts';
 import { logger } from './log.ts';
 import { metrics } from './metrics.ts';
 
@@ -29,9 +30,15 @@ export interface IsthmusOptions {
   /** How long to wait for every registry to sync before serving what is there. */
   readonly syncTimeoutMs: number;
   /** DNS for VIPs and interface names; off when absent. */
-  readonly dns?: Omit<DnsServiceOptions, 'beforePublish'> & {
+  readonly dns?: Omit<DnsServiceOptions, 'beforePublish' | 'stores' | 'vipStore'> & {
     /** Longest wait for sidecars to ACK new VIPs before their names are published. */
     readonly publishTimeoutMs: number;
+    /** etcd://HOST:PORT[,HOST:PORT]/PREFIX: also write the zone for CoreDNS's etcd plugin. */
+    readonly storeUrl?: string;
+    /** etcd://HOST:PORT[,HOST:PORT][/KEY]: keep VIPs in etcd (shared by replicas) instead of the file. */
+    readonly vipStoreUrl?: string;
+    /** The HTTPS records API for records operators manage by hand. */
+    readonly recordsApi?: RecordsApiFlags & { readonly file: string };
   };
 }
 
@@ -42,6 +49,13 @@ export const DEFAULTS = {
   debounceMaxMs: 10_000,
   syncTimeoutMs: 10_000,
 } as const;
+
+/** etcd://HOST:PORT[,HOST:PORT][/KEY] → the etcd VIP store's options. */
+function vipStoreOptions(url: string): { endpoints: string[]; key?: string } {
+  const m = /^etcd:\/\/([^/]+)(\/.*)?$/.exec(url);
+  if (!m) throw new Error(`not an etcd URL (etcd://HOST:PORT[,HOST:PORT][/KEY]): ${url}`);
+  return { endpoints: m[1]!.split(','), ...(m[2] && m[2] !== '/' ? { key: m[2] } : {}) };
+}
 
 export class Isthmus implements SnapshotSource {
   readonly cache = new XdsCache();
@@ -60,6 +74,8 @@ export class Isthmus implements SnapshotSource {
   private subs: Subscription[] = [];
   private syncTimer?: NodeJS.Timeout;
   readonly dns?: DnsService;
+  private recordStore?: EtcdRecordStore;
+  private recordsApi?: RecordsApiServer;
   private built?: { version: string; vips: string };
   private publishedNames = new Set<string>();
   xdsPort = 0;
@@ -76,8 +92,31 @@ export class Isthmus implements SnapshotSource {
       syncz: () => this.ads.status(),
       configDump: (id) => this.ads.configDump(id),
       dnsz: () => this.dns?.status(),
+      instances: () => instanceStatus(this.model, this.ads.proxies()),
     });
-    if (opts.dns) this.dns = new DnsService({ ...opts.dns, beforePublish: (m, vips) => this.publish(m, vips) });
+    if (opts.dns) {
+      const d = opts.dns;
+      if (d.storeUrl) {
+        const { endpoints, prefix } = parseEtcdStoreUrl(d.storeUrl);
+        this.recordStore = new EtcdRecordStore({ endpoints, prefix, zone: d.zone });
+      }
+      const vipStore = d.vipStoreUrl ? new EtcdVipStore(vipStoreOptions(d.vipStoreUrl)) : undefined;
+      this.dns = new DnsService({
+        ...d,
+        ...(this.recordStore ? { stores: [this.recordStore] } : {}),
+        ...(vipStore ? { vipStore } : {}),
+        beforePublish: (m, vips) => this.publish(m, vips),
+      });
+      if (d.recordsApi) {
+        const dns = this.dns;
+        this.recordsApi = RecordsApiServer.fromFiles(d.recordsApi, {
+          zone: d.zone,
+          store: recordsApiStore({ ...(d.storeUrl ? { dnsStore: d.storeUrl } : {}), zone: d.zone, file: d.recordsApi.file }),
+          reservedNames: () => dns.modelNames(),
+          publish: (r) => dns.setManualRecords(r),
+        });
+      }
+    }
   }
 
   current(): ResourceSnapshot | undefined {
@@ -126,6 +165,7 @@ export class Isthmus implements SnapshotSource {
     }, this.opts.syncTimeoutMs);
     this.xdsPort = await this.ads.listen(this.opts.xdsAddress);
     await this.dns?.start(this.models);
+    await this.recordsApi?.start();
     log.info('isthmus serving', { xds: `${this.opts.xdsAddress.replace(/:\d+$/, '')}:${this.xdsPort}`, admin: this.adminPort, registries: this.opts.registries.map((r) => r.id) });
   }
 
@@ -192,7 +232,9 @@ export class Isthmus implements SnapshotSource {
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     this.ads.forceClose();
+    await this.recordsApi?.close();
     await this.dns?.close();
+    await this.recordStore?.close();
     await this.admin.close();
   }
 }

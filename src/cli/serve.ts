@@ -27,7 +27,18 @@ Options:
   --dns-publish-timeout DUR
                           longest wait for sidecars to ACK new VIPs before DNS names them (default 5s)
   --vip-cidr CIDR         range VIPs are allocated from (default ${DNS_DEFAULTS.cidr})
-  --vip-store PATH        file that keeps VIP allocations across restarts (default ${defaultVipStorePath()})
+  --vip-store PATH|etcd://HOST:PORT[/KEY]
+                          where VIP allocations are kept across restarts; etcd shares them
+                          between replicas (default ${defaultVipStorePath()})
+  --dns-store etcd://HOST:PORT[,HOST:PORT]/PREFIX
+                          also write the zone to etcd for CoreDNS's etcd plugin (e.g. /skydns)
+  --records-api HOST:PORT HTTPS API for records operators manage by hand in the zone; needs
+                          --records-token-file, --tls-cert and --tls-key
+  --records-token-file PATH
+                          bearer token of the records API (at least 16 characters)
+  --records-file PATH     where manual records are kept without --dns-store
+  --tls-cert PATH, --tls-key PATH
+                          PEM certificate and key of the records API
   -h, --help              this text
 `;
 
@@ -46,6 +57,12 @@ export async function serve(argv: string[]): Promise<number> {
     'dns-publish-timeout': { type: 'string' },
     'vip-cidr': { type: 'string' },
     'vip-store': { type: 'string' },
+    'dns-store': { type: 'string' },
+    'records-api': { type: 'string' },
+    'records-token-file': { type: 'string' },
+    'records-file': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(SERVE_HELP);
@@ -64,12 +81,30 @@ export async function serve(argv: string[]): Promise<number> {
     } catch (e) {
       throw new UsageError(`--vip-cidr "${cidr}": ${(e as Error).message}`);
     }
+    const vipStore = values['vip-store'] ?? defaultVipStorePath();
+    const dnsStore = values['dns-store'];
+    if (dnsStore && !/^etcd:\/\/[^/]+:\d+(,[^/]+:\d+)*\/\S+$/.test(dnsStore)) throw new UsageError(`--dns-store "${dnsStore}": expected etcd://HOST:PORT[,HOST:PORT]/PREFIX`);
+    if (vipStore.startsWith('etcd:') && !/^etcd:\/\/[^/]+:\d+(,[^/]+:\d+)*(\/\S*)?$/.test(vipStore)) throw new UsageError(`--vip-store "${vipStore}": expected a file path or etcd://HOST:PORT[,HOST:PORT][/KEY]`);
+    let recordsApi;
+    if (values['records-api']) {
+      for (const f of ['records-token-file', 'tls-cert', 'tls-key'] as const) if (!values[f]) throw new UsageError(`--records-api needs --${f}`);
+      recordsApi = {
+        listen: address('records-api', values['records-api'], ''),
+        tokenFile: values['records-token-file']!,
+        certFile: values['tls-cert']!,
+        keyFile: values['tls-key']!,
+        file: values['records-file'] ?? `${vipStore.startsWith('etcd:') ? defaultVipStorePath() : vipStore}.records.json`,
+      };
+    }
     dns = {
       listen: address('dns-listen', dnsListen, DNS_DEFAULTS.listen),
       zone,
       cidr,
       ttl,
-      vipStorePath: values['vip-store'] ?? defaultVipStorePath(),
+      vipStorePath: vipStore.startsWith('etcd:') ? defaultVipStorePath() : vipStore,
+      ...(vipStore.startsWith('etcd:') ? { vipStoreUrl: vipStore } : {}),
+      ...(dnsStore ? { storeUrl: dnsStore } : {}),
+      ...(recordsApi ? { recordsApi } : {}),
       ...(values['dns-upstream'] ? { upstream: address('dns-upstream', values['dns-upstream'], '') } : {}),
       publishTimeoutMs: durationMs('dns-publish-timeout', values['dns-publish-timeout'], 5000),
     };

@@ -85,8 +85,11 @@ clean
 [ "$CLEAN" = 1 ] && exit 0
 
 for c in $CHAINS; do $IPT -t nat -N "$c"; done
-$IPT -t nat -A ISTHMUS_REDIRECT -p tcp -j REDIRECT --to-ports "$OUT_PORT"
-$IPT -t nat -A ISTHMUS_IN_REDIRECT -p tcp -j REDIRECT --to-ports "$IN_PORT"
+# Only connection openings (SYN): on a live host (a VM getting its sidecar in place), the
+# kernel picks up established connections mid-stream as "new" in the nat table, and
+# redirecting those would cut them (Envoy's own xDS stream included).
+$IPT -t nat -A ISTHMUS_REDIRECT -p tcp --syn -j REDIRECT --to-ports "$OUT_PORT"
+$IPT -t nat -A ISTHMUS_IN_REDIRECT -p tcp --syn -j REDIRECT --to-ports "$IN_PORT"
 
 # --- inbound: connections arriving for the host's ports -> Envoy's inbound listener
 for p in $(ports "$SIDECAR_PORTS") "$OUT_PORT" "$IN_PORT"; do

@@ -14,6 +14,8 @@ export interface AdminSources {
   configDump(proxyId: string): unknown | undefined;
   /** DNS status, when DNS is on. */
   dnsz?(): unknown | undefined;
+  /** Each endpoint's source, sidecar and call paths (from connected proxies). */
+  instances?(): unknown;
 }
 
 const ENDPOINTS = ['/healthz/ready', '/metrics', '/debug/registryz', '/debug/syncz', '/debug/config_dump?proxy=ID', '/debug/dnsz'];
@@ -75,7 +77,7 @@ export class AdminServer {
       }
       case '/debug/registryz': {
         const model = this.sources.model().toJSON() as Record<string, unknown>;
-        send(res, 200, { ...model, xdsProblems: this.sources.problems() });
+        send(res, 200, { ...model, xdsProblems: this.sources.problems(), ...(this.sources.instances ? { instances: this.sources.instances() } : {}) });
         return;
       }
       case '/debug/syncz':

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { envoyBootstrap, grpcBootstrap } from '../xds/bootstrap.ts';
 import { parseAppPorts, ProxyMetadataError, DEFAULT_ADMIN_PORT, DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT } from '../xds/proxy.ts';
 import { DEFAULTS } from '../server.ts';
@@ -25,6 +26,9 @@ Options:
                           original destination, e.g. a VIP)
   --namespace NS          the workload's namespace (node metadata ISTHMUS_NAMESPACE)
   --label KEY=VALUE       a workload label (node metadata ISTHMUS_LABELS); repeatable
+  --instance-ip IP        an address of the instance (e.g. the pod IP), so /debug/registryz
+                          knows which endpoints this sidecar fronts; repeatable
+                          (default: the address its xDS connection comes from)
   --delta                 use incremental (delta) ADS instead of state-of-the-world
   --proxyless             print a gRPC xDS bootstrap instead (for xds:/// clients)
   -h, --help              this text
@@ -44,6 +48,7 @@ export function bootstrap(argv: string[]): number {
     mode: { type: 'string' },
     namespace: { type: 'string' },
     label: { type: 'string', multiple: true },
+    'instance-ip': { type: 'string', multiple: true },
   });
   if (values.help) {
     process.stdout.write(BOOTSTRAP_HELP);
@@ -71,6 +76,10 @@ export function bootstrap(argv: string[]): number {
     nodeId,
     namespace: values.namespace,
     labels,
+    instanceIps: (values['instance-ip'] ?? []).map((ip) => {
+      if (!isIP(ip)) throw new UsageError(`--instance-ip "${ip}": not an IP address`);
+      return ip;
+    }),
     mode: mode as 'explicit' | 'transparent',
     cluster: values.cluster ?? nodeId,
     xdsHost: host === '0.0.0.0' ? '127.0.0.1' : host,

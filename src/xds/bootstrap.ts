@@ -15,6 +15,8 @@ export interface BootstrapOptions {
   /** The workload's namespace and labels, as node metadata. */
   readonly namespace?: string;
   readonly labels?: Readonly<Record<string, string>>;
+  /** Addresses of the instance (e.g. the pod IP), for /debug/registryz. */
+  readonly instanceIps?: readonly string[];
 }
 
 const XDS_CLUSTER = 'isthmus-xds';
@@ -26,6 +28,7 @@ function nodeMetadata(o: BootstrapOptions): Record<string, string> {
     [META.inboundPort]: String(o.inboundPort ?? DEFAULT_INBOUND_PORT),
     ...(o.appPorts?.length ? { [META.appPorts]: o.appPorts.map((p) => `${p.port}:${p.protocol}`).join(',') } : {}),
     ...(o.namespace ? { [META.namespace]: o.namespace } : {}),
+    ...(o.instanceIps?.length ? { [META.instanceIps]: o.instanceIps.join(',') } : {}),
     ...(o.labels && Object.keys(o.labels).length
       ? { [META.labels]: Object.keys(o.labels).sort().map((k) => `${k}=${o.labels![k]}`).join(',') }
       : {}),

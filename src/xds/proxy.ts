@@ -47,6 +47,8 @@ export const META = {
   /** The workload: its namespace and labels ("k=v,k=v"); shown in /debug/syncz, never shaping config. */
   namespace: 'ISTHMUS_NAMESPACE',
   labels: 'ISTHMUS_LABELS',
+  /** Addresses of the instance the sidecar fronts ("ip,ip"); default: its xDS peer address. */
+  instanceIps: 'ISTHMUS_INSTANCE_IPS',
 } as const;
 
 // protobufjs's built-in google.protobuf.Value uses camelCase names even under keepCase.

@@ -64,16 +64,22 @@ const declaration = {
   },
 };
 
-async function sidecar(host: Host, appPorts: boolean): Promise<void> {
-  const boot = await bootstrap([
+async function sidecarBootstrap(host: Host, appPorts: boolean): Promise<Record<string, unknown>> {
+  return bootstrap([
     '--node-id', `${host.name}.default`, '--cluster', host.name, '--mode', 'transparent',
     '--xds-address', `${lab!.rootIp}:${xdsPort}`, '--namespace', 'default', '--label', `app=${appPorts ? APP : host.name}`,
+    '--instance-ip', host.ip,
     ...(appPorts ? ['--app-port', `${PORTS.http}:HTTP`, '--app-port', `${PORTS.grpc}:GRPC`, '--app-port', `${PORTS.tcp}:TCP`] : []),
   ]);
-  // Interception first, as an init container would; then Envoy as the excluded uid.
+}
+
+/** A host's sidecar as a pod gets it: interception first (the init container), then Envoy as the excluded uid. */
+async function sidecar(host: Host, appPorts: boolean): Promise<Proc> {
+  const boot = await sidecarBootstrap(host, appPorts);
   await lab!.iptables(host, ['-u', '1337', '-i', '*']);
   const s = await lab!.sidecar(host, boot);
   envoyAdmin[host.name] = s.admin;
+  return s.proc;
 }
 
 let xdsPort: number;
@@ -135,6 +141,16 @@ async function sources(): Promise<Record<string, string>> {
   const svc = (await registryz()).services.find((s) => s.hostname === APP_HOST);
   const out: Record<string, string> = {};
   for (const e of svc?.endpoints ?? []) out[e.address] = [...new Set([...(out[e.address] ?? '').split('+').filter(Boolean), e.origin.registry.split(':')[0]!])].join('+');
+  return out;
+}
+
+/** address → "SOURCE sidecar=ID PATH" of every instance of the application, from registryz. */
+async function instances(): Promise<Record<string, string>> {
+  const all = ((await registryz()) as unknown as { instances?: { service: string; address: string; source: string; sidecar: string | null; paths: { fromMeshedCaller: string } }[] }).instances ?? [];
+  const out: Record<string, string> = {};
+  for (const i of all.filter((x) => x.service === APP_HOST).sort((x, y) => (x.address < y.address ? -1 : 1))) {
+    out[i.address] = `${i.source.split(':')[0]} sidecar=${i.sidecar ?? '-'} ${i.paths.fromMeshedCaller}`;
+  }
   return out;
 }
 
@@ -232,10 +248,10 @@ test('migrating the provider from the VM to sidecar\'d hosts under continuous ca
   const appVip = await resolveVip(APP_HOST);
   const calls: Call[] = PROTOS.map((proto) => ({ proto, host: appVip, port: PORTS[proto], authority: `${APP_HOST}:${PORTS[proto]}` }));
   const steps: string[] = [];
-  const record = async (step: string): Promise<void> => {
-    const s = await sources();
-    const path = (addr: string): string => (addr === hosts.vm.ip ? 'client single-hop (no provider sidecar)' : 'double-hop');
-    steps.push(`${step}: ${Object.entries(s).map(([a, src]) => `${a}=${src} [${path(a)}]`).join(', ')}`);
+  const record = async (step: string, want: Record<string, string>): Promise<void> => {
+    // /debug/registryz: each instance's source, the sidecar fronting it, and the path of a call from a meshed caller.
+    const seen = await waitUntil(instances, (i) => JSON.stringify(i) === JSON.stringify(want), { ...PROPAGATION, what: `${step}: registryz instances ${JSON.stringify(want)}` });
+    steps.push(`${step}: ${Object.entries(seen).map(([a, v]) => `${a} ${v}`).join('; ')}`);
   };
   const expect = async (addresses: string[], step: string): Promise<void> => {
     const want = [...addresses].sort().join();
@@ -243,27 +259,53 @@ test('migrating the provider from the VM to sidecar\'d hosts under continuous ca
       const cluster = `outbound|${PORTS[proto]}||${APP_HOST}`;
       await waitUntil(() => envoyEndpoints(cluster), (e) => e.join() === want, { ...PROPAGATION, what: `${step}: ${cluster} = ${want}` });
     }
-    await record(step);
   };
-  await expect([hosts.vm.ip, hosts.prova.ip], 'start');
+  const [vm, a, b] = [hosts.vm.ip, hosts.prova.ip, hosts.provb.ip];
+  const etcdVm = (sidecar: boolean): string => (sidecar ? 'etcd sidecar=vm.default double-hop' : 'etcd sidecar=- client single-hop');
+  await expect([vm, a], 'start');
+  await record('start', { [a]: 'file sidecar=prova.default double-hop', [vm]: etcdVm(false) });
+  // The meshed caller calls through the application's VIP; a legacy caller dials instances it knows.
+  const legacy: Call[] = PROTOS.flatMap((proto) => [vm, a].map((host) => ({ proto, host, port: PORTS[proto], authority: `${APP_HOST}:${PORTS[proto]}` })));
   await agents.caller!.request('/load/start', { calls });
+  await agents.oldcaller!.request('/load/start', { calls: legacy });
   let result: { ok: number; failures: string[]; by: Record<string, number> };
+  let legacyResult: typeof result | undefined;
+  let vmEnvoy: Proc | undefined;
   try {
     await waitFor(async () => ((await agents.caller!.request<{ ok: number }>('/load/peek')).ok > 100), { timeoutMs: 10_000, what: 'load running' });
+    // 1. The VM gets a sidecar in place: Envoy first, then interception, so no redirected connection finds nothing listening.
+    const boot = await sidecarBootstrap(hosts.vm, true);
+    const s = await lab!.sidecar(hosts.vm, boot);
+    vmEnvoy = s.proc;
+    envoyAdmin.vm = s.admin;
+    await lab!.iptables(hosts.vm, ['-u', '1337', '-i', '*']);
+    await record('vm sidecar\'d in place', { [a]: 'file sidecar=prova.default double-hop', [vm]: etcdVm(true) });
+    await waitFor(async () => {
+      const st = await (await fetch(`${s.admin}/stats?filter=inbound_${PORTS.http}.downstream_rq_total`)).text();
+      return /: [1-9]/.test(st);
+    }, { ...PROPAGATION, what: 'calls arriving through the VM\'s sidecar' });
+    legacyResult = await agents.oldcaller!.request('/load/stop');
+    // 2. A second sidecar'd host joins (WorkloadEntry).
     manifests.write('pods.yaml', [workloadEntry('prova', hosts.prova), workloadEntry('provb', hosts.provb)]);
-    await expect([hosts.vm.ip, hosts.prova.ip, hosts.provb.ip], 'provb joins (WorkloadEntry)');
-    // Retire the VM: it deregisters (SIGTERM), and stops serving once no sidecar sends to it.
+    await expect([vm, a, b], 'provb joins');
+    await record('provb joins (WorkloadEntry)', { [a]: 'file sidecar=prova.default double-hop', [b]: 'file sidecar=provb.default double-hop', [vm]: etcdVm(true) });
+    // 3. Retire the VM: it deregisters (SIGTERM), and stops once no sidecar sends to it.
     await Promise.all(registrations.map((r) => r.stop()));
-    await expect([hosts.prova.ip, hosts.provb.ip], 'vm deregistered from etcd');
+    await expect([a, b], 'vm deregistered');
+    await record('vm deregistered from etcd', { [a]: 'file sidecar=prova.default double-hop', [b]: 'file sidecar=provb.default double-hop' });
     await new Promise((r) => setTimeout(r, 1000));
     await agents.vm!.proc.stop();
-    await record('vm stopped');
-    await waitFor(async () => ((await agents.caller!.request<{ ok: number }>('/load/peek')).ok > 2000), { timeoutMs: 60_000, intervalMs: 200, what: 'more load after the VM left' }).catch(() => undefined);
+    await vmEnvoy.stop();
+    await waitFor(async () => ((await agents.caller!.request<{ ok: number }>('/load/peek')).ok > 3000), { timeoutMs: 60_000, intervalMs: 200, what: 'more load after the VM left' }).catch(() => undefined);
   } finally {
     result = await agents.caller!.request('/load/stop');
+    legacyResult ??= await agents.oldcaller!.request('/load/stop');
   }
+  assert.ok(legacyResult, 'the legacy load was stopped');
+  process.stdout.write(`# legacy caller (direct → server single-hop on the VM): ${legacyResult.ok} calls ok, ${legacyResult.failures.length} failed; ${JSON.stringify(legacyResult.by)}\n`);
+  assert.deepEqual(legacyResult.failures.slice(0, 10), [], `${legacyResult.failures.length} failed legacy calls of ${legacyResult.ok + legacyResult.failures.length}`);
   process.stdout.write(`# migration: ${result.ok} calls ok, ${result.failures.length} failed; answered by ${JSON.stringify(result.by)}\n${steps.map((s) => `# ${s}`).join('\n')}\n`);
   assert.deepEqual(result.failures.slice(0, 10), [], `${result.failures.length} failed calls of ${result.ok + result.failures.length}`);
   for (const proto of PROTOS) for (const p of ['vm', 'prova', 'provb']) assert.ok((result.by[`${proto}:${p}`] ?? 0) > 0, `${proto} answered by ${p}: ${JSON.stringify(result.by)}`);
-  assert.deepEqual(await sources(), { [hosts.prova.ip]: 'file', [hosts.provb.ip]: 'file' });
+  assert.deepEqual(await sources(), { [a]: 'file', [b]: 'file' });
 });

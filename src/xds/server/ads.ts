@@ -5,7 +5,7 @@ import type { Subscription as RxSubscription } from 'rxjs';
 import { logger } from '../../log.ts';
 import { metrics } from '../../metrics.ts';
 import { decodeToJson, messageType } from '../proto.ts';
-import { type DecodedNode, ProxyMetadataError, proxyFromNode } from '../proxy.ts';
+import { type DecodedNode, type ProxyInfo, ProxyMetadataError, proxyFromNode } from '../proxy.ts';
 import { MESSAGE_OF, SHORT_NAME, TYPE_ORDER, type TypeUrl } from '../resources.ts';
 import type { Connection, ConnectionHooks } from './connection.ts';
 import { DeltaConnection, type DeltaDiscoveryRequest } from './delta.ts';
@@ -146,6 +146,11 @@ export class AdsServer {
 
   status(): ConnectionStatus[] {
     return [...this.connections].map((c) => c.status());
+  }
+
+  /** Every connected proxy and the address its stream comes from. */
+  proxies(): { proxy: ProxyInfo; peer: string }[] {
+    return [...this.connections].map((c) => ({ proxy: c.proxy, peer: c.peer }));
   }
 
   /** What a proxy was sent, decoded, per type. */

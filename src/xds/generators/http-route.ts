@@ -260,10 +260,21 @@ export function sourceSelectors(model: ModelSnapshot): Readonly<Record<string, s
   return [...seen.keys()].sort().map((k) => seen.get(k)!);
 }
 
-/** A proxy's labels, from node metadata LABELS (as Istio's sidecars send them). */
+/**
+ * A proxy's labels: node metadata ISTHMUS_LABELS ("k=v,k=v", as `isthmus bootstrap` writes
+ * them) and LABELS (a map, as Istio's sidecars send them). They shape config only where a
+ * rule's sourceLabels selects them.
+ */
 export function proxyLabels(metadata: Readonly<Record<string, unknown>>): Record<string, string> {
-  const raw = metadata.LABELS;
   const out: Record<string, string> = {};
+  const flat = metadata.ISTHMUS_LABELS;
+  if (typeof flat === 'string') {
+    for (const pair of flat.split(',')) {
+      const i = pair.indexOf('=');
+      if (i > 0) out[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
+    }
+  }
+  const raw = metadata.LABELS;
   if (raw && typeof raw === 'object') for (const [k, v] of Object.entries(raw)) if (typeof v === 'string') out[k] = v;
   return out;
 }

@@ -9,6 +9,7 @@ import type { DestinationRule, VirtualService } from '../../../src/model/rules.t
 import { decodeToJson } from '../../../src/xds/proto.ts';
 import { XdsCache } from '../../../src/xds/cache.ts';
 import { tcpRouteFor } from '../../../src/xds/generators/tcp-route.ts';
+import { proxyLabels } from '../../../src/xds/generators/http-route.ts';
 import { proxyFromNode, type ProxyInfo } from '../../../src/xds/proxy.ts';
 import { ROUTE_TYPE } from '../../../src/xds/resources.ts';
 import { doc, drOf, parseOne, vsOf } from '../rules/helpers.ts';
@@ -103,4 +104,9 @@ test('sourceLabels: a match applies only to proxies whose node metadata LABELS m
   assert.equal(first(node('other-1', { app: 'other' })), `outbound|8080|v1|${WEB}`);
   assert.equal(first(node('none', {})), `outbound|8080|v1|${WEB}`);
   assert.equal(g.resolve(ROUTE_TYPE, 'outbound', node('none', {})), g.outboundRoute);
+});
+
+test('sourceLabels: labels from ISTHMUS_LABELS count as well', () => {
+  assert.deepEqual(proxyLabels({ ISTHMUS_LABELS: 'app=shop, version=v2' }), { app: 'shop', version: 'v2' });
+  assert.deepEqual(proxyLabels({ LABELS: { app: 'cart' }, ISTHMUS_LABELS: 'app=shop' }), { app: 'cart' });
 });

@@ -27,6 +27,7 @@ const ORDER = [
   'isthmus/services.yaml',
   'isthmus/deployment.yaml',
   'sidecar/sidecar-template.yaml',
+  'sidecar/sidecar-transparent-template.yaml',
   'examples/rpcservice.yaml',
 ];
 

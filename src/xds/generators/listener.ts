@@ -7,6 +7,7 @@ import type { ProxyInfo } from '../proxy.ts';
 import { ADS_SOURCE, httpConnectionManager, routerFilter, socketAddress, tcpProxy } from './common.ts';
 import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener } from './names.ts';
 import type { RouteProblem } from './route.ts';
+import { tcpProxyFor, tcpRouter } from './tcp-route.ts';
 import { buildTransparentListeners } from './transparent.ts';
 
 /** Where traffic addressed to one VIP and port goes. */
@@ -60,6 +61,7 @@ export function buildSidecarListeners(
   // Opaque TCP services: in explicit mode the app connects to the sidecar on the service port.
   const reserved = new Set([proxy.outboundPort, proxy.inboundPort, ...proxy.appPorts.map((p) => p.port)]);
   const bound = new Map<number, string>();
+  const route = tcpRouter(model);
   for (const svc of model.services.values()) {
     for (const port of svc.ports) {
       if (isHttpProtocol(port.protocol)) continue;
@@ -77,7 +79,8 @@ export function buildSidecarListeners(
         name: tcpListener(proxy.bindAddress, port.number),
         address: socketAddress(proxy.bindAddress, port.number),
         traffic_direction: 'OUTBOUND',
-        filter_chains: [{ name: cluster, filters: [tcpProxy(cluster, cluster)] }],
+        // A VirtualService tcp route may send this port elsewhere, or split it by weight.
+        filter_chains: [{ name: cluster, filters: [tcpProxyFor(cluster, route(svc.hostname, port.number, problems) ?? cluster)] }],
       });
     }
   }

@@ -10,7 +10,7 @@ import { encodeAny, encodeDeltaResource } from './wire.ts';
 import { buildInboundCluster, buildServiceClusters, planServiceClusters } from './generators/cluster.ts';
 import { buildLoadAssignment } from './generators/endpoint.ts';
 import { buildApiListener, buildSidecarListeners } from './generators/listener.ts';
-import { buildPassthroughClusters } from './generators/transparent.ts';
+import { buildPassthroughClusters, buildTransparentInboundCluster } from './generators/transparent.ts';
 import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem, targetRuleRoutes } from './generators/route.ts';
 import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
 import { labelsMatch } from './generators/destination-rule.ts';
@@ -177,7 +177,7 @@ export class Generation {
     }
     if (proxy.appPorts.length) {
       for (const app of proxy.appPorts) {
-        const c = buildInboundCluster(proxy.appAddress, app);
+        const c = proxy.mode === 'transparent' ? buildTransparentInboundCluster(proxy.appAddress, app) : buildInboundCluster(proxy.appAddress, app);
         clusters.set(c.name as string, reuse(CLUSTER_TYPE, c.name as string, c, prev?.clusters));
       }
       const r = buildInboundRoute(proxy.appPorts);

@@ -102,9 +102,9 @@ const TCP_LINE = 'GET user 42 v=1\n';
 const GRPC_MESSAGE = Buffer.from([0x08, 0x2a, 0x12, 0x03, 0x67, 0x65, 0x74]);
 
 function httpCall(c: Call): Promise<Answer> {
-  const req =
-    `POST /echo/user?id=42 HTTP/1.1\r\nhost: ${c.authority}\r\nuser-agent: legacy-app/1.0\r\ncontent-type: application/json\r\n` +
-    `x-trace: abc\r\ncontent-length: ${HTTP_BODY.length}\r\n\r\n${HTTP_BODY}`;
+  const names = c.properCase ? ['Host', 'User-Agent', 'Content-Type', 'X-Trace', 'Content-Length'] : ['host', 'user-agent', 'content-type', 'x-trace', 'content-length'];
+  const values = [c.authority, 'legacy-app/1.0', 'application/json', 'abc', String(HTTP_BODY.length)];
+  const req = `POST /echo/user?id=42 HTTP/1.1\r\n${names.map((n, i) => `${n}: ${values[i]}\r\n`).join('')}\r\n${HTTP_BODY}`;
   return rawExchange(c, req, (buf) => {
     const end = buf.indexOf('\r\n\r\n');
     if (end < 0) return undefined;

@@ -9,4 +9,6 @@ export interface Call {
   port: number;
   /** Host / :authority: the same on every path (the name the app was configured with). */
   authority: string;
+  /** HTTP only: header names as many legacy apps write them ("Host", "Content-Type"), not lower-case. */
+  properCase?: boolean;
 }

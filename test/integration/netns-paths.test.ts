@@ -195,37 +195,42 @@ test('all four paths carry HTTP, gRPC and TCP, and the provider receives identic
     const cluster = `outbound|${PORTS[proto]}|${names[proto]}|${APP_HOST}`;
     await waitUntil(() => envoyEndpoints(cluster), (e) => e.join() === [hosts.prova.ip, hosts.vm.ip].sort().join(), { ...PROPAGATION, what: `${cluster} with prova and vm` });
   }
-  const paths: Record<string, Record<Proto, Received>> = { direct: {} as never, 'client single-hop': {} as never, 'server single-hop': {} as never, 'double-hop': {} as never };
-  const counts = { calls: 0 };
-  for (const proto of PROTOS) {
-    const authority = `${names[proto]}:${PORTS[proto]}`;
-    const port = PORTS[proto];
+  // HTTP twice: lower-case header names, and names as many legacy apps write them ("Content-Type").
+  const variants = [...PROTOS.map((proto) => ({ proto, properCase: false })), { proto: 'http' as const, properCase: true }];
+  const label = (v: { proto: Proto; properCase: boolean }): string => (v.properCase ? 'http (Proper-Case headers)' : v.proto);
+  const paths: Record<string, Record<string, Received>> = { direct: {}, 'client single-hop': {}, 'server single-hop': {}, 'double-hop': {} };
+  let calls = 0;
+  for (const v of variants) {
+    const { proto, properCase } = v;
+    const key = label(v);
+    const call = { proto, port: PORTS[proto], authority: `${names[proto]}:${PORTS[proto]}`, properCase };
     // Legacy caller: dials the instance it got from the registry.
-    paths.direct![proto] = (await callAndRecord('oldcaller', { proto, host: hosts.vm.ip, port, authority })).got;
-    paths['server single-hop']![proto] = (await callAndRecord('oldcaller', { proto, host: hosts.prova.ip, port, authority })).got;
-    counts.calls += 2;
+    paths.direct![key] = (await callAndRecord('oldcaller', { ...call, host: hosts.vm.ip })).got;
+    paths['server single-hop']![key] = (await callAndRecord('oldcaller', { ...call, host: hosts.prova.ip })).got;
+    calls += 2;
     // Meshed caller: resolves the interface's name to its VIP; its sidecar balances over the VM and the pod.
     const vip = await resolveVip(names[proto]);
     assert.match(vip, /^240\.240\./);
-    for (let i = 0; i < 20 && !(paths['client single-hop']![proto] && paths['double-hop']![proto]); i++) {
-      const { by, got } = await callAndRecord('caller', { proto, host: vip, port, authority });
-      counts.calls++;
-      paths[by === 'vm' ? 'client single-hop' : 'double-hop']![proto] = got;
-      if (process.env.NETNS_DEBUG) process.stdout.write(`# ${proto} via VIP answered by ${by}\n`);
+    for (let i = 0; i < 20 && !(paths['client single-hop']![key] && paths['double-hop']![key]); i++) {
+      const { by, got } = await callAndRecord('caller', { ...call, host: vip });
+      calls++;
+      paths[by === 'vm' ? 'client single-hop' : 'double-hop']![key] = got;
     }
-    assert.ok(paths['client single-hop']![proto] && paths['double-hop']![proto], `${proto}: both the VM and the pod answered through the VIP`);
+    assert.ok(paths['client single-hop']![key] && paths['double-hop']![key], `${key}: both the VM and the pod answered through the VIP`);
   }
+  assert.match(Buffer.from(paths.direct!['http (Proper-Case headers)']!.bytes, 'base64').toString(), /\r\nContent-Type: application\/json\r\n/);
   const summary: string[] = [];
-  for (const proto of PROTOS) {
-    const ref = paths.direct![proto];
-    for (const [path, byProto] of Object.entries(paths)) {
-      const r = byProto[proto];
-      assert.equal(r.bytes, ref.bytes, `${proto} ${path}: body bytes differ from direct:\n${Buffer.from(r.bytes, 'base64').toString()}\n---\n${Buffer.from(ref.bytes, 'base64').toString()}`);
-      if (proto === 'grpc') assert.deepEqual(r.headers, ref.headers, `gRPC ${path}: headers differ from direct`);
-      summary.push(`${proto} ${path}: ${Buffer.from(r.bytes, 'base64').length} bytes${r.headers ? ` + ${r.headers.length / 2} headers` : ''} identical (provider ${r.provider}, from ${r.from})`);
+  for (const v of variants) {
+    const key = label(v);
+    const ref = paths.direct![key]!;
+    for (const [path, byVariant] of Object.entries(paths)) {
+      const r = byVariant[key]!;
+      assert.equal(r.bytes, ref.bytes, `${key} ${path}: bytes differ from direct:\n${Buffer.from(r.bytes, 'base64').toString()}\n---\n${Buffer.from(ref.bytes, 'base64').toString()}`);
+      if (v.proto === 'grpc') assert.deepEqual(r.headers, ref.headers, `gRPC ${path}: headers differ from direct`);
+      summary.push(`${key} ${path}: ${Buffer.from(r.bytes, 'base64').length} bytes${r.headers ? ` + ${r.headers.length / 2} headers` : ''} identical (provider ${r.provider}, from ${r.from})`);
     }
   }
-  process.stdout.write(`# ${counts.calls} calls\n${summary.map((s) => `# ${s}`).join('\n')}\n`);
+  process.stdout.write(`# ${calls} calls\n${summary.map((s) => `# ${s}`).join('\n')}\n`);
 });
 
 test('a meshed caller reaches an exact instance by address, and unknown destinations pass through', async () => {

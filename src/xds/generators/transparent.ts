@@ -9,6 +9,7 @@
 import { isHttpProtocol } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
 import type { AppPort, ProxyInfo } from '../proxy.ts';
+import { buildInboundCluster } from './cluster.ts';
 import { faultFilter, socketAddress, tcpProxy } from './common.ts';
 import { inboundCluster, INBOUND_LISTENER, OUTBOUND_LISTENER, OUTBOUND_ROUTE } from './names.ts';
 import type { RouteProblem } from './route.ts';
@@ -18,6 +19,16 @@ import type { VipTarget } from './listener.ts';
 export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
 /** Inbound connections to ports that are not app ports: delivered to their original destination. */
 export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
+
+/** HTTP/1 header names kept as the app wrote them (Envoy lower-cases them otherwise). */
+const PRESERVE_CASE = {
+  header_key_format: {
+    stateful_formatter: {
+      name: 'envoy.http.stateful_header_formatters.preserve_case',
+      typed_config: toAny('envoy.extensions.http.header_formatters.preserve_case.v3.PreserveCaseFormatterConfig', {}),
+    },
+  },
+};
 
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const ORIGINAL_DST = { name: 'envoy.filters.listener.original_dst', typed_config: toAny('envoy.extensions.filters.listener.original_dst.v3.OriginalDst', {}) };
@@ -35,10 +46,28 @@ export function buildPassthroughClusters(): Record<string, unknown>[] {
 }
 
 /**
+ * The inbound cluster of an app port for a transparent sidecar: HTTP/1 ports write header
+ * names in the case they arrived in (with the inbound HCM's preserve_case, the app gets the
+ * caller's exact header bytes).
+ */
+export function buildTransparentInboundCluster(appAddress: string, app: AppPort): Record<string, unknown> {
+  const cluster = buildInboundCluster(appAddress, app);
+  if (isHttpProtocol(app.protocol) && app.protocol !== 'HTTP2' && app.protocol !== 'GRPC') {
+    cluster.typed_extension_protocol_options = {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': toAny('envoy.extensions.upstreams.http.v3.HttpProtocolOptions', {
+        explicit_http_config: { http_protocol_options: PRESERVE_CASE },
+      }),
+    };
+  }
+  return cluster;
+}
+
+/**
  * An HTTP connection manager that forwards the request as received: Envoy adds no request
  * id, no x-envoy-* headers (router suppress_envoy_headers), no x-forwarded-for (no
  * use_remote_address), and x-forwarded-proto, which the codec always sets, is removed again.
- * Header names arrive lower-cased on HTTP/1 (Envoy's codec), as HTTP/2 requires anyway.
+ * HTTP/1 header names keep the case the app wrote them in (preserve_case; Envoy 1.36 keeps
+ * the downstream formatter for the upstream request, and inbound clusters set it as well).
  */
 export function transparentHcm(statPrefix: string, route: { rds: string } | { cluster: string }): Record<string, unknown> {
   const routing =
@@ -57,6 +86,7 @@ export function transparentHcm(statPrefix: string, route: { rds: string } | { cl
       codec_type: 'AUTO',
       ...routing,
       generate_request_id: { value: false },
+      http_protocol_options: PRESERVE_CASE,
       server_header_transformation: 'PASS_THROUGH',
       http_filters: [
         {

@@ -35,6 +35,7 @@ test('outbound: VIP chains, passthrough for everything else, no per-port TCP lis
   assert.equal(inner(out.default_filter_chain.filters[0].typed_config).cluster, 'PassthroughCluster');
   const http = inner(out.filter_chains.find((c: { name: string }) => c.name === '240.240.0.1_80').filters[0].typed_config);
   assert.equal(http.generate_request_id.value, false);
+  assert.equal(http.http_protocol_options.header_key_format.stateful_formatter.name, 'envoy.http.stateful_header_formatters.preserve_case');
   assert.deepEqual(http.http_filters.map((f: { name: string }) => f.name), ['envoy.filters.http.header_mutation', 'envoy.filters.http.fault', 'envoy.filters.http.router']);
   assert.equal(inner(http.http_filters[2].typed_config).suppress_envoy_headers, true);
 });
@@ -58,6 +59,11 @@ test('passthrough clusters go to transparent sidecars only', () => {
     assert.equal(c.lb_policy, 'CLUSTER_PROVIDED');
     assert.equal(g.view(explicit).clusters.has(name), false);
   }
+  // HTTP/1 inbound clusters write header names in the case they arrived in; gRPC ones are HTTP/2.
+  const opts = (name: string): string => JSON.stringify(decode(CLUSTER_TYPE, g.view(transparent).clusters.get(name)!.any).typed_extension_protocol_options ?? {});
+  assert.match(opts('inbound|8080||'), /HttpProtocolOptions/);
+  assert.equal(g.view(explicit).clusters.get('inbound|8080||')!.version !== g.view(transparent).clusters.get('inbound|8080||')!.version, true);
+  assert.match(opts('inbound|9090||'), /HttpProtocolOptions/);
   // Explicit sidecars keep their per-port TCP listener.
   assert.ok(g.view(explicit).listeners.has('127.0.0.1_5432'));
 });

@@ -102,8 +102,8 @@ export class NetLab {
   readonly shared: string;
   private envoyBin?: string;
 
-  private constructor() {
-    this.net = 1 + (this.id % 250);
+  private constructor(net: number) {
+    this.net = net;
     this.hub = `${PREFIX}${this.id}-hub`;
     this.rootVeth = `${PREFIX}${this.id}r`;
     this.rootIp = `10.210.${this.net}.1`;
@@ -113,7 +113,11 @@ export class NetLab {
 
   static async create(): Promise<NetLab> {
     await sweepStale();
-    const lab = new NetLab();
+    // A /24 no other run (or anything else on this machine) routes already.
+    const routes = await sh('ip', ['-4', 'route', 'show'], true);
+    let net = 1 + (process.pid % 250);
+    for (let i = 0; i < 250 && routes.includes(`10.210.${net}.`); i++) net = 1 + (net % 250);
+    const lab = new NetLab(net);
     try {
       await lab.addNs(lab.hub);
       await lab.inNs(lab.hub, 'ip', ['link', 'add', 'br0', 'type', 'bridge']);

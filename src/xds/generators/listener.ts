@@ -49,7 +49,7 @@ export function buildSidecarListeners(
 ): Record<string, unknown>[] {
   // Transparent: redirected connections are taken by their original destination (VIP
   // chains, passthrough for the rest), so no per-port listeners are needed.
-  if (proxy.mode === 'transparent') return buildTransparentListeners(proxy, problems, vipTargets(model, vips));
+  if (proxy.mode === 'transparent') return buildTransparentListeners(proxy, problems, vipTargets(model, vips), tcpRouter(model));
   const outbound: Record<string, unknown> = {
     name: OUTBOUND_LISTENER,
     address: socketAddress(proxy.bindAddress, proxy.outboundPort),

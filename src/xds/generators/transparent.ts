@@ -14,6 +14,7 @@ import { faultFilter, socketAddress, tcpProxy } from './common.ts';
 import { inboundCluster, INBOUND_LISTENER, OUTBOUND_LISTENER, OUTBOUND_ROUTE } from './names.ts';
 import type { RouteProblem } from './route.ts';
 import type { VipTarget } from './listener.ts';
+import { tcpProxyFor, type TcpRoute } from './tcp-route.ts';
 
 /** Outbound connections to destinations Isthmus does not route: sent on to where they were going. */
 export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
@@ -102,14 +103,18 @@ export function transparentHcm(statPrefix: string, route: { rds: string } | { cl
   };
 }
 
-function vipChain(t: VipTarget): Record<string, unknown> {
+/** Where a VirtualService tcp route sends a name's port, if one applies. */
+type TcpRouteOf = (host: string, port: number, problems?: RouteProblem[]) => TcpRoute | undefined;
+
+function vipChain(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): Record<string, unknown> {
   return {
     name: `${t.vip}_${t.port}`,
     filter_chain_match: {
       prefix_ranges: [{ address_prefix: t.vip, prefix_len: { value: t.vip.includes(':') ? 128 : 32 } }],
       destination_port: { value: t.port },
     },
-    filters: [t.http ? transparentHcm('outbound', { rds: OUTBOUND_ROUTE }) : tcpProxy(t.cluster, t.cluster)],
+    // Opaque TCP: the VirtualService tcp route of the name, if any, else its cluster.
+    filters: [t.http ? transparentHcm('outbound', { rds: OUTBOUND_ROUTE }) : tcpProxyFor(t.cluster, route(t.name, t.port, problems) ?? t.cluster)],
   };
 }
 
@@ -120,7 +125,7 @@ function vipChain(t: VipTarget): Record<string, unknown> {
  * own: the passthrough reaches that exact instance, and listeners stay independent of
  * endpoints, so an endpoint change remains an EDS-only push.
  */
-export function transparentOutbound(proxy: ProxyInfo, targets: readonly VipTarget[], problems: RouteProblem[]): Record<string, unknown> {
+export function transparentOutbound(proxy: ProxyInfo, targets: readonly VipTarget[], problems: RouteProblem[], route: TcpRouteOf = () => undefined): Record<string, unknown> {
   const seen = new Set<string>();
   const chains = targets.filter((t) => {
     const key = `${t.vip}:${t.port}`;
@@ -136,7 +141,7 @@ export function transparentOutbound(proxy: ProxyInfo, targets: readonly VipTarge
     address: socketAddress('0.0.0.0', proxy.outboundPort),
     traffic_direction: 'OUTBOUND',
     listener_filters: [ORIGINAL_DST],
-    filter_chains: chains.map(vipChain),
+    filter_chains: chains.map((t) => vipChain(t, route, problems)),
     default_filter_chain: { name: PASSTHROUGH_CLUSTER, filters: [tcpProxy(PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER)] },
   };
 }
@@ -160,6 +165,6 @@ export function transparentInbound(proxy: ProxyInfo): Record<string, unknown> {
 }
 
 /** Every listener of a transparent sidecar: outbound and inbound (inbound even with no app port). */
-export function buildTransparentListeners(proxy: ProxyInfo, problems: RouteProblem[], targets: readonly VipTarget[]): Record<string, unknown>[] {
-  return [transparentOutbound(proxy, targets, problems), transparentInbound(proxy)];
+export function buildTransparentListeners(proxy: ProxyInfo, problems: RouteProblem[], targets: readonly VipTarget[], route?: TcpRouteOf): Record<string, unknown>[] {
+  return [transparentOutbound(proxy, targets, problems, route), transparentInbound(proxy)];
 }

@@ -24,8 +24,10 @@
 // instance subtree, or the apex itself, is reported and gets no record.
 //
 // <port> is the service port's name, lowercased, with characters other than a-z, 0-9 and
-// '-' turned into '-'. SRV weights are endpoint weights (clamped to 0..65535), priority 0.
+// '-' turned into '-'. SRV weights are endpoint weights in hundredths, as Envoy gets them
+// (a normal instance is 100; clamped to 65535), priority 0.
 // Output is sorted (canonical name order, then type, then data) and free of duplicates.
+import { lbWeight } from '../xds/generators/endpoint.ts';
 import type { ModelSnapshot } from '../model/snapshot.ts';
 import type { Endpoint, RpcInterface, Service, ServicePort } from '../model/types.ts';
 import { formatIp, parseIp } from './ip.ts';
@@ -127,7 +129,7 @@ export function desiredRecords(model: ModelSnapshot, vips: ReadonlyMap<string, s
         if (target) instances.set(target, ep.address);
         else if (HOSTNAME.test(ep.address.toLowerCase().replace(/\.$/, ''))) target = ep.address.toLowerCase().replace(/\.$/, '');
         else continue;
-        const srv: SrvRecord = { name: owner, ttl, type: 'SRV', priority: 0, weight: Math.min(65535, Math.max(0, Math.round(ep.weight))), port: endpointPort(ep, port), target };
+        const srv: SrvRecord = { name: owner, ttl, type: 'SRV', priority: 0, weight: Math.min(65535, lbWeight(ep.weight)), port: endpointPort(ep, port), target };
         const key = `${srv.target}:${srv.port}`;
         const prev = byTarget.get(key);
         if (!prev || prev.weight < srv.weight) byTarget.set(key, srv);

@@ -74,6 +74,7 @@ export interface Endpoint {
   readonly ports: Readonly<Record<string, number>>;
   readonly labels: Readonly<Record<string, string>>;
   readonly locality: Locality;
+  /** Relative load-balancing weight; 1 is a normal instance in every registry. */
   readonly weight: number;
   readonly health: Health;
   readonly origin: Origin;

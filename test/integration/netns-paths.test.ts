@@ -41,8 +41,8 @@ function workloadEntry(name: string, host: Host): object {
     apiVersion: 'networking.istio.io/v1',
     kind: 'WorkloadEntry',
     metadata: { name, namespace: 'default' },
-    // The weight VM providers register with (isthmus register --weight, default 100), so traffic shifts evenly.
-    spec: { address: host.ip, labels: { app: APP }, weight: 100, ports: { http: PORTS.http, grpc: PORTS.grpc, dubbo: PORTS.tcp } },
+    // Default weight: a normal instance, as a VM provider with Dubbo's default weight 100 is.
+    spec: { address: host.ip, labels: { app: APP }, ports: { http: PORTS.http, grpc: PORTS.grpc, dubbo: PORTS.tcp } },
   };
 }
 

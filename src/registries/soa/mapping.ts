@@ -143,7 +143,9 @@ export function mapProviders(providers: readonly Provider[], opts: SoaMappingOpt
         ports: { [first.protocol]: first.port },
         labels,
         locality: { ...(first.params.region ? { region: first.params.region } : {}), ...(first.params.zone ? { zone: first.params.zone } : {}) },
-        weight: Math.max(...ps.map((p) => p.weight)),
+        // Dubbo's default weight 100 is a normal instance, weight 1 in the model, so VM
+        // providers and instances from other registries share traffic evenly.
+        weight: Math.max(...ps.map((p) => p.weight)) / 100,
         health: ps.some((p) => p.enabled) ? 'HEALTHY' : 'UNHEALTHY',
         origin: { registry: opts.registry, ref: first.key },
         interfaces: [...new Set(ps.map((p) => hostOf.get(ifaceKey(p))!).filter((h) => !contested.has(h)))].sort(),

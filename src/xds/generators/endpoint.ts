@@ -8,6 +8,14 @@ function localityKey(l: Locality): string {
   return `${l.region ?? ''}/${l.zone ?? ''}/${l.subzone ?? ''}`;
 }
 
+/**
+ * Model weights are relative with 1 for a normal instance (a Dubbo weight of 100); Envoy
+ * wants whole numbers of at least 1, so they are sent in hundredths.
+ */
+export function lbWeight(weight: number): number {
+  return Math.max(1, Math.round(weight * 100));
+}
+
 export function endpointPort(ep: Endpoint, port: ServicePort): number {
   return ep.ports[port.name] ?? port.targetPort ?? port.number;
 }
@@ -18,12 +26,12 @@ export function buildLoadAssignment(clusterName: string, port: ServicePort, endp
     const key = localityKey(ep.locality);
     let g = groups.get(key);
     if (!g) groups.set(key, (g = { locality: ep.locality, weight: 0, lb_endpoints: [] }));
-    g.weight += Math.max(1, ep.weight);
+    const weight = lbWeight(ep.weight);
+    g.weight += weight;
     g.lb_endpoints.push({
       endpoint: { address: { socket_address: { address: ep.address, port_value: endpointPort(ep, port) } } },
       health_status: HEALTH[ep.health],
-      // Envoy rejects weight 0; a zero-weight endpoint is kept at the minimum.
-      load_balancing_weight: { value: Math.max(1, ep.weight) },
+      load_balancing_weight: { value: weight },
       metadata: {
         filter_metadata: {
           'envoy.lb': struct(ep.labels),

@@ -17,8 +17,8 @@ function soaModel() {
   return modelOf(
     [app, web],
     [
-      ep(app.hostname, '10.0.0.1', { ports: { dubbo: 20880 }, weight: 100, interfaces: [userQuery.hostname, userAdmin.hostname] }),
-      ep(app.hostname, '10.0.0.2', { ports: { dubbo: 20881 }, weight: 50, interfaces: [userQuery.hostname] }),
+      ep(app.hostname, '10.0.0.1', { ports: { dubbo: 20880 }, weight: 1, interfaces: [userQuery.hostname, userAdmin.hostname] }),
+      ep(app.hostname, '10.0.0.2', { ports: { dubbo: 20881 }, weight: 0.5, interfaces: [userQuery.hostname] }),
       ep(app.hostname, '10.0.0.3', { ports: { dubbo: 20880 }, health: 'UNHEALTHY' }),
       ep(app.hostname, 'fd00::7', { ports: { dubbo: 20880 } }), // a migrated pod: serves every interface
       ep(web.hostname, '10.1.0.1'),
@@ -46,21 +46,21 @@ test('records of a model: A to the VIP, SRV to instances, TXT metadata, only ins
     `fd00-0000-0000-0000-0000-0000-0000-0007.ep.${Z}. 30 IN AAAA fd00::7`,
     `com.alipay.userservice.useradmin.${Z}. 30 IN A 240.240.0.3`,
     `com.alipay.userservice.useradmin.${Z}. 30 IN TXT "interface=com.alipay.userservice.UserAdmin" "application=userservice" "service=userservice.${Z}" "port=20880" "methods=ban"`,
-    `_dubbo._tcp.com.alipay.userservice.useradmin.${Z}. 30 IN SRV 0 1 20880 fd00-0000-0000-0000-0000-0000-0000-0007.ep.${Z}.`,
     `_dubbo._tcp.com.alipay.userservice.useradmin.${Z}. 30 IN SRV 0 100 20880 10-0-0-1.ep.${Z}.`,
+    `_dubbo._tcp.com.alipay.userservice.useradmin.${Z}. 30 IN SRV 0 100 20880 fd00-0000-0000-0000-0000-0000-0000-0007.ep.${Z}.`,
     `com.alipay.userservice.userquery.${Z}. 30 IN A 240.240.0.2`,
     `com.alipay.userservice.userquery.${Z}. 30 IN TXT "interface=com.alipay.userservice.UserQuery" "version=1.0.0" "group=blue" "application=userservice" "service=userservice.${Z}" "port=20880" "methods=getUser,listUsers"`,
-    `_dubbo._tcp.com.alipay.userservice.userquery.${Z}. 30 IN SRV 0 1 20880 fd00-0000-0000-0000-0000-0000-0000-0007.ep.${Z}.`,
     `_dubbo._tcp.com.alipay.userservice.userquery.${Z}. 30 IN SRV 0 100 20880 10-0-0-1.ep.${Z}.`,
+    `_dubbo._tcp.com.alipay.userservice.userquery.${Z}. 30 IN SRV 0 100 20880 fd00-0000-0000-0000-0000-0000-0000-0007.ep.${Z}.`,
     `_dubbo._tcp.com.alipay.userservice.userquery.${Z}. 30 IN SRV 0 50 20881 10-0-0-2.ep.${Z}.`,
     `userservice.${Z}. 30 IN A 240.240.0.1`,
-    `_dubbo._tcp.userservice.${Z}. 30 IN SRV 0 1 20880 fd00-0000-0000-0000-0000-0000-0000-0007.ep.${Z}.`,
     `_dubbo._tcp.userservice.${Z}. 30 IN SRV 0 100 20880 10-0-0-1.ep.${Z}.`,
+    `_dubbo._tcp.userservice.${Z}. 30 IN SRV 0 100 20880 fd00-0000-0000-0000-0000-0000-0000-0007.ep.${Z}.`,
     `_dubbo._tcp.userservice.${Z}. 30 IN SRV 0 50 20881 10-0-0-2.ep.${Z}.`,
     // web.example.com is outside the zone; its alias inside gets the service's own addresses (not the /24).
     `web.${Z}. 30 IN A 10.96.0.10`,
     `web.${Z}. 30 IN AAAA fd00::10`,
-    `_http._tcp.web.${Z}. 30 IN SRV 0 1 8080 10-1-0-1.ep.${Z}.`,
+    `_http._tcp.web.${Z}. 30 IN SRV 0 100 8080 10-1-0-1.ep.${Z}.`,
   ]);
 });
 
@@ -103,7 +103,7 @@ test('instance names: dashed IPv4, expanded IPv6, none for hostnames', () => {
   assert.equal(instanceName('db.example.com', Z), undefined);
   const m = modelOf([svc(`ext.${Z}`, { resolution: 'DNS', addresses: ['10.9.9.9'] })], [ep(`ext.${Z}`, 'db.example.com', { ports: { dubbo: 5432 } })]);
   const srv = desiredRecords(m, new Map(), opts).records.filter((r) => r.type === 'SRV').map(recordText);
-  assert.deepEqual(srv, [`_dubbo._tcp.ext.${Z}. 30 IN SRV 0 1 5432 db.example.com.`]);
+  assert.deepEqual(srv, [`_dubbo._tcp.ext.${Z}. 30 IN SRV 0 100 5432 db.example.com.`]);
 });
 
 test('an SOA registry model (providers → model) yields records for every interface', () => {

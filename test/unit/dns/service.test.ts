@@ -44,7 +44,7 @@ test('records follow the model; VIPs survive a restart on the same store', async
   assert.deepEqual([...vips.keys()], [`app.${Z}`, `com.x.alpha.${Z}`, `com.x.beta.${Z}`]);
   const answer = await udpQuery(dns.port, `com.x.beta.${Z}`, TYPE.A);
   assert.deepEqual(answer.answers.map((r) => r.type === 'A' && r.address), [vips.get(`com.x.beta.${Z}`)]);
-  assert.ok(dns.records().some((r) => recordText(r) === `_dubbo._tcp.com.x.alpha.${Z}. 30 IN SRV 0 1 20880 10-0-0-1.ep.${Z}.`));
+  assert.ok(dns.records().some((r) => recordText(r) === `_dubbo._tcp.com.x.alpha.${Z}. 30 IN SRV 0 100 20880 10-0-0-1.ep.${Z}.`));
   assert.equal(dns.status().records, dns.records().length);
 
   // A model change: Beta goes, Gamma comes.

@@ -68,3 +68,12 @@ test('interface names route by :authority to their own cluster, for sidecars and
   assert.equal(target.virtual_hosts[0]!.routes[0]!.route.cluster, `outbound|50051|${Q1}|user.rpc.cluster.local`);
   assert.equal(g.resolve(LISTENER_TYPE, `${Q1}:1234`, grpc), undefined, 'a port the interface is not served on');
 });
+
+test('a VM provider with Dubbo weight 100 and a migrated instance of weight 1 get equal shares', () => {
+  const g = generation();
+  const cla = decode(ENDPOINT_TYPE, g.resolve(ENDPOINT_TYPE, 'outbound|50051||user.rpc.cluster.local', proxy('x'))!.any) as {
+    endpoints: { lb_endpoints: { load_balancing_weight: { value: number }; endpoint: { address: { socket_address: { address: string } } } }[] }[];
+  };
+  const weights = Object.fromEntries(cla.endpoints.flatMap((l) => l.lb_endpoints.map((e) => [e.endpoint.address.socket_address.address, e.load_balancing_weight.value])));
+  assert.deepEqual(weights, { '10.0.0.1': 100, '10.0.0.2': 100, '10.9.0.1': 100 });
+});

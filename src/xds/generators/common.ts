@@ -32,19 +32,6 @@ export function struct(values: Readonly<Record<string, string>>): Record<string,
   return { fields };
 }
 
-export function httpConnectionManager(statPrefix: string, routeConfigName: string): Record<string, unknown> {
-  return {
-    name: 'envoy.filters.network.http_connection_manager',
-    typed_config: toAny('envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', {
-      stat_prefix: statPrefix,
-      codec_type: 'AUTO',
-      rds: { config_source: ADS_SOURCE, route_config_name: routeConfigName },
-      // Fault injection (VirtualService spec.http[].fault) runs before the router, per route.
-      http_filters: [faultFilter(), routerFilter()],
-    }),
-  };
-}
-
 export function tcpProxy(statPrefix: string, cluster: string): Record<string, unknown> {
   return {
     name: 'envoy.filters.network.tcp_proxy',

@@ -4,11 +4,11 @@ import type { ModelSnapshot } from '../../model/snapshot.ts';
 import { isHttpProtocol } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
 import type { ProxyInfo } from '../proxy.ts';
-import { ADS_SOURCE, httpConnectionManager, routerFilter, socketAddress, tcpProxy } from './common.ts';
+import { ADS_SOURCE, routerFilter, socketAddress, tcpProxy } from './common.ts';
 import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener } from './names.ts';
 import type { RouteProblem } from './route.ts';
 import { tcpProxyFor, tcpRouter } from './tcp-route.ts';
-import { buildTransparentListeners } from './transparent.ts';
+import { buildTransparentListeners, transparentHcm } from './transparent.ts';
 
 /** Where traffic addressed to one VIP and port goes. */
 export interface VipTarget {
@@ -54,7 +54,9 @@ export function buildSidecarListeners(
     name: OUTBOUND_LISTENER,
     address: socketAddress(proxy.bindAddress, proxy.outboundPort),
     traffic_direction: 'OUTBOUND',
-    filter_chains: [{ name: 'http', filters: [httpConnectionManager('outbound', OUTBOUND_ROUTE)] }],
+    // The same byte-preserving HTTP handling as in transparent mode: no request id, no
+    // x-envoy-* or x-forwarded-proto, header case kept, so the provider sees what the app sent.
+    filter_chains: [{ name: 'http', filters: [transparentHcm('outbound', { rds: OUTBOUND_ROUTE })] }],
   };
   const listeners: Record<string, unknown>[] = [outbound];
 
@@ -89,7 +91,7 @@ export function buildSidecarListeners(
     const chains = proxy.appPorts.map((app) => ({
       name: inboundCluster(app.port),
       filter_chain_match: { destination_port: { value: app.port } },
-      filters: [isHttpProtocol(app.protocol) ? httpConnectionManager('inbound', INBOUND_ROUTE) : tcpProxy('inbound', inboundCluster(app.port))],
+      filters: [isHttpProtocol(app.protocol) ? transparentHcm('inbound', { rds: INBOUND_ROUTE }) : tcpProxy('inbound', inboundCluster(app.port))],
     }));
     listeners.push({
       name: INBOUND_LISTENER,

@@ -4,7 +4,7 @@ import { BehaviorSubject, combineLatest, distinctUntilChanged, filter, map, type
 import { mergeStates } from './model/aggregate.ts';
 import { debounceWithMax } from './model/debounce.ts';
 import type { Registry } from './model/registry.ts';
-import type { RegistryState } from './model/types.ts';
+import type { Endpoint, RegistryState, Service } from './model/types.ts';
 import { ModelSnapshot } from './model/snapshot.ts';
 import { type Generation, XdsCache } from './xds/cache.ts';
 import { AdsServer } from './xds/server/ads.ts';
@@ -78,6 +78,10 @@ export class Isthmus implements SnapshotSource {
   private recordsApi?: RecordsApiServer;
   private built?: { version: string; vips: string };
   private publishedNames = new Set<string>();
+  private lastOffered?: { model: ModelSnapshot; vips: ReadonlyMap<string, string> };
+  private lastXds?: { model: ModelSnapshot; vips: ReadonlyMap<string, string> };
+  private readonly retiring = new Map<string, { svc: Service; endpoints: Endpoint[]; vips: Map<string, string>; until: number }>();
+  private retireTimer?: NodeJS.Timeout;
   xdsPort = 0;
   adminPort = 0;
 
@@ -186,11 +190,13 @@ export class Isthmus implements SnapshotSource {
    * (bounded) for every sidecar to ACK before DNS answers for them.
    */
   private async publish(m: ModelSnapshot, vips: ReadonlyMap<string, string>): Promise<void> {
-    const vipsKey = [...vips].map(([n, v]) => `${n}=${v}`).sort().join(';');
-    if (this.built?.version !== m.version || this.built.vips !== vipsKey) {
-      const g = this.build(m, vips);
+    this.lastOffered = { model: m, vips };
+    const [xdsModel, xdsVips] = this.withRetiring(m, vips);
+    const vipsKey = [...xdsVips].map(([n, v]) => `${n}=${v}`).sort().join(';');
+    if (this.built?.version !== xdsModel.version || this.built.vips !== vipsKey) {
+      const g = this.build(xdsModel, xdsVips);
       if (!g) return;
-      this.built = { version: m.version, vips: vipsKey };
+      this.built = { version: xdsModel.version, vips: vipsKey };
       this.generations.next(g);
     }
     const added = [...vips.keys()].filter((n) => !this.publishedNames.has(n));
@@ -201,6 +207,53 @@ export class Isthmus implements SnapshotSource {
     const r = await this.ads.whenSynced(seq, this.opts.dns.publishTimeoutMs);
     publishWaits.inc({ result: r.synced ? 'acked' : 'timeout' });
     if (!r.synced) log.warn('publishing DNS names before every sidecar ACKed their VIPs', { names: added.slice(0, 10), lagging: r.lagging.slice(0, 10), waitedMs: Math.round(performance.now() - start) });
+  }
+
+  /**
+   * Removal runs the other way round: a service gone from the model leaves DNS at once but
+   * keeps its routes (and VIPs) in xDS for the record TTL, so clients that still hold the
+   * cached address are routed until it expires.
+   */
+  private withRetiring(m: ModelSnapshot, vips: ReadonlyMap<string, string>): [ModelSnapshot, ReadonlyMap<string, string>] {
+    const now = Date.now();
+    const ttlMs = (this.opts.dns?.ttl ?? 0) * 1000;
+    const prev = this.lastXds;
+    if (prev && ttlMs > 0) {
+      for (const [host, svc] of prev.model.services) {
+        if (m.services.has(host) || this.retiring.has(host)) continue;
+        const names = [host, ...svc.interfaces.map((i) => i.hostname)];
+        const retiredVips = new Map(names.filter((n) => prev.vips.has(n)).map((n) => [n, prev.vips.get(n)!] as const));
+        this.retiring.set(host, { svc, endpoints: [...(prev.model.endpoints.get(host) ?? [])], vips: retiredVips, until: now + ttlMs });
+      }
+    }
+    for (const [host, r] of this.retiring) if (m.services.has(host) || r.until <= now) this.retiring.delete(host);
+    clearTimeout(this.retireTimer);
+    let out: [ModelSnapshot, ReadonlyMap<string, string>] = [m, vips];
+    if (this.retiring.size) {
+      const services = new Map(m.services);
+      const endpoints = new Map([...m.endpoints].map(([h, e]) => [h, [...e]]));
+      const allVips = new Map(vips);
+      for (const [host, r] of this.retiring) {
+        services.set(host, r.svc);
+        endpoints.set(host, r.endpoints);
+        for (const [n, v] of r.vips) if (!allVips.has(n)) allVips.set(n, v);
+      }
+      const model = new ModelSnapshot({
+        services,
+        endpoints,
+        registries: [...m.registries],
+        conflicts: [...m.conflicts],
+        rules: { virtualServices: m.virtualServices, destinationRules: m.destinationRules, rejections: m.ruleRejections, warnings: m.ruleWarnings },
+      });
+      out = [model, allVips];
+      const next = Math.min(...[...this.retiring.values()].map((r) => r.until));
+      this.retireTimer = setTimeout(() => {
+        if (this.lastOffered) void this.publish(this.lastOffered.model, this.lastOffered.vips);
+      }, Math.max(0, next - now) + 10);
+      this.retireTimer.unref();
+    }
+    this.lastXds = { model: m, vips };
+    return out;
   }
 
   /** A model that cannot be turned into xDS is logged and skipped; proxies keep the last good one. */
@@ -229,6 +282,7 @@ export class Isthmus implements SnapshotSource {
 
   async close(): Promise<void> {
     clearTimeout(this.syncTimer);
+    clearTimeout(this.retireTimer);
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
     this.ads.forceClose();

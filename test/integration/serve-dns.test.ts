@@ -35,7 +35,7 @@ async function vipChainInEnvoy(vip: string, port: number): Promise<boolean> {
 before(async () => {
   dnsPort = await freePort();
   manifests.write('db.yaml', entry('db', 'db.rpc.cluster.local', 5432, 'TCP'));
-  isthmus = await startIsthmus({ registries: [manifests.url], debounceQuietMs: 50, args: ['--dns-listen', `127.0.0.1:${dnsPort}`, '--dns-publish-timeout', '3s'] });
+  isthmus = await startIsthmus({ registries: [manifests.url], debounceQuietMs: 50, args: ['--dns-listen', `127.0.0.1:${dnsPort}`, '--dns-publish-timeout', '3s', '--dns-ttl', '2'] });
   ({ envoy } = await startSidecar(isthmus, 'transparent-1', { extraArgs: ['--mode', 'transparent'] }));
 });
 
@@ -59,6 +59,17 @@ test('a new name resolves only after the sidecar has ACKed the listener for its 
   const a = await waitUntil(() => kdig(dnsPort, 'cache.rpc.cluster.local', 'A'), (r) => r.answer.length === 1, { timeoutMs: 10_000, intervalMs: 20, what: 'A cache.rpc.cluster.local' });
   // The first answer already has a sidecar behind it.
   assert.ok(await vipChainInEnvoy(a.answer[0]!.data, 6379));
+});
+
+test('removal runs the other way: the name leaves DNS first, its VIP routes only after the TTL', async () => {
+  const before = await kdig(dnsPort, 'cache.rpc.cluster.local', 'A');
+  const vip = before.answer[0]!.data;
+  manifests.remove('cache.yaml');
+  await waitUntil(() => kdig(dnsPort, 'cache.rpc.cluster.local', 'A'), (r) => r.rcode === 'NXDOMAIN', { timeoutMs: 10_000, intervalMs: 20, what: 'cache.rpc.cluster.local gone from DNS' });
+  const goneAt = Date.now();
+  assert.ok(await vipChainInEnvoy(vip, 6379), 'right after the name left DNS, the sidecar still routes its VIP');
+  await waitFor(async () => !(await vipChainInEnvoy(vip, 6379)), { timeoutMs: 15_000, intervalMs: 100, what: 'the VIP routes to leave after the 2 s TTL' });
+  assert.ok(Date.now() - goneAt >= 1500, `routes left ${Date.now() - goneAt} ms after DNS, before the TTL ran out`);
 });
 
 test('a sidecar that never ACKs delays new names for the publish timeout, not forever', async () => {

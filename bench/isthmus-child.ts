@@ -3,37 +3,9 @@
 import { parseArgs } from 'node:util';
 import { Isthmus, DEFAULTS } from '../src/server.ts';
 import { MemoryRegistry } from '../src/registries/memory.ts';
-import type { Endpoint, Service } from '../src/model/types.ts';
-import { address, clusterOf, type FromChild, hostname, memory, now, PORT, type ToChild } from './messages.ts';
-
-const REGISTRY = 'memory://bench';
-
-function service(k: number): Service {
-  return {
-    hostname: hostname(k),
-    aliases: [],
-    namespace: 'bench',
-    ports: [{ name: 'http', number: PORT, protocol: 'HTTP' }],
-    addresses: [],
-    resolution: 'STATIC',
-    location: 'MESH_INTERNAL',
-    interfaces: [],
-    origin: { registry: REGISTRY, ref: `svc-${k}` },
-  };
-}
-
-function endpoint(k: number, addr: string): Endpoint {
-  return {
-    service: hostname(k),
-    address: addr,
-    ports: { http: PORT },
-    labels: { app: `svc-${k}`, version: 'v1' },
-    locality: { region: 'bench-region', zone: 'bench-zone-a' },
-    weight: 1,
-    health: 'HEALTHY',
-    origin: { registry: REGISTRY, ref: `svc-${k}` },
-  };
-}
+import type { Endpoint } from '../src/model/types.ts';
+import { clusterOf, type FromChild, memory, now, type ToChild } from './messages.ts';
+import { benchModel, REGISTRY } from './model.ts';
 
 function send(m: FromChild): void {
   process.send?.(m);
@@ -46,9 +18,9 @@ async function main(): Promise<void> {
   if (!(S > 0 && E > 0)) throw new Error('--services and --endpoints must be positive');
   if (S * E >= 255 * 65536) throw new Error('too many endpoints for the 10.x address plan');
 
-  const services = Array.from({ length: S }, (_, k) => service(k));
-  let endpoints: Endpoint[] = [];
-  for (let k = 0; k < S; k++) for (let j = 0; j < E; j++) endpoints.push(endpoint(k, address(k * E + j + 1)));
+  const model = benchModel(S, E);
+  const services = model.services;
+  let endpoints: Endpoint[] = model.endpoints;
   const registry = new MemoryRegistry(REGISTRY);
   registry.set({ services, endpoints });
 

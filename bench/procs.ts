@@ -1,6 +1,7 @@
 // Forked bench processes: typed IPC waits with deadlines, and a stop that leaves nothing behind.
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import readline from 'node:readline';
 import { now } from './messages.ts';
 
 interface Waiter<In> {
@@ -28,11 +29,29 @@ export class Peer<In extends { type: string }, Out> {
   /** Called for every message, before waiters see it (progress lines). */
   onMessage?: (m: In) => void;
 
-  constructor(name: string, script: string, args: string[], logFile: string, execArgv: string[] = []) {
+  /** Line protocol children (the Go peer): how a message is written to their stdin. */
+  private readonly encode?: (m: Out) => string;
+
+  /**
+   * A forked Node script speaking IPC or, with `lines`, a program speaking one message a
+   * line on stdin/stdout (stderr goes to the log).
+   */
+  constructor(name: string, script: string, args: string[], logFile: string, execArgv: string[] = [], lines?: { parse: (line: string) => In | undefined; encode: (m: Out) => string }) {
     this.name = name;
     this.logFile = logFile;
     const fd = fs.openSync(logFile, 'a');
-    this.child = fork(script, args, { execPath: process.execPath, execArgv, stdio: ['ignore', fd, fd, 'ipc'] });
+    if (lines) {
+      this.child = spawn(script, args, { stdio: ['pipe', 'pipe', fd] });
+      this.encode = lines.encode;
+      readline.createInterface({ input: this.child.stdout! }).on('line', (line) => {
+        const m = lines.parse(line);
+        if (m) this.child.emit('message', m);
+        else fs.appendFileSync(logFile, `unparsed: ${line}\n`);
+      });
+      this.child.stdin!.on('error', () => undefined); // gone: the exit handler reports it
+    } else {
+      this.child = fork(script, args, { execPath: process.execPath, execArgv, stdio: ['ignore', fd, fd, 'ipc'] });
+    }
     fs.closeSync(fd);
     live.add(this.child);
     this.exited = new Promise((resolve) =>
@@ -74,7 +93,13 @@ export class Peer<In extends { type: string }, Out> {
   }
 
   send(m: Out): void {
-    if (!this.dead) this.child.send(m as object);
+    if (this.dead) return;
+    if (this.encode) this.child.stdin!.write(`${this.encode(m)}\n`);
+    else this.child.send(m as object);
+  }
+
+  get pid(): number {
+    return this.child.pid ?? 0;
   }
 
   /** The next message of this type (and matching `pred`), or an error naming what was awaited. */
@@ -114,7 +139,8 @@ export class Peer<In extends { type: string }, Out> {
   async stop(graceMs = 3000): Promise<void> {
     if (!live.has(this.child)) return;
     try {
-      this.child.disconnect();
+      if (this.encode) this.child.stdin!.end();
+      else this.child.disconnect();
     } catch {
       // already disconnected
     }
@@ -123,4 +149,29 @@ export class Peer<In extends { type: string }, Out> {
     await this.exited;
     clearTimeout(timer);
   }
+}
+
+const CLK_TCK = ((): number => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU seconds (user + system, from /proc/PID/stat), RSS and peak RSS (VmHWM) of a live process. */
+export interface ProcUsage {
+  cpuS: number;
+  rss: number;
+  peakRss: number;
+}
+
+export function procUsage(pid: number): ProcUsage {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After "pid (comm) ", field 3 (state) is f[0]: utime is field 14, stime field 15.
+  const cpuS = (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string): number => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
+  return { cpuS, rss: kb('VmRSS'), peakRss: kb('VmHWM') };
 }

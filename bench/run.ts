@@ -1,17 +1,21 @@
-// Benchmark v0: Isthmus (own process) serving P simulated Envoys (own process) over loopback.
-// Usage: node bench/run.ts [--size small|medium[,…]] [--proxies P] [--services S]
-//        [--endpoints E] [--changes N] [--timeout SECONDS] [--profile]
-// --profile writes V8 CPU profiles of both children next to their logs.
+// Benchmark: Isthmus (own process) serving P simulated Envoys (own process) over loopback,
+// then, in the same run, the go-control-plane peer (bench/gcp) serving the same config to
+// the same simulated Envoys; reported side by side with Isthmus/peer ratios.
+// Usage: node bench/run.ts [--size small|medium|large[,…]] [--proxies P] [--services S]
+//        [--endpoints E] [--changes N] [--timeout SECONDS] [--profile] [--peer gcp|none]
+// --profile writes V8 CPU profiles of both Node children next to their logs.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { clusterOf, type FromChild, type FromSim, type Memory, now, type ToChild, type ToSim } from './messages.ts';
-import { Peer } from './procs.ts';
+import { Peer, procUsage, type ProcUsage } from './procs.ts';
+import { buildGcp, startGcp } from './gcp-peer.ts';
 
 const SIZES: Record<string, { P: number; S: number; E: number }> = {
   small: { P: 100, S: 100, E: 10 },
   medium: { P: 1000, S: 1000, E: 10 },
+  large: { P: 1000, S: 5000, E: 20 },
 };
 const DEBOUNCE_QUIET_MS = 100;
 const ENCODES = 'isthmus_xds_resource_encodes_total';
@@ -27,6 +31,7 @@ const { values } = parseArgs({
     changes: { type: 'string', default: '20' },
     timeout: { type: 'string', default: '300' },
     profile: { type: 'boolean', default: false },
+    peer: { type: 'string', default: 'gcp' },
   },
 });
 
@@ -108,6 +113,31 @@ interface Result {
   end: Memory;
   sim: Memory;
   clocks: string;
+  usage: Usage;
+}
+
+/** What is measured the same way for both control planes, from /proc and the simulated proxies. */
+interface Usage {
+  syncMs: number;
+  lastProxy: { p50: number; p99: number; max: number };
+  /** CPU seconds of the server process: start → ready, → all synced, → after the N changes. */
+  cpuStart: number;
+  cpuSync: number;
+  cpuChanges: number;
+  /** RSS when every proxy is synced, and peak RSS (VmHWM) at the end. */
+  rssSynced: number;
+  peakRss: number;
+}
+
+interface PeerResult {
+  size: string;
+  usage: Usage;
+  perProxy: { p50: number; p99: number; max: number };
+  clocks: string;
+}
+
+function cpuSince(a: ProcUsage, b: ProcUsage): number {
+  return b.cpuS - a.cpuS;
 }
 
 async function runSize(size: string, P: number, S: number, E: number, N: number, timeoutS: number): Promise<Result> {
@@ -123,6 +153,7 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
   try {
     progress(`${label} starting Isthmus`, true);
     const ready = await child.wait('ready', 'the first snapshot', left(120_000));
+    const atReady = procUsage(child.pid);
     let memId = 0;
     const childMem = async (): Promise<Memory> => {
       const id = ++memId;
@@ -154,6 +185,7 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
       failure,
     ]);
     const syncMs = Math.max(...synced.times) - synced.tStart;
+    const atSync = procUsage(child.pid);
     endProgress();
 
     // Cross-check on the server side: every stream SYNCED (ACKed) on every type.
@@ -211,6 +243,7 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
     const encodes = [...encodeKinds]
       .map(([t, ns]) => `${t.split('.').pop()} ${Math.min(...ns)}${Math.max(...ns) !== Math.min(...ns) ? `-${Math.max(...ns)}` : ''}${ns.length < N ? ` (in ${ns.length}/${N})` : ''}`)
       .join(', ');
+    const atEnd = procUsage(child.pid);
     const end = await childMem();
     sim.send({ type: 'memory', id: 1 });
     const simMem = (await sim.wait('memory', 'sim memory', left(10_000), (m) => m.id === 1)).memory;
@@ -234,6 +267,15 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
       end,
       sim: simMem,
       clocks,
+      usage: {
+        syncMs,
+        lastProxy: stats(lastProxy),
+        cpuStart: atReady.cpuS,
+        cpuSync: cpuSince(atReady, atSync),
+        cpuChanges: cpuSince(atSync, atEnd),
+        rssSynced: atSync.rss,
+        peakRss: atEnd.peakRss,
+      },
     };
   } catch (e) {
     // A child that died explains the failure better than what noticed it.
@@ -247,6 +289,134 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
     // Logs are kept for a failed run or a profiled one; they are named in the error.
     if (ok && !values.profile) fs.rmSync(logDir, { recursive: true, force: true });
   }
+}
+
+/** The same run against the go-control-plane peer: same simulated proxies, same changes. */
+async function runPeer(bin: string, size: string, P: number, S: number, E: number, N: number, timeoutS: number): Promise<PeerResult> {
+  const deadline = Date.now() + timeoutS * 1000;
+  const left = (capMs = Infinity): number => Math.min(capMs, deadline - Date.now());
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), `isthmus-bench-${size}-gcp-`));
+  const label = `[${size} P=${P} S=${S} E=${E} go-control-plane]`;
+  const peer = startGcp(bin, S, E, path.join(logDir, 'gcp.log'));
+  let sim: Peer<FromSim, ToSim> | undefined;
+  let ok = false;
+  try {
+    progress(`${label} starting go-control-plane`, true);
+    const ready = await peer.wait('ready', 'listening', left(120_000));
+    const atReady = procUsage(peer.pid);
+    sim = new Peer<FromSim, ToSim>('sim-proxies', path.join(HERE, 'sim-proxies.ts'), ['--port', String(ready.xdsPort), '--proxies', String(P), '--services', String(S), '--endpoints', String(E)], path.join(logDir, 'sim.log'));
+    await sim.wait('started', 'start', left(60_000));
+    const cc = await peer.clockOffset((id) => ({ type: 'ping', id }), left(10_000));
+    const cs = await sim.clockOffset((id) => ({ type: 'ping', id }), left(10_000));
+    const clocks = `peer ${cc.offset >= 0 ? '+' : ''}${cc.offset.toFixed(3)} ms, sim ${cs.offset >= 0 ? '+' : ''}${cs.offset.toFixed(3)} ms (rtt ${Math.max(cc.rtt, cs.rtt).toFixed(2)} ms)`;
+
+    let last = 'no progress report yet';
+    let lost: (e: Error) => void = () => undefined;
+    const failure = new Promise<never>((_, reject) => (lost = reject));
+    sim.onMessage = (m) => {
+      if (m.type !== 'progress') return;
+      last = `${m.connected}/${P} answered, ${m.synced}/${P} hold the full config${m.failed ? `, ${m.failed} FAILED` : ''}`;
+      progress(`${label} connecting: ${last}`);
+      if (m.failed) lost(new Error(`${m.failed} simulated proxies lost their stream; log: ${sim!.logFile}`));
+    };
+    sim.send({ type: 'connect' });
+    const synced = await Promise.race([
+      sim.wait('synced', 'every proxy to hold the full config', left()).catch((e: Error) => {
+        throw new Error(`${e.message} (last progress: ${last})`);
+      }),
+      failure,
+    ]);
+    const syncMs = Math.max(...synced.times) - synced.tStart;
+    const atSync = procUsage(peer.pid);
+    endProgress();
+
+    const lastProxy: number[] = [];
+    const perProxy: number[] = [];
+    for (let i = 0; i < N; i++) {
+      progress(`${label} endpoint change ${i + 1}/${N}`, i === 0);
+      const service = (i * 7919 + 13) % S;
+      const address = `10.255.${(i >> 8) & 255}.${i & 255}`;
+      sim.send({ type: 'marker', id: i, cluster: clusterOf(service), address });
+      await sim.wait('armed', 'marker armed', left(10_000), (m) => m.id === i);
+      peer.send({ type: 'change', id: i, service, endpoint: i % E, address });
+      const changed = await peer.wait('changed', 'the change applied', left(10_000), (m) => m.id === i);
+      const got = await sim.wait('received', `change ${i + 1} at every proxy`, left(120_000), (m) => m.id === i);
+      const times = got.times.map((t) => t - changed.tApply);
+      perProxy.push(...times);
+      lastProxy.push(Math.max(...times));
+      await new Promise((r) => setTimeout(r, 100)); // ACKs settle before the next change
+    }
+    endProgress();
+    const atEnd = procUsage(peer.pid);
+    ok = true;
+    return {
+      size,
+      usage: {
+        syncMs,
+        lastProxy: stats(lastProxy),
+        cpuStart: atReady.cpuS,
+        cpuSync: cpuSince(atReady, atSync),
+        cpuChanges: cpuSince(atSync, atEnd),
+        rssSynced: atSync.rss,
+        peakRss: atEnd.peakRss,
+      },
+      perProxy: stats(perProxy),
+      clocks,
+    };
+  } catch (e) {
+    await new Promise((r) => setTimeout(r, 200));
+    const died = peer.failure ?? sim?.failure;
+    if (died && died !== (e as Error).message) throw new Error(`${died}\n(noticed as: ${(e as Error).message})`, { cause: e });
+    throw e;
+  } finally {
+    endProgress();
+    await Promise.all([sim?.stop(), peer.stop()]);
+    if (ok) fs.rmSync(logDir, { recursive: true, force: true });
+  }
+}
+
+function reportPeer(r: PeerResult, N: number): void {
+  const u = r.usage;
+  process.stdout.write(
+    [
+      `== ${r.size}: go-control-plane ==`,
+      `all proxies hold the full config    ${ms(u.syncMs)} after the first connect`,
+      `one endpoint change → all proxies   ${trio(u.lastProxy)}   (N=${N}, no debounce)`,
+      `  per proxy delivery (N×P)          ${trio(r.perProxy)}`,
+      `CPU: start / sync / ${N} changes     ${u.cpuStart.toFixed(2)} / ${u.cpuSync.toFixed(2)} / ${u.cpuChanges.toFixed(2)} s`,
+      `RSS after sync / peak RSS           ${mib(u.rssSynced)} / ${mib(u.peakRss)}`,
+      `clock offsets vs runner             ${r.clocks}`,
+      '',
+    ].join('\n') + '\n',
+  );
+}
+
+/** Isthmus beside the peer, one row per figure, with the Isthmus/peer ratio. */
+function sideBySide(pairs: { r: Result; g?: PeerResult }[]): void {
+  const rows: string[] = ['| size | figure | Isthmus | go-control-plane | Isthmus / peer |', '| --- | --- | ---: | ---: | ---: |'];
+  for (const { r, g } of pairs) {
+    const a = r.usage;
+    const b = g?.usage;
+    const ratio = (x: number, y: number | undefined): string => (y === undefined ? '—' : y > 0 ? `${(x / y).toFixed(2)}×` : '∞');
+    const row = (fig: string, x: number, y: number | undefined, fmt: (v: number) => string): void => {
+      rows.push(`| ${r.size} | ${fig} | ${fmt(x)} | ${y === undefined ? '—' : fmt(y)} | ${ratio(x, y)} |`);
+    };
+    const sec = (v: number): string => `${v.toFixed(2)} s`;
+    const msf = (v: number): string => `${v.toFixed(0)} ms`;
+    row('full sync (all P ACKed)', a.syncMs / 1000, b && b.syncMs / 1000, sec);
+    row('change → all, p50', a.lastProxy.p50, b?.lastProxy.p50, msf);
+    row('change → all, p99', a.lastProxy.p99, b?.lastProxy.p99, msf);
+    row('change → all, max', a.lastProxy.max, b?.lastProxy.max, msf);
+    row(`change → all, p50 minus Isthmus's ${DEBOUNCE_QUIET_MS} ms debounce`, a.lastProxy.p50 - DEBOUNCE_QUIET_MS, b?.lastProxy.p50, msf);
+    row(`change → all, p99 minus debounce`, a.lastProxy.p99 - DEBOUNCE_QUIET_MS, b?.lastProxy.p99, msf);
+    row('CPU to start (build config)', a.cpuStart, b?.cpuStart, sec);
+    row('CPU during full sync', a.cpuSync, b?.cpuSync, sec);
+    row('CPU for the N changes', a.cpuChanges, b?.cpuChanges, sec);
+    row('CPU total', a.cpuStart + a.cpuSync + a.cpuChanges, b && b.cpuStart + b.cpuSync + b.cpuChanges, sec);
+    row('RSS after sync', a.rssSynced / 1048576, b && b.rssSynced / 1048576, (v) => `${v.toFixed(0)} MiB`);
+    row('peak RSS (VmHWM)', a.peakRss / 1048576, b && b.peakRss / 1048576, (v) => `${v.toFixed(0)} MiB`);
+  }
+  process.stdout.write(rows.join('\n') + '\n\n');
 }
 
 function report(r: Result, N: number): void {
@@ -294,7 +464,10 @@ async function main(): Promise<number> {
   const N = Number(values.changes);
   const timeoutS = Number(values.timeout);
   const sizes = values.size.split(',');
+  if (values.peer !== 'gcp' && values.peer !== 'none') throw new Error(`--peer ${values.peer}: gcp or none`);
+  const bin = values.peer === 'gcp' ? buildGcp((line) => progress(line, true)) : undefined;
   const results: Result[] = [];
+  const pairs: { r: Result; g?: PeerResult }[] = [];
   for (const size of sizes) {
     const base = SIZES[size];
     if (!base) throw new Error(`unknown --size ${size} (one of ${Object.keys(SIZES).join(', ')})`);
@@ -305,10 +478,14 @@ async function main(): Promise<number> {
     const started = now();
     const r = await runSize(size, P, S, E, N, timeoutS);
     report(r, N);
-    process.stderr.write(`(${size} took ${((now() - started) / 1000).toFixed(1)} s)\n`);
     results.push(r);
+    const g = bin ? await runPeer(bin, size, P, S, E, N, timeoutS) : undefined;
+    if (g) reportPeer(g, N);
+    pairs.push({ r, g });
+    process.stderr.write(`(${size} took ${((now() - started) / 1000).toFixed(1)} s)\n`);
   }
   table(results);
+  sideBySide(pairs);
   return results.every((r) => r.claEncodes.every((n) => n === 1)) ? 0 : 2;
 }
 

@@ -176,7 +176,9 @@ class SimProxy {
       case ENDPOINT_TYPE:
         for (const cla of resources) {
           const name = str(first(cla, F.cla.name));
-          this.eds.set(name, endpointCount(cla));
+          // Counting is only needed until synced; after that a peer that resends every
+          // assignment on each change (go-control-plane's SotW) costs the simulator little.
+          if (!this.synced) this.eds.set(name, endpointCount(cla));
           if (marker && name === marker.cluster && Number.isNaN(marker.times[this.index]) && addressesOf(cla).includes(marker.address)) {
             marker.times[this.index] = t;
             if (++marker.count === P) send({ type: 'received', id: marker.id, times: marker.times });

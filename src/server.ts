@@ -4,7 +4,7 @@ import { BehaviorSubject, combineLatest, distinctUntilChanged, filter, map, type
 import { mergeStates } from './model/aggregate.ts';
 import { debounceWithMax } from './model/debounce.ts';
 import type { Registry } from './model/registry.ts';
-import type { Endpoint, RegistryState, Service } from './model/types.ts';
+import type { RegistryState, Service } from './model/types.ts';
 import { ModelSnapshot } from './model/snapshot.ts';
 import { type Generation, XdsCache } from './xds/cache.ts';
 import { AdsServer } from './xds/server/ads.ts';
@@ -80,7 +80,7 @@ export class Isthmus implements SnapshotSource {
   private publishedNames = new Set<string>();
   private lastOffered?: { model: ModelSnapshot; vips: ReadonlyMap<string, string> };
   private lastXds?: { model: ModelSnapshot; vips: ReadonlyMap<string, string> };
-  private readonly retiring = new Map<string, { svc: Service; endpoints: Endpoint[]; vips: Map<string, string>; until: number }>();
+  private readonly retiring = new Map<string, { svc: Service; vips: Map<string, string>; until: number }>();
   private retireTimer?: NodeJS.Timeout;
   xdsPort = 0;
   adminPort = 0;
@@ -223,7 +223,7 @@ export class Isthmus implements SnapshotSource {
         if (m.services.has(host) || this.retiring.has(host)) continue;
         const names = [host, ...svc.interfaces.map((i) => i.hostname)];
         const retiredVips = new Map(names.filter((n) => prev.vips.has(n)).map((n) => [n, prev.vips.get(n)!] as const));
-        this.retiring.set(host, { svc, endpoints: [...(prev.model.endpoints.get(host) ?? [])], vips: retiredVips, until: now + ttlMs });
+        this.retiring.set(host, { svc, vips: retiredVips, until: now + ttlMs });
       }
     }
     for (const [host, r] of this.retiring) if (m.services.has(host) || r.until <= now) this.retiring.delete(host);
@@ -234,8 +234,10 @@ export class Isthmus implements SnapshotSource {
       const endpoints = new Map([...m.endpoints].map(([h, e]) => [h, [...e]]));
       const allVips = new Map(vips);
       for (const [host, r] of this.retiring) {
+        // The name stays routable, but to no one: a deregistered instance gets no more calls,
+        // and a client with a cached answer fails fast instead of hanging on an unowned VIP.
         services.set(host, r.svc);
-        endpoints.set(host, r.endpoints);
+        endpoints.set(host, []);
         for (const [n, v] of r.vips) if (!allVips.has(n)) allVips.set(n, v);
       }
       const model = new ModelSnapshot({

@@ -57,6 +57,7 @@ export function buildGcp(log: (line: string) => void): string {
   return bin;
 }
 
-export function startGcp(bin: string, S: number, E: number, logFile: string): Peer<FromGcp, ToGcp> {
-  return new Peer<FromGcp, ToGcp>('go-control-plane', bin, ['-services', String(S), '-endpoints', String(E)], logFile, [], { parse, encode });
+/** eds: 'linear' (a LinearCache for EDS, as go-control-plane recommends) or 'snapshot' (one SnapshotCache). */
+export function startGcp(bin: string, S: number, E: number, eds: 'linear' | 'snapshot', logFile: string): Peer<FromGcp, ToGcp> {
+  return new Peer<FromGcp, ToGcp>('go-control-plane', bin, ['-services', String(S), '-endpoints', String(E), '-eds', eds], logFile, [], { parse, encode });
 }

@@ -2,7 +2,10 @@
 // then, in the same run, the go-control-plane peer (bench/gcp) serving the same config to
 // the same simulated Envoys; reported side by side with Isthmus/peer ratios.
 // Usage: node bench/run.ts [--size small|medium|large[,…]] [--proxies P] [--services S]
-//        [--endpoints E] [--changes N] [--timeout SECONDS] [--profile] [--peer gcp|none]
+//        [--endpoints E] [--changes N] [--timeout SECONDS] [--profile]
+//        [--peer gcp|gcp-snapshot|none]
+// --peer gcp (default): go-control-plane with a LinearCache for EDS and a SnapshotCache for
+// the rest; gcp-snapshot: one SnapshotCache for everything (SotW resends every assignment).
 // --profile writes V8 CPU profiles of both Node children next to their logs.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -131,8 +134,11 @@ interface Usage {
 
 interface PeerResult {
   size: string;
+  eds: string;
   usage: Usage;
   perProxy: { p50: number; p99: number; max: number };
+  /** How long SetSnapshot took to return (it hands the new version to every open watch). */
+  setSnapshot: { p50: number; p99: number; max: number };
   clocks: string;
 }
 
@@ -292,12 +298,12 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
 }
 
 /** The same run against the go-control-plane peer: same simulated proxies, same changes. */
-async function runPeer(bin: string, size: string, P: number, S: number, E: number, N: number, timeoutS: number): Promise<PeerResult> {
+async function runPeer(bin: string, eds: 'linear' | 'snapshot', size: string, P: number, S: number, E: number, N: number, timeoutS: number): Promise<PeerResult> {
   const deadline = Date.now() + timeoutS * 1000;
   const left = (capMs = Infinity): number => Math.min(capMs, deadline - Date.now());
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), `isthmus-bench-${size}-gcp-`));
-  const label = `[${size} P=${P} S=${S} E=${E} go-control-plane]`;
-  const peer = startGcp(bin, S, E, path.join(logDir, 'gcp.log'));
+  const label = `[${size} P=${P} S=${S} E=${E} go-control-plane, ${eds} EDS]`;
+  const peer = startGcp(bin, S, E, eds, path.join(logDir, 'gcp.log'));
   let sim: Peer<FromSim, ToSim> | undefined;
   let ok = false;
   try {
@@ -332,6 +338,7 @@ async function runPeer(bin: string, size: string, P: number, S: number, E: numbe
 
     const lastProxy: number[] = [];
     const perProxy: number[] = [];
+    const setSnapshot: number[] = [];
     for (let i = 0; i < N; i++) {
       progress(`${label} endpoint change ${i + 1}/${N}`, i === 0);
       const service = (i * 7919 + 13) % S;
@@ -339,7 +346,9 @@ async function runPeer(bin: string, size: string, P: number, S: number, E: numbe
       sim.send({ type: 'marker', id: i, cluster: clusterOf(service), address });
       await sim.wait('armed', 'marker armed', left(10_000), (m) => m.id === i);
       peer.send({ type: 'change', id: i, service, endpoint: i % E, address });
-      const changed = await peer.wait('changed', 'the change applied', left(10_000), (m) => m.id === i);
+      // SetSnapshot hands the response to every watch before it returns: it may take long.
+      const changed = await peer.wait('changed', 'the change applied', left(120_000), (m) => m.id === i);
+      setSnapshot.push(changed.tSet - changed.tApply);
       const got = await sim.wait('received', `change ${i + 1} at every proxy`, left(120_000), (m) => m.id === i);
       const times = got.times.map((t) => t - changed.tApply);
       perProxy.push(...times);
@@ -351,6 +360,7 @@ async function runPeer(bin: string, size: string, P: number, S: number, E: numbe
     ok = true;
     return {
       size,
+      eds,
       usage: {
         syncMs,
         lastProxy: stats(lastProxy),
@@ -361,6 +371,7 @@ async function runPeer(bin: string, size: string, P: number, S: number, E: numbe
         peakRss: atEnd.peakRss,
       },
       perProxy: stats(perProxy),
+      setSnapshot: stats(setSnapshot),
       clocks,
     };
   } catch (e) {
@@ -379,10 +390,11 @@ function reportPeer(r: PeerResult, N: number): void {
   const u = r.usage;
   process.stdout.write(
     [
-      `== ${r.size}: go-control-plane ==`,
+      `== ${r.size}: go-control-plane (${r.eds} cache for EDS) ==`,
       `all proxies hold the full config    ${ms(u.syncMs)} after the first connect`,
       `one endpoint change → all proxies   ${trio(u.lastProxy)}   (N=${N}, no debounce)`,
       `  per proxy delivery (N×P)          ${trio(r.perProxy)}`,
+      `  SetSnapshot call                  ${trio(r.setSnapshot)}`,
       `CPU: start / sync / ${N} changes     ${u.cpuStart.toFixed(2)} / ${u.cpuSync.toFixed(2)} / ${u.cpuChanges.toFixed(2)} s`,
       `RSS after sync / peak RSS           ${mib(u.rssSynced)} / ${mib(u.peakRss)}`,
       `clock offsets vs runner             ${r.clocks}`,
@@ -393,7 +405,8 @@ function reportPeer(r: PeerResult, N: number): void {
 
 /** Isthmus beside the peer, one row per figure, with the Isthmus/peer ratio. */
 function sideBySide(pairs: { r: Result; g?: PeerResult }[]): void {
-  const rows: string[] = ['| size | figure | Isthmus | go-control-plane | Isthmus / peer |', '| --- | --- | ---: | ---: | ---: |'];
+  const peerName = pairs.find((p) => p.g)?.g?.eds === 'snapshot' ? 'go-control-plane (snapshot EDS)' : 'go-control-plane (linear EDS)';
+  const rows: string[] = [`| size | figure | Isthmus | ${peerName} | Isthmus / peer |`, '| --- | --- | ---: | ---: | ---: |'];
   for (const { r, g } of pairs) {
     const a = r.usage;
     const b = g?.usage;
@@ -464,8 +477,9 @@ async function main(): Promise<number> {
   const N = Number(values.changes);
   const timeoutS = Number(values.timeout);
   const sizes = values.size.split(',');
-  if (values.peer !== 'gcp' && values.peer !== 'none') throw new Error(`--peer ${values.peer}: gcp or none`);
-  const bin = values.peer === 'gcp' ? buildGcp((line) => progress(line, true)) : undefined;
+  if (!['gcp', 'gcp-snapshot', 'none'].includes(values.peer)) throw new Error(`--peer ${values.peer}: gcp, gcp-snapshot or none`);
+  const eds = values.peer === 'gcp-snapshot' ? 'snapshot' : 'linear';
+  const bin = values.peer !== 'none' ? buildGcp((line) => progress(line, true)) : undefined;
   const results: Result[] = [];
   const pairs: { r: Result; g?: PeerResult }[] = [];
   for (const size of sizes) {
@@ -479,7 +493,7 @@ async function main(): Promise<number> {
     const r = await runSize(size, P, S, E, N, timeoutS);
     report(r, N);
     results.push(r);
-    const g = bin ? await runPeer(bin, size, P, S, E, N, timeoutS) : undefined;
+    const g = bin ? await runPeer(bin, eds, size, P, S, E, N, timeoutS) : undefined;
     if (g) reportPeer(g, N);
     pairs.push({ r, g });
     process.stderr.write(`(${size} took ${((now() - started) / 1000).toFixed(1)} s)\n`);

@@ -1,7 +1,13 @@
 // The go-control-plane peer for bench/run.ts: serves the bench model (S services × E
 // endpoints, the same names and shapes Isthmus generates for an explicit-mode Envoy; see
-// bench/gcp/dump-isthmus.ts) over SotW and Delta ADS from go-control-plane's snapshot
-// cache, one snapshot shared by every node.
+// bench/gcp/dump-isthmus.ts) over SotW and Delta ADS from go-control-plane's caches, one
+// state shared by every node. Two set-ups (-eds):
+//
+//	snapshot  one SnapshotCache for all four types: a change is a new snapshot whose EDS
+//	          version moved, and SotW answers every EDS watch with every assignment it named.
+//	linear    (default) the set-up go-control-plane recommends for endpoints: a MuxCache with
+//	          a LinearCache for EDS (per-resource versions: SotW sends only the changed
+//	          assignment) and the SnapshotCache for CDS, LDS and RDS.
 //
 // Control over stdin/stdout, one line each:
 //
@@ -196,9 +202,13 @@ func main() {
 	S := flag.Int("services", 0, "services S")
 	E := flag.Int("endpoints", 0, "endpoints per service E")
 	dump := flag.Bool("dump", false, "print every resource as TYPE_URL BASE64 and exit")
+	eds := flag.String("eds", "linear", "EDS cache: linear or snapshot")
 	flag.Parse()
 	if *S <= 0 || *E <= 0 {
 		log.Fatal("-services and -endpoints must be positive")
+	}
+	if *eds != "linear" && *eds != "snapshot" {
+		log.Fatal("-eds: linear or snapshot")
 	}
 	log.SetFlags(log.Lmicroseconds)
 
@@ -245,7 +255,27 @@ func main() {
 	if err := snapshots.SetSnapshot(ctx, "bench", snap); err != nil {
 		log.Fatal(err)
 	}
-	xds := server.NewServer(ctx, snapshots, nil)
+	var served cache.Cache = snapshots
+	var endpoints *cache.LinearCache
+	if *eds == "linear" {
+		initial := make(map[string]types.Resource, *S)
+		for k, a := range assignments {
+			initial[clusterName(k)] = a
+		}
+		endpoints = cache.NewLinearCache(resource.EndpointType, cache.WithInitialResources(initial), cache.WithVersionPrefix(strconv.FormatInt(time.Now().UnixNano(), 36)+"-"))
+		byType := func(typeURL string) string {
+			if typeURL == resource.EndpointType {
+				return "eds"
+			}
+			return "snapshot"
+		}
+		served = &cache.MuxCache{
+			Classify:      func(r *cache.Request) string { return byType(r.GetTypeUrl()) },
+			ClassifyDelta: func(r *cache.DeltaRequest) string { return byType(r.GetTypeUrl()) },
+			Caches:        map[string]cache.Cache{"eds": endpoints, "snapshot": snapshots},
+		}
+	}
+	xds := server.NewServer(ctx, served, nil)
 	g := grpc.NewServer(
 		grpc.MaxConcurrentStreams(1000000),
 		grpc.MaxRecvMsgSize(1<<30),
@@ -287,9 +317,17 @@ func main() {
 			copy(next, addrs[k])
 			next[j%*E] = f[4]
 			addrs[k] = next
+			cla := makeAssignment(k, next)
+			if endpoints != nil {
+				if err := endpoints.UpdateResource(clusterName(k), cla); err != nil {
+					log.Fatal(err)
+				}
+				say("changed %s %s %s", f[1], tApply, epochMs())
+				continue
+			}
 			items := make([]types.Resource, *S)
 			copy(items, assignments)
-			items[k] = makeAssignment(k, next)
+			items[k] = cla
 			assignments = items
 			version++
 			// A new snapshot: CDS, LDS and RDS keep their versions, only EDS moves.

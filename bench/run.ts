@@ -499,7 +499,7 @@ async function main(): Promise<number> {
     process.stderr.write(`(${size} took ${((now() - started) / 1000).toFixed(1)} s)\n`);
   }
   table(results);
-  sideBySide(pairs);
+  if (pairs.some((p) => p.g)) sideBySide(pairs);
   return results.every((r) => r.claEncodes.every((n) => n === 1)) ? 0 : 2;
 }
 

@@ -1,0 +1,57 @@
+// Top costs of a V8 CPU profile (node --cpu-prof, or `bench/run.ts --profile`): self and
+// inclusive time per function, as shares of the sampled non-idle time.
+// Usage: node bench/profile-top.ts FILE.cpuprofile [--top 25]
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+
+interface Node {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '25' } } });
+const file = positionals[0];
+if (!file) throw new Error('usage: node bench/profile-top.ts FILE.cpuprofile [--top N]');
+const prof = JSON.parse(fs.readFileSync(file, 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[] };
+const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+const parent = new Map<number, number>();
+for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+
+const self = new Map<number, number>(); // node id → µs
+prof.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0)));
+
+const key = (n: Node): string => {
+  const url = n.callFrame.url.replace(/^file:\/\//, '').replace(/^.*\/(src|bench|node_modules)\//, '$1/');
+  return `${n.callFrame.functionName || '(anonymous)'} ${url ? `${url}:${n.callFrame.lineNumber + 1}` : ''}`.trim();
+};
+const IDLE = new Set(['(idle)', '(program)', '(root)']);
+let total = 0;
+const selfBy = new Map<string, number>();
+const inclBy = new Map<string, number>();
+for (const [id, us] of self) {
+  const n = byId.get(id)!;
+  if (IDLE.has(n.callFrame.functionName)) continue;
+  total += us;
+  selfBy.set(key(n), (selfBy.get(key(n)) ?? 0) + us);
+  // Inclusive: once per distinct function on the stack.
+  const seen = new Set<string>();
+  for (let x: number | undefined = id; x !== undefined; x = parent.get(x)) {
+    const k = key(byId.get(x)!);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    inclBy.set(k, (inclBy.get(k) ?? 0) + us);
+  }
+}
+const top = Number(values.top);
+const show = (title: string, m: Map<string, number>): void => {
+  process.stdout.write(`${title} (of ${(total / 1e6).toFixed(2)} s sampled, idle excluded)\n`);
+  for (const [k, us] of [...m].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    process.stdout.write(`${((100 * us) / total).toFixed(1).padStart(5)} %  ${(us / 1e6).toFixed(2).padStart(6)} s  ${k}\n`);
+  }
+  process.stdout.write('\n');
+};
+show('self time', selfBy);
+inclBy.delete('(root)');
+show('inclusive time', inclBy);

@@ -1,6 +1,7 @@
 // Top costs of a V8 CPU profile (node --cpu-prof, or `bench/run.ts --profile`): self and
 // inclusive time per function, as shares of the sampled non-idle time.
-// Usage: node bench/profile-top.ts FILE.cpuprofile [--top 25]
+// Usage: node bench/profile-top.ts FILE.cpuprofile [--top 25] [--last SECONDS]
+// --last keeps only the samples of the profile's last SECONDS (e.g. the endpoint changes).
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -11,7 +12,7 @@ interface Node {
   children?: number[];
 }
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '25' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '25' }, last: { type: 'string' } } });
 const file = positionals[0];
 if (!file) throw new Error('usage: node bench/profile-top.ts FILE.cpuprofile [--top N]');
 const prof = JSON.parse(fs.readFileSync(file, 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[] };
@@ -20,7 +21,12 @@ const parent = new Map<number, number>();
 for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
 const self = new Map<number, number>(); // node id → µs
-prof.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0)));
+const at: number[] = [];
+prof.timeDeltas.reduce((t, d, i) => (at[i] = t + d), 0);
+const from = values.last ? at[at.length - 1]! - Number(values.last) * 1e6 : -Infinity;
+prof.samples.forEach((id, i) => {
+  if (at[i]! >= from) self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0));
+});
 
 const key = (n: Node): string => {
   const url = n.callFrame.url.replace(/^file:\/\//, '').replace(/^.*\/(src|bench|node_modules)\//, '$1/');

@@ -50,6 +50,7 @@ for (const [id, us] of self) {
     inclBy.set(k, (inclBy.get(k) ?? 0) + us);
   }
 }
+process.stdout.on('error', () => process.exit(0)); // piped into head
 const top = Number(values.top);
 const show = (title: string, m: Map<string, number>): void => {
   process.stdout.write(`${title} (of ${(total / 1e6).toFixed(2)} s sampled, idle excluded)\n`);

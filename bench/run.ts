@@ -3,7 +3,8 @@
 // the same simulated Envoys; reported side by side with Isthmus/peer ratios.
 // Usage: node bench/run.ts [--size small|medium|large[,…]] [--proxies P] [--services S]
 //        [--endpoints E] [--changes N] [--timeout SECONDS] [--profile]
-//        [--peer gcp|gcp-snapshot|none]
+//        [--peer gcp|gcp-snapshot|none] [--delta]
+// --delta: the simulated proxies speak Delta ADS instead of SotW (to both servers).
 // --peer gcp (default): go-control-plane with a LinearCache for EDS and a SnapshotCache for
 // the rest; gcp-snapshot: one SnapshotCache for everything (SotW resends every assignment).
 // --profile writes V8 CPU profiles of both Node children next to their logs.
@@ -35,6 +36,7 @@ const { values } = parseArgs({
     timeout: { type: 'string', default: '300' },
     profile: { type: 'boolean', default: false },
     peer: { type: 'string', default: 'gcp' },
+    delta: { type: 'boolean', default: false },
   },
 });
 
@@ -137,7 +139,7 @@ interface PeerResult {
   eds: string;
   usage: Usage;
   perProxy: { p50: number; p99: number; max: number };
-  /** How long SetSnapshot took to return (it hands the new version to every open watch). */
+  /** How long the cache update took to return (it hands the new version to every open watch). */
   setSnapshot: { p50: number; p99: number; max: number };
   clocks: string;
 }
@@ -150,7 +152,7 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
   const deadline = Date.now() + timeoutS * 1000;
   const left = (capMs = Infinity): number => Math.min(capMs, deadline - Date.now());
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), `isthmus-bench-${size}-`));
-  const label = `[${size} P=${P} S=${S} E=${E}]`;
+  const label = `[${size} P=${P} S=${S} E=${E}${values.delta ? ' delta' : ''}]`;
   const prof = (name: string): string[] => (values.profile ? ['--cpu-prof', `--cpu-prof-dir=${logDir}`, `--cpu-prof-name=${name}.cpuprofile`] : []);
   if (values.profile) process.stderr.write(`${label} CPU profiles go to ${logDir}\n`);
   const child = new Peer<FromChild, ToChild>('isthmus', path.join(HERE, 'isthmus-child.ts'), ['--services', String(S), '--endpoints', String(E)], path.join(logDir, 'isthmus.log'), ['--expose-gc', ...prof('isthmus')]);
@@ -168,7 +170,7 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
     };
     const before = await childMem();
 
-    sim = new Peer<FromSim, ToSim>('sim-proxies', path.join(HERE, 'sim-proxies.ts'), ['--port', String(ready.xdsPort), '--proxies', String(P), '--services', String(S), '--endpoints', String(E)], path.join(logDir, 'sim.log'), prof('sim'));
+    sim = new Peer<FromSim, ToSim>('sim-proxies', path.join(HERE, 'sim-proxies.ts'), ['--port', String(ready.xdsPort), '--proxies', String(P), '--services', String(S), '--endpoints', String(E), ...(values.delta ? ['--delta'] : [])], path.join(logDir, 'sim.log'), prof('sim'));
     await sim.wait('started', 'start', left(60_000));
     const cc = await child.clockOffset((id) => ({ type: 'ping', id }), left(10_000));
     const cs = await sim.clockOffset((id) => ({ type: 'ping', id }), left(10_000));
@@ -302,7 +304,7 @@ async function runPeer(bin: string, eds: 'linear' | 'snapshot', size: string, P:
   const deadline = Date.now() + timeoutS * 1000;
   const left = (capMs = Infinity): number => Math.min(capMs, deadline - Date.now());
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), `isthmus-bench-${size}-gcp-`));
-  const label = `[${size} P=${P} S=${S} E=${E} go-control-plane, ${eds} EDS]`;
+  const label = `[${size} P=${P} S=${S} E=${E}${values.delta ? ' delta' : ''} go-control-plane, ${eds} EDS]`;
   const peer = startGcp(bin, S, E, eds, path.join(logDir, 'gcp.log'));
   let sim: Peer<FromSim, ToSim> | undefined;
   let ok = false;
@@ -310,7 +312,7 @@ async function runPeer(bin: string, eds: 'linear' | 'snapshot', size: string, P:
     progress(`${label} starting go-control-plane`, true);
     const ready = await peer.wait('ready', 'listening', left(120_000));
     const atReady = procUsage(peer.pid);
-    sim = new Peer<FromSim, ToSim>('sim-proxies', path.join(HERE, 'sim-proxies.ts'), ['--port', String(ready.xdsPort), '--proxies', String(P), '--services', String(S), '--endpoints', String(E)], path.join(logDir, 'sim.log'));
+    sim = new Peer<FromSim, ToSim>('sim-proxies', path.join(HERE, 'sim-proxies.ts'), ['--port', String(ready.xdsPort), '--proxies', String(P), '--services', String(S), '--endpoints', String(E), ...(values.delta ? ['--delta'] : [])], path.join(logDir, 'sim.log'));
     await sim.wait('started', 'start', left(60_000));
     const cc = await peer.clockOffset((id) => ({ type: 'ping', id }), left(10_000));
     const cs = await sim.clockOffset((id) => ({ type: 'ping', id }), left(10_000));
@@ -390,11 +392,11 @@ function reportPeer(r: PeerResult, N: number): void {
   const u = r.usage;
   process.stdout.write(
     [
-      `== ${r.size}: go-control-plane (${r.eds} cache for EDS) ==`,
+      `== ${r.size}${values.delta ? ' (Delta ADS)' : ' (SotW ADS)'}: go-control-plane (${r.eds} cache for EDS) ==`,
       `all proxies hold the full config    ${ms(u.syncMs)} after the first connect`,
       `one endpoint change → all proxies   ${trio(u.lastProxy)}   (N=${N}, no debounce)`,
       `  per proxy delivery (N×P)          ${trio(r.perProxy)}`,
-      `  SetSnapshot call                  ${trio(r.setSnapshot)}`,
+      `  ${r.eds === 'linear' ? 'LinearCache.UpdateResource' : 'SnapshotCache.SetSnapshot'} call  ${trio(r.setSnapshot)}`,
       `CPU: start / sync / ${N} changes     ${u.cpuStart.toFixed(2)} / ${u.cpuSync.toFixed(2)} / ${u.cpuChanges.toFixed(2)} s`,
       `RSS after sync / peak RSS           ${mib(u.rssSynced)} / ${mib(u.peakRss)}`,
       `clock offsets vs runner             ${r.clocks}`,
@@ -435,7 +437,7 @@ function sideBySide(pairs: { r: Result; g?: PeerResult }[]): void {
 function report(r: Result, N: number): void {
   const perProxyRss = (r.synced.rss - r.before.rss) / r.P;
   const lines = [
-    `== ${r.size}: P=${r.P} proxies, S=${r.S} services, E=${r.E} endpoints each (${r.S * r.E} endpoints) ==`,
+    `== ${r.size}${values.delta ? ' (Delta ADS)' : ' (SotW ADS)'}: P=${r.P} proxies, S=${r.S} services, E=${r.E} endpoints each (${r.S * r.E} endpoints) ==`,
     `initial snapshot build              ${ms(r.initialBuildMs)}`,
     `all proxies hold the full config    ${ms(r.syncMs)} after the first connect`,
     `server view after sync              ${r.syncz}`,

@@ -1,19 +1,21 @@
 // P simulated Envoy sidecars as raw SotW ADS clients, one gRPC channel (and so one TCP
 // connection) each, driven over IPC by bench/run.ts.
-// Usage (forked): sim-proxies.ts --port N --proxies P --services S --endpoints E
+// Usage (forked): sim-proxies.ts --port N --proxies P --services S --endpoints E [--delta]
+// --delta: Delta ADS instead of SotW (subscribe to what CDS and LDS name, ACK by nonce).
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { messageType } from '../src/xds/proto.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../src/xds/resources.ts';
 import { type FromSim, memory, now, type ToSim } from './messages.ts';
-import { encodeNames, encodeRequest, F, first, repeated, str, walk } from './wire.ts';
+import { encodeDeltaRequest, encodeNames, encodeRequest, F, first, repeated, str, walk } from './wire.ts';
 
 const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
+const DELTA_ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources';
 const passthrough = (b: Buffer): Buffer => b;
 const NO_NAMES = encodeNames([]);
 
 const { values } = parseArgs({
-  options: { port: { type: 'string' }, proxies: { type: 'string' }, services: { type: 'string' }, endpoints: { type: 'string' } },
+  options: { port: { type: 'string' }, proxies: { type: 'string' }, services: { type: 'string' }, endpoints: { type: 'string' }, delta: { type: 'boolean', default: false } },
 });
 const PORT = Number(values.port);
 const P = Number(values.proxies);
@@ -81,6 +83,165 @@ interface Acked {
   nonce: string;
 }
 
+function encodeNode(index: number): Uint8Array {
+  const nodeType = messageType('envoy.config.core.v3.Node');
+  return nodeType
+    .encode(
+      nodeType.fromObject({
+        id: `sim-${index}.bench`,
+        cluster: 'bench',
+        user_agent_name: 'envoy',
+        metadata: { fields: { ISTHMUS_MODE: { stringValue: 'explicit' } } },
+      }),
+    )
+    .finish();
+}
+
+/** Name and EDS-ness of a Cluster. */
+function clusterInfo(c: Uint8Array): { name: string; eds: boolean } {
+  let name = '';
+  let type = -1;
+  walk(c, (f, b, n) => {
+    if (f === F.cluster.name) name = str(b);
+    else if (f === F.cluster.type && !b) type = n;
+  });
+  return { name, eds: type === F.edsType };
+}
+
+/** The marker's change, seen by proxy `index` in assignment `cla` at time t. */
+function checkMarker(index: number, name: string, cla: Uint8Array, t: number): void {
+  if (marker && name === marker.cluster && Number.isNaN(marker.times[index]) && addressesOf(cla).includes(marker.address)) {
+    marker.times[index] = t;
+    if (++marker.count === P) send({ type: 'received', id: marker.id, times: marker.times });
+  }
+}
+
+function proxySynced(index: number, t: number): void {
+  syncTimes[index] = t;
+  if (++syncedCount === P) send({ type: 'synced', tStart, times: syncTimes });
+}
+
+/** One Envoy on Delta ADS: wildcard CDS and LDS, then subscriptions to what they name. */
+class DeltaSimProxy {
+  readonly index: number;
+  private readonly client: grpc.Client;
+  private readonly call: grpc.ClientDuplexStream<Buffer, Buffer>;
+  private readonly clusters = new Map<string, boolean>(); // name → EDS
+  private readonly listeners = new Map<string, string[]>(); // name → route names
+  private readonly eds = new Map<string, number>();
+  private readonly routes = new Set<string>();
+  private readonly subscribed = new Set<string>(); // "type\nname"
+  private responded = false;
+  synced = false;
+  failed = false;
+
+  constructor(index: number) {
+    this.index = index;
+    this.client = new grpc.Client(`127.0.0.1:${PORT}`, grpc.credentials.createInsecure(), {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.max_receive_message_length': -1,
+      'grpc.max_send_message_length': -1,
+    });
+    this.call = this.client.makeBidiStreamRequest(DELTA_ADS, passthrough, passthrough);
+    this.call.on('data', (b: Buffer) => this.onResponse(now(), b));
+    this.call.on('error', (e: Error) => this.fail(e.message));
+    this.call.on('end', () => this.fail('stream ended'));
+    this.write(encodeDeltaRequest({ node: encodeNode(index), typeUrl: CLUSTER_TYPE }));
+    this.write(encodeDeltaRequest({ typeUrl: LISTENER_TYPE }));
+  }
+
+  private write(b: Buffer): void {
+    if (!this.failed) this.call.write(b);
+  }
+
+  /** Subscribes to the names not subscribed yet. */
+  private subscribe(typeUrl: string, names: Iterable<string>): void {
+    const fresh: string[] = [];
+    for (const n of names) {
+      const k = `${typeUrl}\n${n}`;
+      if (!this.subscribed.has(k)) {
+        this.subscribed.add(k);
+        fresh.push(n);
+      }
+    }
+    if (fresh.length) this.write(encodeDeltaRequest({ typeUrl, subscribe: fresh }));
+  }
+
+  private onResponse(t: number, buf: Buffer): void {
+    if (!this.responded) {
+      this.responded = true;
+      connectedCount++;
+    }
+    let typeUrl = '';
+    let nonce = '';
+    const resources: { name: string; body: Uint8Array }[] = [];
+    const removed: string[] = [];
+    walk(buf, (f, b) => {
+      if (f === F.dres.typeUrl) typeUrl = str(b);
+      else if (f === F.dres.nonce) nonce = str(b);
+      else if (f === F.dres.removed) removed.push(str(b));
+      else if (f === F.dres.resources && b) {
+        const any = first(b, F.resource.resource);
+        resources.push({ name: str(first(b, F.resource.name)), body: (any && first(any, F.anyValue)) ?? new Uint8Array() });
+      }
+    });
+    // ACK first, as Envoy does, then subscribe to what the resources name.
+    this.write(encodeDeltaRequest({ typeUrl, nonce }));
+    switch (typeUrl) {
+      case CLUSTER_TYPE:
+        for (const n of removed) this.clusters.delete(n);
+        for (const r of resources) {
+          const c = clusterInfo(r.body);
+          this.clusters.set(c.name, c.eds);
+        }
+        this.subscribe(ENDPOINT_TYPE, [...this.clusters].filter(([, eds]) => eds).map(([n]) => n));
+        break;
+      case ENDPOINT_TYPE:
+        for (const n of removed) this.eds.delete(n);
+        for (const r of resources) {
+          const name = str(first(r.body, F.cla.name));
+          if (!this.synced) this.eds.set(name, endpointCount(r.body));
+          checkMarker(this.index, name, r.body, t);
+        }
+        break;
+      case LISTENER_TYPE:
+        for (const n of removed) this.listeners.delete(n);
+        for (const r of resources) this.listeners.set(r.name, routeNamesOf(r.body));
+        this.subscribe(ROUTE_TYPE, [...this.listeners.values()].flat());
+        break;
+      case ROUTE_TYPE:
+        for (const r of resources) this.routes.add(str(first(r.body, F.route.name)));
+        break;
+    }
+    if (!this.synced && this.complete()) {
+      this.synced = true;
+      proxySynced(this.index, t);
+    }
+  }
+
+  private complete(): boolean {
+    if (this.clusters.size !== S || this.eds.size !== S || !this.listeners.size) return false;
+    const routeNames = [...this.listeners.values()].flat();
+    if (!routeNames.length) return false;
+    for (const n of routeNames) if (!this.routes.has(n)) return false;
+    for (const count of this.eds.values()) if (count !== E) return false;
+    return true;
+  }
+
+  private fail(why: string): void {
+    if (this.failed) return;
+    this.failed = true;
+    failedCount++;
+    if (failedCount <= 3) process.stderr.write(`sim-${this.index}: ${why}\n`);
+  }
+
+  close(): void {
+    this.failed = true;
+    this.call.cancel();
+    this.client.close();
+  }
+}
+
 class SimProxy {
   readonly index: number;
   private readonly client: grpc.Client;
@@ -109,17 +270,7 @@ class SimProxy {
     this.call.on('data', (b: Buffer) => this.onResponse(now(), b));
     this.call.on('error', (e: Error) => this.fail(e.message));
     this.call.on('end', () => this.fail('stream ended'));
-    const nodeType = messageType('envoy.config.core.v3.Node');
-    const node = nodeType
-      .encode(
-        nodeType.fromObject({
-          id: `sim-${index}.bench`,
-          cluster: 'bench',
-          user_agent_name: 'envoy',
-          metadata: { fields: { ISTHMUS_MODE: { stringValue: 'explicit' } } },
-        }),
-      )
-      .finish();
+    const node = encodeNode(index);
     this.write(encodeRequest({ version: '', node, names: NO_NAMES, typeUrl: CLUSTER_TYPE, nonce: '' }));
     this.write(encodeRequest({ version: '', names: NO_NAMES, typeUrl: LISTENER_TYPE, nonce: '' }));
   }
@@ -153,13 +304,8 @@ class SimProxy {
       case CLUSTER_TYPE: {
         const names: string[] = [];
         for (const c of resources) {
-          let name = '';
-          let type = -1;
-          walk(c, (f, b, n) => {
-            if (f === F.cluster.name) name = str(b);
-            else if (f === F.cluster.type && !b) type = n;
-          });
-          if (type === F.edsType) names.push(name);
+          const info = clusterInfo(c);
+          if (info.eds) names.push(info.name);
         }
         this.clusters = resources.length;
         this.request(CLUSTER_TYPE, NO_NAMES);
@@ -179,10 +325,7 @@ class SimProxy {
           // Counting is only needed until synced; after that a peer that resends every
           // assignment on each change (go-control-plane's SotW) costs the simulator little.
           if (!this.synced) this.eds.set(name, endpointCount(cla));
-          if (marker && name === marker.cluster && Number.isNaN(marker.times[this.index]) && addressesOf(cla).includes(marker.address)) {
-            marker.times[this.index] = t;
-            if (++marker.count === P) send({ type: 'received', id: marker.id, times: marker.times });
-          }
+          checkMarker(this.index, name, cla, t);
         }
         this.request(ENDPOINT_TYPE, this.edsNamesBytes);
         break;
@@ -204,8 +347,7 @@ class SimProxy {
     }
     if (!this.synced && this.complete()) {
       this.synced = true;
-      syncTimes[this.index] = t;
-      if (++syncedCount === P) send({ type: 'synced', tStart, times: syncTimes });
+      proxySynced(this.index, t);
     }
   }
 
@@ -231,12 +373,12 @@ class SimProxy {
   }
 }
 
-const proxies: SimProxy[] = [];
+const proxies: (SimProxy | DeltaSimProxy)[] = [];
 
 async function connect(): Promise<void> {
   tStart = now();
   for (let i = 0; i < P; i++) {
-    proxies.push(new SimProxy(i));
+    proxies.push(values.delta ? new DeltaSimProxy(i) : new SimProxy(i));
     // Let sockets progress while the rest are created.
     if (i % 50 === 49) await new Promise((r) => setImmediate(r));
   }

@@ -16,6 +16,19 @@ export const F = {
     typeUrl: id('envoy.service.discovery.v3.DiscoveryRequest', 'type_url'),
     nonce: id('envoy.service.discovery.v3.DiscoveryRequest', 'response_nonce'),
   },
+  dreq: {
+    node: id('envoy.service.discovery.v3.DeltaDiscoveryRequest', 'node'),
+    typeUrl: id('envoy.service.discovery.v3.DeltaDiscoveryRequest', 'type_url'),
+    subscribe: id('envoy.service.discovery.v3.DeltaDiscoveryRequest', 'resource_names_subscribe'),
+    nonce: id('envoy.service.discovery.v3.DeltaDiscoveryRequest', 'response_nonce'),
+  },
+  dres: {
+    resources: id('envoy.service.discovery.v3.DeltaDiscoveryResponse', 'resources'),
+    typeUrl: id('envoy.service.discovery.v3.DeltaDiscoveryResponse', 'type_url'),
+    nonce: id('envoy.service.discovery.v3.DeltaDiscoveryResponse', 'nonce'),
+    removed: id('envoy.service.discovery.v3.DeltaDiscoveryResponse', 'removed_resources'),
+  },
+  resource: { resource: id('envoy.service.discovery.v3.Resource', 'resource'), name: id('envoy.service.discovery.v3.Resource', 'name') },
   res: {
     version: id('envoy.service.discovery.v3.DiscoveryResponse', 'version_info'),
     resources: id('envoy.service.discovery.v3.DiscoveryResponse', 'resources'),
@@ -144,5 +157,15 @@ export function encodeRequest(r: { version: string; node?: Uint8Array; names: Bu
   if (r.node) parts.push(field(F.req.node, r.node));
   parts.push(r.names, t);
   if (r.nonce) parts.push(field(F.req.nonce, r.nonce));
+  return Buffer.concat(parts);
+}
+
+/** DeltaDiscoveryRequest from parts: an ACK is type_url + nonce; subscriptions add names. */
+export function encodeDeltaRequest(r: { node?: Uint8Array; typeUrl: string; subscribe?: readonly string[]; nonce?: string }): Buffer {
+  const parts: Buffer[] = [];
+  if (r.node) parts.push(field(F.dreq.node, r.node));
+  parts.push(field(F.dreq.typeUrl, r.typeUrl));
+  for (const n of r.subscribe ?? []) parts.push(field(F.dreq.subscribe, n));
+  if (r.nonce) parts.push(field(F.dreq.nonce, r.nonce));
   return Buffer.concat(parts);
 }

@@ -19,6 +19,8 @@ export class Subscription {
   sentNonce = '';
   ackedVersion = '';
   nack?: NackInfo;
+  /** The names of the last SotW request, as sent. */
+  private lastNames?: readonly string[];
   /** A response was never sent and the proxy is waiting for its first one. */
   awaitingFirst = true;
 
@@ -54,9 +56,12 @@ export class Subscription {
 
   /** Replaces the subscribed set (SotW semantics); returns true if it changed. */
   setNames(names: readonly string[]): boolean {
+    // ACKs repeat the same list in the same order: recognise that without hashing or copying.
+    if (this.lastNames && sameList(names, this.lastNames)) return false;
+    this.lastNames = names;
     const wildcard = names.length === 0 || names.includes('*');
     const list = names.filter((n) => n !== '*');
-    let changed = wildcard !== this.wildcard || list.length !== this.names.size || list.some((n) => !this.names.has(n));
+    const changed = wildcard !== this.wildcard || list.length !== this.names.size || list.some((n) => !this.names.has(n));
     this.wildcard = wildcard;
     if (!changed) return false;
     const next = new Set(list);
@@ -68,8 +73,7 @@ export class Subscription {
       this.names.add(n);
       this.pending.add(n);
     }
-    changed = true;
-    return changed;
+    return true;
   }
 
   status(): TypeStatus {
@@ -89,4 +93,10 @@ export class Subscription {
       resources: [...this.sent.values()].filter(Boolean).length,
     };
   }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

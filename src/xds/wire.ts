@@ -76,3 +76,15 @@ export function encodeDeltaDiscoveryResponse(
   for (const name of removed) w.bytes(6, enc.encode(name));
   return w.finish();
 }
+
+/** A DiscoveryResponse without its nonce: shared by every proxy sent the same thing. */
+export function encodeDiscoveryBody(version: string, anys: readonly Uint8Array[], typeUrl: string): Buffer {
+  const w = new Writer().string(1, version);
+  for (const a of anys) w.bytes(2, a);
+  return w.string(4, typeUrl).finish();
+}
+
+/** DiscoveryResponse.nonce (field 5), appended to a shared body. */
+export function nonceField(nonce: string): Buffer {
+  return new Writer().string(5, nonce).finish();
+}

@@ -9,6 +9,8 @@ import { type DecodedNode, type ProxyInfo, ProxyMetadataError, proxyFromNode } f
 import { MESSAGE_OF, SHORT_NAME, TYPE_ORDER, type TypeUrl } from '../resources.ts';
 import type { Connection, ConnectionHooks } from './connection.ts';
 import { DeltaConnection, type DeltaDiscoveryRequest } from './delta.ts';
+import { decodeDiscoveryRequest } from './request.ts';
+import { newShared, type Shared } from './shared.ts';
 import { type DiscoveryRequest, RequestError, SotwConnection } from './sotw.ts';
 import type { ConnectionStatus, SnapshotSource } from './types.ts';
 
@@ -38,7 +40,7 @@ const ADS_DEFINITION: grpc.ServiceDefinition = {
     requestStream: true,
     responseStream: true,
     requestSerialize: (r: DiscoveryRequest) => Buffer.from(sotwRequest.encode(sotwRequest.fromObject(r)).finish()),
-    requestDeserialize: decoder<DiscoveryRequest & { node?: DecodedNode }>(sotwRequest),
+    requestDeserialize: decodeDiscoveryRequest,
     responseSerialize: passthrough,
     responseDeserialize: passthrough,
   },
@@ -56,6 +58,8 @@ const ADS_DEFINITION: grpc.ServiceDefinition = {
 export interface AdsServerOptions {
   /** Called when a snapshot has been offered to every connection. */
   onPushed?(seq: number, seconds: number): void;
+  /** Bytes of responses in flight across all proxies before further ones wait (default 64 MiB). */
+  maxInflightBytes?: number;
 }
 
 export class AdsServer {
@@ -71,10 +75,12 @@ export class AdsServer {
   private readonly hooks: ConnectionHooks;
   private snapshotSub?: RxSubscription;
   private readonly opts: AdsServerOptions;
+  private readonly shared: Shared;
 
   constructor(source: SnapshotSource, opts: AdsServerOptions = {}) {
     this.source = source;
     this.opts = opts;
+    this.shared = newShared(opts.maxInflightBytes);
     this.hooks = {
       onResponse: (_c, t, reason, _n, bytes) => {
         pushes.inc({ type: SHORT_NAME[t], reason });
@@ -104,6 +110,7 @@ export class AdsServer {
     );
     this.snapshotSub = this.source.snapshots.subscribe((snap) => {
       const start = performance.now();
+      this.shared.changes.record(snap);
       for (const c of this.connections) c.onSnapshot();
       // Flushes run on setImmediate; this one runs after all of them.
       setImmediate(() => {
@@ -196,7 +203,11 @@ export class AdsServer {
       try {
         if (!conn) {
           const proxy = proxyFromNode(req.node);
-          conn = kind === 'sotw' ? new SotwConnection(proxy, call.getPeer(), call, this.source, this.hooks) : new DeltaConnection(proxy, call.getPeer(), call, this.source, this.hooks);
+          const sink = { write: (bytes: Buffer, written: () => void): boolean => call.write(bytes, written) };
+          conn =
+            kind === 'sotw'
+              ? new SotwConnection(proxy, call.getPeer(), sink, this.source, this.hooks, this.shared)
+              : new DeltaConnection(proxy, call.getPeer(), sink, this.source, this.hooks, this.shared);
           this.connections.add(conn);
           connected.inc({ stream: kind });
           log.info('proxy connected', { proxy: proxy.id, connection: conn.number, stream: kind, kind: proxy.kind, peer: call.getPeer() });

@@ -2,7 +2,8 @@
 // one flush at a time writes what each dirty type needs, in the order Envoy needs.
 import type { ProxyInfo } from '../proxy.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, TYPE_ORDER, type TypeUrl } from '../resources.ts';
-import { Subscription } from './subscription.ts';
+import { newShared, type Shared } from './shared.ts';
+import type { Subscription } from './subscription.ts';
 import type { ConnectionStatus, NackInfo, ResourceSnapshot, SnapshotSource } from './types.ts';
 
 /** Where a connection reports what it did: metrics, logs, status. Every member optional. */
@@ -17,39 +18,54 @@ export type PushReason = 'request' | 'config';
 
 /** The part of a gRPC duplex call a connection writes to. */
 export interface ResponseSink {
-  write(bytes: Buffer): boolean;
-  once(event: 'drain', fn: () => void): unknown;
+  /** `done` runs once the bytes have left for the proxy. */
+  write(bytes: Buffer, done: () => void): boolean;
 }
+
+/** A write taking longer than this stops counting against the shared budget: one slow proxy must not stall the rest. */
+const PARK_AFTER_MS = 5000;
 
 let connectionCounter = 0;
 
-export abstract class Connection {
+export abstract class Connection<S extends Subscription = Subscription> {
   readonly proxy: ProxyInfo;
   readonly number = ++connectionCounter;
   readonly peer: string;
   readonly connectedAt = new Date().toISOString();
   abstract readonly stream: 'sotw' | 'delta';
-  protected readonly subs = new Map<TypeUrl, Subscription>();
+  protected readonly subs = new Map<TypeUrl, S>();
   protected readonly source: SnapshotSource;
   protected readonly hooks: ConnectionHooks;
+  protected readonly shared: Shared;
   private readonly sink: ResponseSink;
   private readonly dirty = new Map<TypeUrl, PushReason>();
   private scheduled = false;
-  private blocked = false;
-  private closed = false;
+  /** One response is being written; `budgeted` of its bytes count against the shared budget. */
+  private writing = false;
+  private budgeted = 0;
+  private writeId = 0;
+  private writingSince = 0;
+  private parkTimer?: NodeJS.Timeout;
+  closed = false;
   private nonceCounter = 0;
 
-  constructor(proxy: ProxyInfo, peer: string, sink: ResponseSink, source: SnapshotSource, hooks: ConnectionHooks) {
+  constructor(proxy: ProxyInfo, peer: string, sink: ResponseSink, source: SnapshotSource, hooks: ConnectionHooks, shared: Shared = newShared()) {
     this.proxy = proxy;
     this.peer = peer;
     this.sink = sink;
     this.source = source;
     this.hooks = hooks;
+    this.shared = shared;
   }
 
   close(): void {
+    if (this.closed) return;
     this.closed = true;
+    this.written();
+    for (const s of this.subs.values()) s.dispose();
   }
+
+  protected abstract newSubscription(typeUrl: TypeUrl): S;
 
   /** A new snapshot: every subscribed type is reconciled; unchanged ones send nothing. */
   onSnapshot(): void {
@@ -62,9 +78,9 @@ export abstract class Connection {
     this.schedule();
   }
 
-  protected subscription(typeUrl: TypeUrl): Subscription {
+  protected subscription(typeUrl: TypeUrl): S {
     let s = this.subs.get(typeUrl);
-    if (!s) this.subs.set(typeUrl, (s = new Subscription(typeUrl)));
+    if (!s) this.subs.set(typeUrl, (s = this.newSubscription(typeUrl)));
     return s;
   }
 
@@ -73,21 +89,13 @@ export abstract class Connection {
   }
 
   /** After clusters are (re)sent, Envoy warms them and needs their endpoints again. */
-  protected resendEndpointsOf(clusterNames: Iterable<string>): void {
+  protected resendEndpointsOf(clusterNames: readonly string[]): void {
     const eds = this.subs.get(ENDPOINT_TYPE);
-    if (!eds) return;
-    let any = false;
-    for (const n of clusterNames) {
-      if (!eds.names.has(n) && !eds.wildcard) continue;
-      eds.sent.delete(n);
-      eds.pending.add(n);
-      any = true;
-    }
-    if (any && !this.dirty.has(ENDPOINT_TYPE)) this.dirty.set(ENDPOINT_TYPE, 'config');
+    if (eds?.resend(clusterNames) && !this.dirty.has(ENDPOINT_TYPE)) this.dirty.set(ENDPOINT_TYPE, 'config');
   }
 
   private schedule(): void {
-    if (this.scheduled || this.blocked || this.closed) return;
+    if (this.scheduled || this.writing || this.closed) return;
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
@@ -95,17 +103,24 @@ export abstract class Connection {
     });
   }
 
-  /** Writes what dirty types need. Stops when the stream pushes back and resumes on drain. */
+  /**
+   * Writes the first dirty type's response, in the order Envoy needs, then waits until it
+   * has left before the next: a proxy has at most one response in flight, and all proxies
+   * together no more than the shared budget.
+   */
   flush(): void {
     const snap = this.source.current();
-    if (!snap || this.closed) return;
+    if (!snap || this.closed || this.writing) return;
     for (const typeUrl of TYPE_ORDER) {
-      if (this.blocked) return;
       const reason = this.dirty.get(typeUrl);
       if (!reason) continue;
-      this.dirty.delete(typeUrl);
       const sub = this.subs.get(typeUrl);
-      if (!sub) continue;
+      if (!sub) {
+        this.dirty.delete(typeUrl);
+        continue;
+      }
+      if (!this.shared.budget.admit(this)) return;
+      this.dirty.delete(typeUrl);
       let out;
       try {
         out = this.compute(sub, snap);
@@ -117,27 +132,54 @@ export abstract class Connection {
       if (!out) continue;
       sub.awaitingFirst = false;
       this.hooks.onResponse?.(this, typeUrl, reason, out.resources, out.bytes.length);
-      if (!this.sink.write(out.bytes)) {
-        this.blocked = true;
-        this.sink.once('drain', () => {
-          this.blocked = false;
-          this.schedule();
-        });
-      }
+      this.send(out.bytes);
+      return;
     }
-    // CDS may have marked EDS dirty after EDS was visited in this pass.
-    if (this.dirty.size) this.schedule();
   }
 
-  protected abstract compute(sub: Subscription, snap: ResourceSnapshot): { bytes: Buffer; resources: number } | null;
+  private send(bytes: Buffer): void {
+    const id = ++this.writeId;
+    this.writing = true;
+    this.writingSince = performance.now();
+    this.budgeted = bytes.length;
+    this.shared.budget.started(bytes.length);
+    this.parkTimer = setTimeout(() => this.park(), PARK_AFTER_MS);
+    this.parkTimer.unref();
+    this.sink.write(bytes, () => {
+      if (id !== this.writeId || !this.writing) return;
+      this.written();
+      this.schedule();
+    });
+  }
 
-  protected recordNack(sub: Subscription, nonce: string, message: string): void {
+  /** The proxy is slow to take its response: keep waiting for it, outside the budget. */
+  private park(): void {
+    if (!this.budgeted) return;
+    this.shared.budget.finished(this.budgeted);
+    this.budgeted = 0;
+  }
+
+  /** The response in flight has been written (or never will be): release its budget. */
+  private written(): void {
+    clearTimeout(this.parkTimer);
+    this.park();
+    this.writing = false;
+  }
+
+  /** Milliseconds the response in flight has been waiting to leave, 0 if none. */
+  get writeWaitMs(): number {
+    return this.writing ? performance.now() - this.writingSince : 0;
+  }
+
+  protected abstract compute(sub: S, snap: ResourceSnapshot): { bytes: Buffer; resources: number } | null;
+
+  protected recordNack(sub: S, nonce: string, message: string): void {
     const nack: NackInfo = { version: sub.sentVersion, nonce, message, at: new Date().toISOString() };
     sub.nack = nack;
     this.hooks.onNack?.(this, sub.typeUrl, nack);
   }
 
-  protected recordAck(sub: Subscription): void {
+  protected recordAck(sub: S): void {
     sub.ackedVersion = sub.sentVersion;
     this.hooks.onAck?.(this, sub.typeUrl, sub.sentVersion);
   }
@@ -166,7 +208,8 @@ export abstract class Connection {
   /** Names and versions this proxy was sent, per type, for config dumps. */
   sentResources(): Map<TypeUrl, Map<string, string>> {
     const out = new Map<TypeUrl, Map<string, string>>();
-    for (const [t, s] of this.subs) out.set(t, new Map([...s.sent].filter(([, v]) => v)));
+    const snap = this.source.current();
+    for (const [t, s] of this.subs) out.set(t, s.held(snap, this.proxy));
     return out;
   }
 

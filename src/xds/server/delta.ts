@@ -1,9 +1,9 @@
 // Incremental (delta) ADS: per-resource versions, explicit subscribe/unsubscribe, removals.
-import { CLUSTER_TYPE, isTypeUrl } from '../resources.ts';
+import { CLUSTER_TYPE, isTypeUrl, type TypeUrl } from '../resources.ts';
 import { encodeDeltaDiscoveryResponse } from '../wire.ts';
 import { Connection } from './connection.ts';
 import { RequestError } from './sotw.ts';
-import type { Subscription } from './subscription.ts';
+import { DeltaSubscription } from './subscription.ts';
 import type { Resource, ResourceSnapshot } from './types.ts';
 
 export interface DeltaDiscoveryRequest {
@@ -15,9 +15,13 @@ export interface DeltaDiscoveryRequest {
   error_detail?: { code?: number; message?: string } | null;
 }
 
-export class DeltaConnection extends Connection {
+export class DeltaConnection extends Connection<DeltaSubscription> {
   readonly stream = 'delta' as const;
   private readonly seen = new Set<string>();
+
+  protected newSubscription(typeUrl: TypeUrl): DeltaSubscription {
+    return new DeltaSubscription(typeUrl);
+  }
 
   handle(req: DeltaDiscoveryRequest): void {
     const typeUrl = req.type_url ?? '';
@@ -57,7 +61,7 @@ export class DeltaConnection extends Connection {
     if (changed) this.markDirty(typeUrl, 'request');
   }
 
-  protected compute(sub: Subscription, snap: ResourceSnapshot): { bytes: Buffer; resources: number } | null {
+  protected compute(sub: DeltaSubscription, snap: ResourceSnapshot): { bytes: Buffer; resources: number } | null {
     const typeUrl = sub.typeUrl;
     let desired: ReadonlyMap<string, Resource> | undefined;
     if (sub.wildcard) {
@@ -71,7 +75,7 @@ export class DeltaConnection extends Connection {
     }
     const toSend: Resource[] = [];
     const removed: string[] = [];
-    for (const n of sub.candidates(snap, this.proxy)) {
+    for (const n of sub.candidates(snap, this.proxy, this.shared.changes)) {
       const r = desired ? desired.get(n) ?? (sub.names.has(n) ? snap.resolve(typeUrl, n, this.proxy) : undefined) : sub.names.has(n) ? snap.resolve(typeUrl, n, this.proxy) : undefined;
       if (r) {
         if (sub.sent.get(n) !== r.version) {

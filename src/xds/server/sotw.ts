@@ -2,17 +2,21 @@
 // routes only where they changed (the protocol lets omitted ones stand).
 import { contentHash } from '../../model/hash.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, isStateOfWorldType, isTypeUrl, type TypeUrl } from '../resources.ts';
-import { encodeDiscoveryResponse } from '../wire.ts';
+import { encodeDiscoveryBody, nonceField } from '../wire.ts';
 import { Connection } from './connection.ts';
-import type { Subscription } from './subscription.ts';
+import { encodeNames } from './names.ts';
+import type { RawDiscoveryRequest } from './request.ts';
+import { SotwSubscription } from './subscription.ts';
 import type { Resource, ResourceSnapshot } from './types.ts';
 
+/** A request as decoded: the names raw (from the wire) or as strings (tests, tools). */
 export interface DiscoveryRequest {
   version_info?: string;
   resource_names?: string[];
+  names_raw?: Buffer;
   type_url?: string;
   response_nonce?: string;
-  error_detail?: { code?: number; message?: string } | null;
+  error_detail?: RawDiscoveryRequest['error_detail'] | { code?: number; message?: string };
 }
 
 export class RequestError extends Error {}
@@ -23,10 +27,19 @@ function versionOf(resources: ReadonlyMap<string, Resource>): string {
   return contentHash(parts.join('\n'));
 }
 
-export class SotwConnection extends Connection {
+/** Response bodies (everything but the nonce) of whole sets, shared by every proxy sent the same set. */
+const setBodies = new WeakMap<ReadonlyMap<string, Resource>, { version: string; body: Buffer }>();
+
+type Out = { bytes: Buffer; resources: number };
+
+export class SotwConnection extends Connection<SotwSubscription> {
   readonly stream = 'sotw' as const;
   /** Version a reconnecting proxy says it holds, per type, until its first reconcile. */
   private readonly claimed = new Map<TypeUrl, string>();
+
+  protected newSubscription(typeUrl: TypeUrl): SotwSubscription {
+    return new SotwSubscription(typeUrl, this.shared.names);
+  }
 
   handle(req: DiscoveryRequest): void {
     const typeUrl = req.type_url ?? '';
@@ -36,73 +49,83 @@ export class SotwConnection extends Connection {
     if (nonce) {
       // A request answering an older response is stale: a newer response is on its way.
       if (nonce !== sub.sentNonce) return;
-      if (req.error_detail) this.recordNack(sub, nonce, req.error_detail.message ?? `code ${req.error_detail.code ?? '?'}`);
+      if (req.error_detail) this.recordNack(sub, nonce, req.error_detail.message || `code ${req.error_detail.code ?? '?'}`);
       else this.recordAck(sub);
     } else if (req.version_info && sub.awaitingFirst) {
       this.claimed.set(typeUrl, req.version_info);
     }
-    const namesChanged = sub.setNames(req.resource_names ?? []);
+    const namesChanged = sub.setNames(req.names_raw ?? encodeNames(req.resource_names ?? []));
     if (namesChanged || !nonce) this.markDirty(typeUrl, 'request');
   }
 
-  protected compute(sub: Subscription, snap: ResourceSnapshot): { bytes: Buffer; resources: number } | null {
+  protected compute(sub: SotwSubscription, snap: ResourceSnapshot): Out | null {
     const typeUrl = sub.typeUrl;
     const claimed = this.claimed.get(typeUrl);
     this.claimed.delete(typeUrl);
 
     if (isStateOfWorldType(typeUrl)) {
-      // The wildcard version is memoized per class: compare it before copying any set.
+      // The wildcard version is memoized per class: compare it before looking at any set.
       const wildcardVersion = sub.wildcard ? snap.view(this.proxy).versions[typeUrl] : undefined;
       sub.syncedSeq = snap.seq;
       if (wildcardVersion !== undefined && wildcardVersion === sub.sentVersion && !sub.awaitingFirst) return null;
       const desired = sub.desired(snap, this.proxy);
       const version = wildcardVersion ?? versionOf(desired);
       if (version === sub.sentVersion && !sub.awaitingFirst) return null;
-      const before = new Map(sub.sent);
-      sub.sent.clear();
-      for (const [n, r] of desired) sub.sent.set(n, r.version);
+      const before = sub.sentSet;
+      sub.sentSet = desired;
       if (claimed === version) {
         // A reconnecting proxy already holds exactly this: nothing to resend.
         sub.sentVersion = sub.ackedVersion = version;
         sub.awaitingFirst = false;
         return null;
       }
-      if (typeUrl === CLUSTER_TYPE) {
+      if (typeUrl === CLUSTER_TYPE && before !== desired) {
         const resent: string[] = [];
-        for (const [n, r] of desired) if (before.get(n) !== r.version) resent.push(n);
+        for (const [n, r] of desired) if (before?.get(n)?.version !== r.version) resent.push(n);
         this.resendEndpointsOf(resent);
       }
-      return this.respond(sub, version, [...desired.values()]);
+      let body = setBodies.get(desired);
+      if (body?.version !== version) setBodies.set(desired, (body = { version, body: encodeDiscoveryBody(version, [...desired.values()].map((r) => r.any), typeUrl) }));
+      return this.respond(sub, version, body.body, desired.size);
     }
 
     // Endpoints and routes: only what the proxy does not hold yet.
     const version = typeUrl === ENDPOINT_TYPE ? snap.endpointsVersion : versionOf(sub.desired(snap, this.proxy));
     if (claimed !== undefined && claimed === version) {
-      for (const [n, r] of sub.desired(snap, this.proxy)) sub.sent.set(n, r.version);
-      sub.pending.clear();
-      sub.syncedSeq = snap.seq;
+      sub.synced(snap.seq);
       sub.sentVersion = sub.ackedVersion = version;
       sub.awaitingFirst = false;
       return null;
     }
-    const toSend: Resource[] = [];
-    for (const n of sub.candidates(snap, this.proxy)) {
-      if (!sub.wildcard && !sub.names.has(n)) continue;
-      const r = snap.resolve(typeUrl, n, this.proxy);
-      if (r && sub.sent.get(n) !== r.version) toSend.push(r);
+    const { names, key } = sub.candidates(snap, this.proxy, this.shared.changes);
+    // Endpoints are the same for every proxy: a list's response is built once per generation.
+    const list = typeUrl === ENDPOINT_TYPE && key !== undefined ? sub.list : undefined;
+    if (list && list.memoSeq !== snap.seq) {
+      list.memo.clear();
+      list.memoSeq = snap.seq;
     }
-    sub.pending.clear();
-    sub.syncedSeq = snap.seq;
-    if (!toSend.length) return null;
-    for (const r of toSend) sub.sent.set(r.name, r.version);
-    return this.respond(sub, version, toSend);
+    const memoKey = `${typeUrl} ${key}`;
+    let built = list?.memo.get(memoKey);
+    if (!built || built.version !== version) {
+      const toSend: Uint8Array[] = [];
+      for (const n of names) {
+        const r = snap.resolve(typeUrl, n, this.proxy);
+        if (r) toSend.push(r.any);
+      }
+      built = { version, resources: toSend.length, body: toSend.length ? encodeDiscoveryBody(version, toSend, typeUrl) : EMPTY };
+      list?.memo.set(memoKey, built);
+    }
+    sub.synced(snap.seq);
+    if (!built.resources) return null;
+    return this.respond(sub, version, built.body, built.resources);
   }
 
-  private respond(sub: Subscription, version: string, resources: Resource[]): { bytes: Buffer; resources: number } {
+  private respond(sub: SotwSubscription, version: string, body: Buffer, resources: number): Out {
     const nonce = this.nextNonce();
     sub.sentVersion = version;
     sub.sentNonce = nonce;
-    const bytes = encodeDiscoveryResponse(version, resources.map((r) => r.any), sub.typeUrl, nonce);
-    return { bytes, resources: resources.length };
+    return { bytes: Buffer.concat([body, nonceField(nonce)]), resources };
   }
 }
+
+const EMPTY = Buffer.alloc(0);

@@ -1,26 +1,19 @@
-// Per connection and type: what the proxy asked for, what it was sent, what it ACKed.
+// Per connection and type: what the proxy asked for, what it holds, what it ACKed.
 import type { NackInfo, Resource, ResourceSnapshot, SyncStatus, TypeStatus } from './types.ts';
 import type { ProxyInfo } from '../proxy.ts';
-import type { TypeUrl } from '../resources.ts';
+import { isStateOfWorldType, type TypeUrl } from '../resources.ts';
+import type { NameList, NameTable } from './names.ts';
+import type { ChangeLog } from './shared.ts';
 
-export class Subscription {
+export abstract class Subscription {
   readonly typeUrl: TypeUrl;
   wildcard = false;
-  readonly names = new Set<string>();
-  /** Name → version the proxy holds as far as we know; '' means told it does not exist. */
-  readonly sent = new Map<string, string>();
-  /** Names to look at on the next flush regardless of what changed in the model. */
-  readonly pending = new Set<string>();
-  /** Generation the sent map was last reconciled against, for incremental diffs. */
+  /** Generation the proxy's resources were last reconciled against. */
   syncedSeq = -1;
-  /** Version of the wildcard set last reconciled, for wildcard types. */
-  viewVersion = '';
   sentVersion = '';
   sentNonce = '';
   ackedVersion = '';
   nack?: NackInfo;
-  /** The names of the last SotW request, as sent. */
-  private lastNames?: readonly string[];
   /** A response was never sent and the proxy is waiting for its first one. */
   awaitingFirst = true;
 
@@ -28,53 +21,14 @@ export class Subscription {
     this.typeUrl = typeUrl;
   }
 
-  /** Names to reconcile against `snap`: only what changed, when the last reconcile was the generation before. */
-  candidates(snap: ResourceSnapshot, proxy: ProxyInfo): Iterable<string> {
-    if (this.wildcard) {
-      const all = new Set(snap.wildcard(this.typeUrl, proxy).keys());
-      for (const n of this.sent.keys()) all.add(n);
-      return all;
-    }
-    if (this.syncedSeq === snap.seq) return [...this.pending];
-    if (this.syncedSeq === snap.seq - 1) {
-      const out = new Set(this.pending);
-      for (const n of snap.changed.get(this.typeUrl) ?? []) if (this.names.has(n)) out.add(n);
-      return out;
-    }
-    return new Set([...this.names, ...this.pending]);
-  }
-
-  desired(snap: ResourceSnapshot, proxy: ProxyInfo): ReadonlyMap<string, Resource> {
-    if (this.wildcard) return snap.wildcard(this.typeUrl, proxy);
-    const out = new Map<string, Resource>();
-    for (const n of this.names) {
-      const r = snap.resolve(this.typeUrl, n, proxy);
-      if (r) out.set(n, r);
-    }
-    return out;
-  }
-
-  /** Replaces the subscribed set (SotW semantics); returns true if it changed. */
-  setNames(names: readonly string[]): boolean {
-    // ACKs repeat the same list in the same order: recognise that without hashing or copying.
-    if (this.lastNames && sameList(names, this.lastNames)) return false;
-    this.lastNames = names;
-    const wildcard = names.length === 0 || names.includes('*');
-    const list = names.filter((n) => n !== '*');
-    const changed = wildcard !== this.wildcard || list.length !== this.names.size || list.some((n) => !this.names.has(n));
-    this.wildcard = wildcard;
-    if (!changed) return false;
-    const next = new Set(list);
-    for (const n of this.names) if (!next.has(n)) {
-      this.names.delete(n);
-      this.sent.delete(n);
-    }
-    for (const n of next) if (!this.names.has(n)) {
-      this.names.add(n);
-      this.pending.add(n);
-    }
-    return true;
-  }
+  /** Clusters were re-sent: Envoy warms them and needs these endpoints again. Returns true if any is subscribed. */
+  abstract resend(names: readonly string[]): boolean;
+  /** Name → version of what the proxy was sent, for config dumps. */
+  abstract held(snap: ResourceSnapshot | undefined, proxy: ProxyInfo): Map<string, string>;
+  protected abstract subscribed(): number;
+  protected abstract heldCount(): number;
+  /** Returns what this subscription holds on to, when its connection ends. */
+  dispose(): void {}
 
   status(): TypeStatus {
     let status: SyncStatus;
@@ -84,19 +38,192 @@ export class Subscription {
     else status = this.ackedVersion === this.sentVersion ? 'SYNCED' : 'STALE';
     return {
       typeUrl: this.typeUrl,
-      subscribed: this.wildcard ? 'wildcard' : this.names.size,
+      subscribed: this.wildcard ? 'wildcard' : this.subscribed(),
       sentVersion: this.sentVersion,
       sentNonce: this.sentNonce,
       ackedVersion: this.ackedVersion,
       status,
       ...(this.nack ? { nack: this.nack } : {}),
-      resources: [...this.sent.values()].filter(Boolean).length,
+      resources: this.heldCount(),
     };
   }
 }
 
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+/**
+ * SotW: the subscribed names are an interned list shared with every proxy asking for the
+ * same; what a proxy holds is implied by the generation it was synced to, plus the names
+ * still to send. Memory per proxy does not grow with the number of resources.
+ */
+export class SotwSubscription extends Subscription {
+  private readonly table: NameTable;
+  list?: NameList;
+  /** Clusters and listeners: the set last sent, shared with the snapshot it came from. */
+  sentSet?: ReadonlyMap<string, Resource>;
+  /** Endpoints and routes: names to send on the next flush whatever changed in the model. */
+  readonly pending = new Set<string>();
+  /** Every subscribed name is to be sent. */
+  pendingAll = false;
+
+  constructor(typeUrl: TypeUrl, table: NameTable) {
+    super(typeUrl);
+    this.table = table;
+  }
+
+  /** Replaces the subscribed set; returns true if it changed. */
+  setNames(raw: Buffer): boolean {
+    const old = this.list;
+    // ACKs repeat the same list: one memcmp, no decoding.
+    if (old && old.raw.equals(raw)) return false;
+    const list = this.table.acquire(raw);
+    this.list = list;
+    this.table.release(old);
+    const wasWildcard = this.wildcard;
+    this.wildcard = list.wildcard;
+    if (!old || list.wildcard !== wasWildcard) {
+      this.pendingAll = true;
+      this.pending.clear();
+      return true;
+    }
+    let changed = old.set.size !== list.set.size;
+    for (const n of list.names) if (!old.set.has(n)) {
+      this.pending.add(n);
+      changed = true;
+    }
+    for (const n of this.pending) if (!list.set.has(n)) this.pending.delete(n);
+    return changed;
+  }
+
+  resend(names: readonly string[]): boolean {
+    if (!this.list || this.pendingAll) return this.pendingAll;
+    let any = false;
+    for (const n of names) {
+      if (!this.wildcard && !this.list.set.has(n)) continue;
+      this.pending.add(n);
+      any = true;
+    }
+    return any;
+  }
+
+  /** Names of every subscribed resource that exists (wildcard) or was asked for. */
+  private all(snap: ResourceSnapshot, proxy: ProxyInfo): Iterable<string> {
+    return this.wildcard ? snap.wildcard(this.typeUrl, proxy).keys() : (this.list?.names ?? []);
+  }
+
+  /**
+   * Names whose resource may differ from what the proxy holds. `key` is set when the answer
+   * depends only on the list and the generations, so that the response can be shared.
+   */
+  candidates(snap: ResourceSnapshot, proxy: ProxyInfo, changes: ChangeLog): { names: Iterable<string>; key?: string } {
+    if (this.pendingAll || this.syncedSeq < 0) return { names: this.all(snap, proxy), key: 'all' };
+    const since = changes.since(this.typeUrl, this.syncedSeq, snap);
+    if (!since) return { names: this.all(snap, proxy), key: 'all' };
+    const member = (n: string): boolean => this.wildcard || this.list!.set.has(n);
+    if (!this.pending.size) {
+      const out: string[] = [];
+      for (const n of since) if (member(n)) out.push(n);
+      return { names: out, key: `from ${this.syncedSeq}` };
+    }
+    const out = new Set(this.pending);
+    for (const n of since) if (member(n)) out.add(n);
+    return { names: out };
+  }
+
+  /** What a state-of-the-world type (clusters, listeners) should hold now. */
+  desired(snap: ResourceSnapshot, proxy: ProxyInfo): ReadonlyMap<string, Resource> {
+    if (this.wildcard) return snap.wildcard(this.typeUrl, proxy);
+    const out = new Map<string, Resource>();
+    for (const n of this.list?.names ?? []) {
+      const r = snap.resolve(this.typeUrl, n, proxy);
+      if (r) out.set(n, r);
+    }
+    return out;
+  }
+
+  /** The proxy now holds generation `seq` of everything it subscribes to. */
+  synced(seq: number): void {
+    this.syncedSeq = seq;
+    this.pending.clear();
+    this.pendingAll = false;
+  }
+
+  held(snap: ResourceSnapshot | undefined, proxy: ProxyInfo): Map<string, string> {
+    const out = new Map<string, string>();
+    if (isStateOfWorldType(this.typeUrl)) {
+      for (const [n, r] of this.sentSet ?? []) out.set(n, r.version);
+      return out;
+    }
+    if (!snap || this.syncedSeq < 0) return out;
+    const stale = this.syncedSeq === snap.seq ? new Set<string>() : new Set(snap.changed.get(this.typeUrl) ?? []);
+    for (const n of this.all(snap, proxy)) {
+      if (this.pendingAll || this.pending.has(n)) continue;
+      const r = snap.resolve(this.typeUrl, n, proxy);
+      if (r) out.set(n, stale.has(n) ? 'stale' : r.version);
+    }
+    return out;
+  }
+
+  protected subscribed(): number {
+    return this.list?.set.size ?? 0;
+  }
+
+  protected heldCount(): number {
+    if (isStateOfWorldType(this.typeUrl)) return this.sentSet?.size ?? 0;
+    if (this.syncedSeq < 0 || this.pendingAll) return 0;
+    return Math.max(0, (this.wildcard ? 0 : this.subscribed()) - this.pending.size);
+  }
+
+  dispose(): void {
+    this.table.release(this.list);
+    this.list = undefined;
+  }
+}
+
+/** Delta: explicit subscriptions and a version per resource the proxy holds. */
+export class DeltaSubscription extends Subscription {
+  readonly names = new Set<string>();
+  /** Name → version the proxy holds as far as we know; '' means told it does not exist. */
+  readonly sent = new Map<string, string>();
+  /** Names to look at on the next flush regardless of what changed in the model. */
+  readonly pending = new Set<string>();
+  /** Version of the wildcard set last reconciled. */
+  viewVersion = '';
+
+  /** Names to reconcile against `snap`: only what changed, when the last reconcile was the generation before. */
+  candidates(snap: ResourceSnapshot, proxy: ProxyInfo, changes: ChangeLog): Iterable<string> {
+    if (this.wildcard) {
+      const all = new Set(snap.wildcard(this.typeUrl, proxy).keys());
+      for (const n of this.sent.keys()) all.add(n);
+      return all;
+    }
+    const since = this.syncedSeq < 0 ? undefined : changes.since(this.typeUrl, this.syncedSeq, snap);
+    if (!since) return new Set([...this.names, ...this.pending]);
+    const out = new Set(this.pending);
+    for (const n of since) if (this.names.has(n)) out.add(n);
+    return out;
+  }
+
+  resend(names: readonly string[]): boolean {
+    let any = false;
+    for (const n of names) {
+      if (!this.names.has(n) && !this.wildcard) continue;
+      this.sent.delete(n);
+      this.pending.add(n);
+      any = true;
+    }
+    return any;
+  }
+
+  held(): Map<string, string> {
+    return new Map([...this.sent].filter(([, v]) => v));
+  }
+
+  protected subscribed(): number {
+    return this.names.size;
+  }
+
+  protected heldCount(): number {
+    let n = 0;
+    for (const v of this.sent.values()) if (v) n++;
+    return n;
+  }
 }

@@ -73,11 +73,11 @@ export class Sink {
   constructor(delta = false) {
     this.delta = delta;
   }
-  write(b: Buffer): boolean {
+  write(b: Buffer, done: () => void): boolean {
     this.writes.push(b);
+    setImmediate(done);
     return true;
   }
-  once(): void {}
   drain(): Decoded[] {
     return this.writes.splice(0).map((raw) => {
       if (this.delta) {
@@ -110,7 +110,7 @@ export function proxy(id: string, metadata: Record<string, string> = {}, userAge
   return proxyFromNode({ id, user_agent_name: userAgent, metadata: { fields } as never });
 }
 
-/** Lets the connection's setImmediate flushes run. */
-export function settle(): Promise<void> {
-  return new Promise((r) => setImmediate(() => setImmediate(r)));
+/** Lets the connection's flushes run: one response per write completion, each on setImmediate. */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 40; i++) await new Promise((r) => setImmediate(r));
 }

@@ -1,0 +1,94 @@
+// Interned SotW resource name lists. A thousand sidecars ask for the same few thousand
+// cluster names on every EDS ACK: they share one decoded list, and an ACK repeating its
+// list is recognised by comparing the raw bytes, without decoding a single name.
+import { hash } from 'node:crypto';
+
+/** The resource_names of a DiscoveryRequest, as encoded (field 3 entries, tag included). */
+export class NameList {
+  readonly key: string;
+  readonly raw: Buffer;
+  /** Names in request order, '*' left out. */
+  readonly names: readonly string[];
+  readonly set: ReadonlySet<string>;
+  /** Empty, or containing '*': everything of the type. */
+  readonly wildcard: boolean;
+  /** Subscriptions holding this list; the table forgets it at zero. */
+  refs = 0;
+  /** Encoded response bodies for this list, valid for generation `memoSeq` only. */
+  memoSeq = -1;
+  readonly memo = new Map<string, { version: string; body: Buffer; resources: number }>();
+
+  constructor(key: string, raw: Buffer, names: readonly string[]) {
+    this.key = key;
+    this.raw = raw;
+    this.wildcard = names.length === 0 || names.includes('*');
+    this.names = names.includes('*') ? names.filter((n) => n !== '*') : names;
+    this.set = new Set(this.names);
+  }
+}
+
+const TAG = 0x1a; // field 3, length-delimited
+
+/** Decodes the names of field-3 entries laid out back to back. */
+function decodeNames(raw: Buffer): string[] {
+  const out: string[] = [];
+  let i = 0;
+  while (i < raw.length) {
+    i++; // tag, checked by the request decoder
+    let len = 0;
+    let shift = 0;
+    for (;;) {
+      const b = raw[i++]!;
+      len += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+      if (b < 0x80) break;
+    }
+    out.push(raw.toString('utf8', i, i + len));
+    i += len;
+  }
+  return out;
+}
+
+/** Field-3 entries for names, the layout a request carries them in. */
+export function encodeNames(names: readonly string[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const n of names) {
+    const s = Buffer.from(n, 'utf8');
+    const head: number[] = [TAG];
+    let len = s.length;
+    while (len >= 0x80) {
+      head.push((len & 0x7f) | 0x80);
+      len = Math.floor(len / 128);
+    }
+    head.push(len);
+    parts.push(Buffer.from(head), s);
+  }
+  return Buffer.concat(parts);
+}
+
+export class NameTable {
+  private readonly lists = new Map<string, NameList>();
+
+  /** The shared list for these raw bytes; the caller owns one reference. */
+  acquire(raw: Buffer): NameList {
+    const key = raw.length ? hash('sha1', raw, 'base64') : '';
+    let list = this.lists.get(key);
+    if (!list || !list.raw.equals(raw)) {
+      // A copy, so that the request buffer it came from can be freed.
+      const own = Buffer.from(raw);
+      list = new NameList(key, own, decodeNames(own));
+      this.lists.set(key, list);
+    }
+    list.refs++;
+    return list;
+  }
+
+  release(list: NameList | undefined): void {
+    if (!list || --list.refs > 0) return;
+    if (this.lists.get(list.key) === list) this.lists.delete(list.key);
+  }
+
+  get size(): number {
+    return this.lists.size;
+  }
+}

@@ -1,0 +1,139 @@
+// A SotW DiscoveryRequest decoded by hand: the resource names stay raw bytes (see names.ts),
+// the node is decoded only when present (first request of a stream).
+import { messageType } from '../proto.ts';
+import type { DecodedNode } from '../proxy.ts';
+
+export interface RawDiscoveryRequest {
+  version_info: string;
+  type_url: string;
+  response_nonce: string;
+  /** resource_names (field 3) entries back to back, tags included. */
+  names_raw: Buffer;
+  error_detail: { code: number; message: string } | null;
+  node?: DecodedNode;
+}
+
+const nodeType = messageType('envoy.config.core.v3.Node');
+
+export class MalformedRequest extends Error {}
+
+class Reader {
+  readonly buf: Buffer;
+  pos: number;
+  readonly end: number;
+  constructor(buf: Buffer, pos = 0, end = buf.length) {
+    this.buf = buf;
+    this.pos = pos;
+    this.end = end;
+  }
+  varint(): number {
+    let n = 0;
+    let shift = 0;
+    for (;;) {
+      if (this.pos >= this.end) throw new MalformedRequest('truncated varint');
+      const b = this.buf[this.pos++]!;
+      n += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return n;
+      shift += 7;
+      if (shift > 63) throw new MalformedRequest('varint too long');
+    }
+  }
+  /** Start and end of a length-delimited value. */
+  span(): [number, number] {
+    const len = this.varint();
+    const start = this.pos;
+    if (len > this.end - start) throw new MalformedRequest('length past the end of the message');
+    this.pos = start + len;
+    return [start, this.pos];
+  }
+  skip(wire: number): void {
+    if (wire === 0) this.varint();
+    else if (wire === 1) this.pos += 8;
+    else if (wire === 2) this.span();
+    else if (wire === 5) this.pos += 4;
+    else throw new MalformedRequest(`unsupported wire type ${wire}`);
+    if (this.pos > this.end) throw new MalformedRequest('field past the end of the message');
+  }
+}
+
+function expect(wire: number, want: number, field: string): void {
+  if (wire !== want) throw new MalformedRequest(`field ${field} has wire type ${wire}`);
+}
+
+/** envoy.service.discovery.v3.DiscoveryRequest → RawDiscoveryRequest. */
+export function decodeDiscoveryRequest(buf: Buffer): RawDiscoveryRequest {
+  const r = new Reader(buf);
+  const out: RawDiscoveryRequest = { version_info: '', type_url: '', response_nonce: '', names_raw: EMPTY, error_detail: null };
+  let namesStart = -1;
+  let namesEnd = -1;
+  let scattered: Buffer[] | undefined;
+  while (r.pos < r.end) {
+    const tagStart = r.pos;
+    const tag = r.varint();
+    const field = Math.floor(tag / 8);
+    const wire = tag & 7;
+    switch (field) {
+      case 1: {
+        expect(wire, 2, 'version_info');
+        const [s, e] = r.span();
+        out.version_info = buf.toString('utf8', s, e);
+        break;
+      }
+      case 2: {
+        expect(wire, 2, 'node');
+        const [s, e] = r.span();
+        out.node = nodeType.toObject(nodeType.decode(buf.subarray(s, e)), { longs: String, enums: String, defaults: false, arrays: true, objects: true }) as DecodedNode;
+        break;
+      }
+      case 3: {
+        expect(wire, 2, 'resource_names');
+        r.span();
+        if (namesStart < 0) [namesStart, namesEnd] = [tagStart, r.pos];
+        else if (namesEnd === tagStart && !scattered) namesEnd = r.pos;
+        else (scattered ??= [buf.subarray(namesStart, namesEnd)]).push(buf.subarray(tagStart, r.pos));
+        break;
+      }
+      case 4: {
+        expect(wire, 2, 'type_url');
+        const [s, e] = r.span();
+        out.type_url = buf.toString('utf8', s, e);
+        break;
+      }
+      case 5: {
+        expect(wire, 2, 'response_nonce');
+        const [s, e] = r.span();
+        out.response_nonce = buf.toString('utf8', s, e);
+        break;
+      }
+      case 6: {
+        expect(wire, 2, 'error_detail');
+        const [s, e] = r.span();
+        out.error_detail = decodeStatus(new Reader(buf, s, e));
+        break;
+      }
+      default:
+        r.skip(wire);
+    }
+  }
+  if (scattered) out.names_raw = Buffer.concat(scattered);
+  else if (namesStart >= 0) out.names_raw = buf.subarray(namesStart, namesEnd);
+  return out;
+}
+
+/** google.rpc.Status { code = 1; message = 2 } */
+function decodeStatus(r: Reader): { code: number; message: string } {
+  const out = { code: 0, message: '' };
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    const field = Math.floor(tag / 8);
+    const wire = tag & 7;
+    if (field === 1 && wire === 0) out.code = r.varint() | 0;
+    else if (field === 2 && wire === 2) {
+      const [s, e] = r.span();
+      out.message = r.buf.toString('utf8', s, e);
+    } else r.skip(wire);
+  }
+  return out;
+}
+
+const EMPTY = Buffer.alloc(0);

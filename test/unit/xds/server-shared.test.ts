@@ -1,0 +1,145 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { messageType } from '../../../src/xds/proto.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../../src/xds/resources.ts';
+import { encodeNames, NameTable } from '../../../src/xds/server/names.ts';
+import { decodeDiscoveryRequest, MalformedRequest } from '../../../src/xds/server/request.ts';
+import { newShared, WriteBudget, type Writer } from '../../../src/xds/server/shared.ts';
+import { SotwConnection } from '../../../src/xds/server/sotw.ts';
+import { endpoint, model, proxy, service, settle, Sink, Source } from './fixtures.ts';
+
+const requestType = messageType('envoy.service.discovery.v3.DiscoveryRequest');
+function encodeRequest(r: Record<string, unknown>): Buffer {
+  return Buffer.from(requestType.encode(requestType.fromObject(r)).finish());
+}
+
+test('the request decoder reads what protobufjs writes, names kept raw', () => {
+  const buf = encodeRequest({
+    version_info: 'v1',
+    node: { id: 'sidecar~10.0.0.1~a.ns~ns.svc.cluster.local', cluster: 'a', user_agent_name: 'envoy' },
+    resource_names: ['outbound|8080||a.test', 'outbound|9090||b.test'],
+    type_url: ENDPOINT_TYPE,
+    response_nonce: 'n7',
+    error_detail: { code: 3, message: 'bad cluster' },
+  });
+  const r = decodeDiscoveryRequest(buf);
+  assert.equal(r.version_info, 'v1');
+  assert.equal(r.type_url, ENDPOINT_TYPE);
+  assert.equal(r.response_nonce, 'n7');
+  assert.deepEqual(r.error_detail, { code: 3, message: 'bad cluster' });
+  assert.equal(r.node?.id, 'sidecar~10.0.0.1~a.ns~ns.svc.cluster.local');
+  assert.equal(r.node?.user_agent_name, 'envoy');
+  assert.ok(r.names_raw.equals(encodeNames(['outbound|8080||a.test', 'outbound|9090||b.test'])));
+  const table = new NameTable();
+  assert.deepEqual(table.acquire(r.names_raw).names, ['outbound|8080||a.test', 'outbound|9090||b.test']);
+});
+
+test('names split by other fields are gathered in order', () => {
+  const names = encodeNames(['a', 'b']);
+  const type = Buffer.concat([Buffer.from([0x22, 3]), Buffer.from('t/x')]);
+  const r = decodeDiscoveryRequest(Buffer.concat([names.subarray(0, 3), type, names.subarray(3)]));
+  assert.equal(r.type_url, 't/x');
+  assert.ok(r.names_raw.equals(names));
+});
+
+test('a malformed request is refused with what is wrong', () => {
+  assert.throws(() => decodeDiscoveryRequest(Buffer.from([0x22, 10, 0x61])), MalformedRequest);
+  assert.throws(() => decodeDiscoveryRequest(Buffer.from([0x20, 1])), /field type_url has wire type 0/);
+  assert.throws(() => decodeDiscoveryRequest(Buffer.from([0x7b])), /unsupported wire type 3/);
+});
+
+test('equal name lists are one shared object, forgotten with their last holder', () => {
+  const table = new NameTable();
+  const a = table.acquire(encodeNames(['x', 'y']));
+  const b = table.acquire(Buffer.from(encodeNames(['x', 'y'])));
+  assert.equal(a, b);
+  assert.equal(table.acquire(encodeNames(['*'])).wildcard, true);
+  assert.equal(table.size, 2);
+  table.release(a);
+  assert.equal(table.size, 2);
+  table.release(b);
+  assert.equal(table.size, 1);
+});
+
+class FakeWriter implements Writer {
+  closed = false;
+  flushed = 0;
+  readonly budget: WriteBudget;
+  readonly bytes: number;
+  constructor(budget: WriteBudget, bytes: number) {
+    this.budget = budget;
+    this.bytes = bytes;
+  }
+  flush(): void {
+    if (!this.budget.admit(this)) return;
+    this.flushed++;
+    this.budget.started(this.bytes);
+  }
+}
+
+test('the write budget queues writers beyond the limit and lets them go in order as bytes leave', () => {
+  const budget = new WriteBudget(100);
+  const ws = [0, 1, 2, 3].map(() => new FakeWriter(budget, 60));
+  for (const w of ws) w.flush();
+  assert.deepEqual(ws.map((w) => w.flushed), [1, 1, 0, 0], 'the second write may overshoot, the third waits');
+  assert.equal(budget.queued, 2);
+  budget.finished(60);
+  assert.deepEqual(ws.map((w) => w.flushed), [1, 1, 1, 0], 'room for one more');
+  budget.finished(60);
+  assert.deepEqual(ws.map((w) => w.flushed), [1, 1, 1, 1]);
+  assert.equal(budget.queued, 0);
+  assert.equal(budget.inFlight, 120);
+});
+
+function endpoints(addr: string) {
+  return model([service('a.test'), service('b.test')], [endpoint('a.test', addr), endpoint('b.test', '10.0.1.1')]);
+}
+
+async function connect(src: Source, shared: ReturnType<typeof newShared>, id: string) {
+  const sink = new Sink();
+  const conn = new SotwConnection(proxy(id), 'test', sink, src, {}, shared);
+  const eds = ['outbound|8080||a.test', 'outbound|8080||b.test'];
+  conn.handle({ type_url: CLUSTER_TYPE, resource_names: [] });
+  conn.handle({ type_url: LISTENER_TYPE, resource_names: [] });
+  conn.handle({ type_url: ENDPOINT_TYPE, resource_names: eds });
+  conn.handle({ type_url: ROUTE_TYPE, resource_names: ['outbound'] });
+  await settle();
+  const first = sink.drain();
+  for (const r of first) conn.handle({ type_url: r.typeUrl, version_info: r.version, response_nonce: r.nonce, resource_names: r.typeUrl === ENDPOINT_TYPE ? eds : r.typeUrl === ROUTE_TYPE ? ['outbound'] : [] });
+  await settle();
+  return { conn, sink, first };
+}
+
+test('proxies asking for the same names get the same bytes but their own nonce', async () => {
+  const src = new Source();
+  src.publish(endpoints('10.0.0.1'));
+  const shared = newShared();
+  const p = await connect(src, shared, 'p');
+  const q = await connect(src, shared, 'q');
+  const eds = (x: typeof p) => x.first.find((r) => r.typeUrl === ENDPOINT_TYPE)!;
+  assert.deepEqual(eds(p).names.sort(), eds(q).names.sort());
+  assert.equal(eds(p).version, eds(q).version);
+  const body = (raw: Buffer, nonce: string) => raw.subarray(0, raw.length - 2 - nonce.length);
+  assert.ok(body(eds(p).raw, eds(p).nonce).equals(body(eds(q).raw, eds(q).nonce)));
+  assert.equal(shared.names.size, 3, 'wildcard, the EDS list and the RDS list, each once');
+  p.conn.close();
+  q.conn.close();
+  assert.equal(shared.names.size, 0);
+});
+
+test('a proxy that missed generations gets what changed in all of them, and nothing else', async () => {
+  const src = new Source();
+  src.publish(endpoints('10.0.0.1'));
+  const shared = newShared();
+  shared.changes.record(src.current()!);
+  const p = await connect(src, shared, 'p');
+  // Two generations pass without the connection hearing of them.
+  src.publish(endpoints('10.0.0.2'));
+  shared.changes.record(src.current()!);
+  src.publish(endpoints('10.0.0.3'));
+  shared.changes.record(src.current()!);
+  p.conn.onSnapshot();
+  await settle();
+  const got = p.sink.drain();
+  assert.deepEqual(got.map((r) => [r.typeUrl, r.names]), [[ENDPOINT_TYPE, ['outbound|8080||a.test']]]);
+});

@@ -43,6 +43,7 @@ export abstract class Connection<S extends Subscription = Subscription> {
   /** One response is being written; `budgeted` of its bytes count against the shared budget. */
   private writing = false;
   private budgeted = 0;
+  private parked = false;
   private writeId = 0;
   private writingSince = 0;
   private parkTimer?: NodeJS.Timeout;
@@ -152,17 +153,23 @@ export abstract class Connection<S extends Subscription = Subscription> {
     });
   }
 
-  /** The proxy is slow to take its response: keep waiting for it, outside the budget. */
+  /** The proxy is slow to take its response: keep waiting for it, outside the budget if there is room. */
   private park(): void {
-    if (!this.budgeted) return;
-    this.shared.budget.finished(this.budgeted);
-    this.budgeted = 0;
+    if (!this.budgeted || this.parked || this.closed) return;
+    if (this.shared.budget.park(this.budgeted)) this.parked = true;
+    else {
+      this.parkTimer = setTimeout(() => this.park(), PARK_AFTER_MS);
+      this.parkTimer.unref();
+    }
   }
 
   /** The response in flight has been written (or never will be): release its budget. */
   private written(): void {
     clearTimeout(this.parkTimer);
-    this.park();
+    if (this.parked) this.shared.budget.unpark(this.budgeted);
+    else if (this.budgeted) this.shared.budget.finished(this.budgeted);
+    this.budgeted = 0;
+    this.parked = false;
     this.writing = false;
   }
 

@@ -23,6 +23,7 @@ export interface Writer {
 export class WriteBudget {
   readonly limit: number;
   private inflight = 0;
+  private parked = 0;
   private readonly waiting = new Set<Writer>();
   private pumping = false;
 
@@ -51,6 +52,21 @@ export class WriteBudget {
     this.inflight -= bytes;
     inflightGauge.set({}, this.inflight);
     if (this.waiting.size && this.inflight < this.limit) this.pump();
+  }
+
+  /**
+   * A write is slow to leave: stop counting it, so that one slow proxy cannot stall the
+   * rest. Parked bytes are bounded too (by the same limit): false when there is no room.
+   */
+  park(bytes: number): boolean {
+    if (this.parked + bytes > this.limit) return false;
+    this.parked += bytes;
+    this.finished(bytes);
+    return true;
+  }
+
+  unpark(bytes: number): void {
+    this.parked -= bytes;
   }
 
   get inFlight(): number {

@@ -143,3 +143,16 @@ test('a proxy that missed generations gets what changed in all of them, and noth
   const got = p.sink.drain();
   assert.deepEqual(got.map((r) => [r.typeUrl, r.names]), [[ENDPOINT_TYPE, ['outbound|8080||a.test']]]);
 });
+
+test('a slow write parked outside the budget lets the others go, within a bound of its own', () => {
+  const budget = new WriteBudget(100);
+  const ws = [0, 1, 2].map(() => new FakeWriter(budget, 100));
+  for (const w of ws) w.flush();
+  assert.deepEqual(ws.map((w) => w.flushed), [1, 0, 0]);
+  assert.equal(budget.park(100), true);
+  assert.deepEqual(ws.map((w) => w.flushed), [1, 1, 0], 'the next one goes');
+  assert.equal(budget.park(100), false, 'parked bytes are bounded too');
+  budget.unpark(100);
+  assert.equal(budget.park(100), true);
+  assert.deepEqual(ws.map((w) => w.flushed), [1, 1, 1]);
+});

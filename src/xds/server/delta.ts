@@ -20,7 +20,7 @@ export class DeltaConnection extends Connection<DeltaSubscription> {
   private readonly seen = new Set<string>();
 
   protected newSubscription(typeUrl: TypeUrl): DeltaSubscription {
-    return new DeltaSubscription(typeUrl);
+    return new DeltaSubscription(typeUrl, this.shared.sets);
   }
 
   handle(req: DeltaDiscoveryRequest): void {
@@ -38,59 +38,51 @@ export class DeltaConnection extends Connection<DeltaSubscription> {
     const unsubscribe = req.resource_names_unsubscribe ?? [];
     if (first) {
       // What a reconnecting client already holds is not sent again.
-      for (const [n, v] of Object.entries(req.initial_resource_versions ?? {})) sub.sent.set(n, v);
+      const claims = Object.entries(req.initial_resource_versions ?? {});
+      if (claims.length) sub.claims = new Map(claims);
       if (subscribe.length === 0) sub.wildcard = true;
     }
-    let changed = first;
-    for (const n of subscribe) {
-      if (n === '*') sub.wildcard = true;
-      else if (!sub.names.has(n)) {
-        sub.names.add(n);
-        sub.pending.add(n);
-      }
-      changed = true;
-    }
-    for (const n of unsubscribe) {
-      if (n === '*') sub.wildcard = false;
-      else {
-        sub.names.delete(n);
-        if (!sub.wildcard) sub.sent.delete(n);
-      }
-      changed = true;
-    }
-    if (changed) this.markDirty(typeUrl, 'request');
+    sub.update(subscribe, unsubscribe);
+    if (first || subscribe.length || unsubscribe.length) this.markDirty(typeUrl, 'request');
   }
 
   protected compute(sub: DeltaSubscription, snap: ResourceSnapshot): { bytes: Buffer; resources: number } | null {
     const typeUrl = sub.typeUrl;
-    let desired: ReadonlyMap<string, Resource> | undefined;
-    if (sub.wildcard) {
-      const viewVersion = snap.view(this.proxy).versions[typeUrl];
-      if (viewVersion === sub.viewVersion && sub.pending.size === 0 && !sub.awaitingFirst) {
-        sub.syncedSeq = snap.seq;
-        return null;
-      }
-      sub.viewVersion = viewVersion;
-      desired = snap.wildcard(typeUrl, this.proxy);
-    }
+    const claims = sub.claims;
+    sub.claims = undefined;
     const toSend: Resource[] = [];
     const removed: string[] = [];
-    for (const n of sub.candidates(snap, this.proxy, this.shared.changes)) {
-      const r = desired ? desired.get(n) ?? (sub.names.has(n) ? snap.resolve(typeUrl, n, this.proxy) : undefined) : sub.names.has(n) ? snap.resolve(typeUrl, n, this.proxy) : undefined;
+    const holds = (n: string, r: Resource): boolean => claims?.get(n) === r.version;
+
+    if (sub.wildcard) {
+      const viewVersion = snap.view(this.proxy).versions[typeUrl];
+      if (viewVersion !== sub.viewVersion || sub.awaitingFirst || claims) {
+        sub.viewVersion = viewVersion;
+        const desired = snap.wildcard(typeUrl, this.proxy);
+        const before = sub.sentSet;
+        sub.sentSet = desired;
+        if (claims) {
+          for (const [n, r] of desired) if (!holds(n, r)) toSend.push(r);
+          for (const n of claims.keys()) if (!desired.has(n) && !sub.names.has(n)) removed.push(n);
+        } else {
+          const d = diffSets(before, desired);
+          toSend.push(...d.changed);
+          removed.push(...d.removed.filter((n) => !sub.names.has(n)));
+        }
+      }
+    }
+    // Pending and explicitly subscribed names (beyond what the wildcard set covered).
+    const covered = sub.wildcard ? sub.sentSet : undefined;
+    const sentNow = new Set(toSend.map((r) => r.name));
+    for (const n of sub.candidates(snap, this.shared.changes, claims !== undefined)) {
+      if (sentNow.has(n)) continue;
+      const r = covered?.get(n) ?? (sub.names.has(n) ? snap.resolve(typeUrl, n, this.proxy) : undefined);
       if (r) {
-        if (sub.sent.get(n) !== r.version) {
-          toSend.push(r);
-          sub.sent.set(n, r.version);
-        }
+        if (covered?.has(n) && !sub.pending.has(n)) continue;
+        if (!holds(n, r)) toSend.push(r);
       } else if (sub.names.has(n)) {
-        // Subscribed by name but absent: say so once, so clients need not wait for a timeout.
-        if (sub.sent.get(n) !== '') {
-          removed.push(n);
-          sub.sent.set(n, '');
-        }
-      } else if (sub.sent.has(n)) {
+        // Subscribed by name but absent: say so, so clients need not wait for a timeout.
         removed.push(n);
-        sub.sent.delete(n);
       }
     }
     sub.pending.clear();
@@ -103,4 +95,20 @@ export class DeltaConnection extends Connection<DeltaSubscription> {
     const bytes = encodeDeltaDiscoveryResponse(snap.model.version, toSend.map((r) => r.deltaBytes()), typeUrl, nonce, removed);
     return { bytes, resources: toSend.length };
   }
+}
+
+/** What changed between two sets of one class, computed once and shared by every proxy moving between them. */
+const diffs = new WeakMap<ReadonlyMap<string, Resource>, WeakMap<ReadonlyMap<string, Resource>, { changed: Resource[]; removed: string[] }>>();
+
+function diffSets(before: ReadonlyMap<string, Resource> | undefined, after: ReadonlyMap<string, Resource>): { changed: Resource[]; removed: string[] } {
+  if (!before) return { changed: [...after.values()], removed: [] };
+  let byAfter = diffs.get(before);
+  let d = byAfter?.get(after);
+  if (d) return d;
+  d = { changed: [], removed: [] };
+  for (const [n, r] of after) if (before.get(n)?.version !== r.version) d.changed.push(r);
+  for (const n of before.keys()) if (!after.has(n)) d.removed.push(n);
+  if (!byAfter) diffs.set(before, (byAfter = new WeakMap()));
+  byAfter.set(after, d);
+  return d;
 }

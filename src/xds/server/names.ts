@@ -92,3 +92,56 @@ export class NameTable {
     return this.lists.size;
   }
 }
+
+/**
+ * Interned name sets for Delta subscriptions: proxies subscribed to the same names share
+ * one set. Sets are compared by content within a bucket of equal size and total length.
+ */
+export class SetTable {
+  private readonly buckets = new Map<string, Set<string>[]>();
+  private readonly refs = new Map<ReadonlySet<string>, number>();
+
+  private static key(set: ReadonlySet<string>): string {
+    let len = 0;
+    for (const n of set) len += n.length;
+    return `${set.size}:${len}`;
+  }
+
+  /** The shared set equal to `set` (which the caller gives up); the caller owns one reference. */
+  acquire(set: Set<string>): ReadonlySet<string> {
+    const key = SetTable.key(set);
+    const bucket = this.buckets.get(key) ?? [];
+    let shared = bucket.find((s) => sameSet(s, set));
+    if (!shared) {
+      shared = set;
+      bucket.push(set);
+      this.buckets.set(key, bucket);
+    }
+    this.refs.set(shared, (this.refs.get(shared) ?? 0) + 1);
+    return shared;
+  }
+
+  release(set: ReadonlySet<string>): void {
+    const n = this.refs.get(set);
+    if (n === undefined) return;
+    if (n > 1) {
+      this.refs.set(set, n - 1);
+      return;
+    }
+    this.refs.delete(set);
+    const key = SetTable.key(set);
+    const bucket = (this.buckets.get(key) ?? []).filter((s) => s !== set);
+    if (bucket.length) this.buckets.set(key, bucket);
+    else this.buckets.delete(key);
+  }
+
+  get size(): number {
+    return this.refs.size;
+  }
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const n of a) if (!b.has(n)) return false;
+  return true;
+}

@@ -2,7 +2,7 @@
 // log, the interned name lists.
 import { metrics } from '../../metrics.ts';
 import type { TypeUrl } from '../resources.ts';
-import { NameTable } from './names.ts';
+import { NameTable, SetTable } from './names.ts';
 import type { ResourceSnapshot } from './types.ts';
 
 const inflightGauge = metrics.gauge('isthmus_xds_inflight_bytes', 'Bytes of xDS responses handed to streams and not yet written out.');
@@ -126,11 +126,12 @@ export interface Shared {
   readonly budget: WriteBudget;
   readonly changes: ChangeLog;
   readonly names: NameTable;
+  readonly sets: SetTable;
 }
 
 /** 64 MiB: a few full-state responses of a large mesh at a time. */
 export const DEFAULT_INFLIGHT_BYTES = 64 * 1024 * 1024;
 
 export function newShared(limit = DEFAULT_INFLIGHT_BYTES): Shared {
-  return { budget: new WriteBudget(limit), changes: new ChangeLog(), names: new NameTable() };
+  return { budget: new WriteBudget(limit), changes: new ChangeLog(), names: new NameTable(), sets: new SetTable() };
 }

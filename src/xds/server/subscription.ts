@@ -2,7 +2,7 @@
 import type { NackInfo, Resource, ResourceSnapshot, SyncStatus, TypeStatus } from './types.ts';
 import type { ProxyInfo } from '../proxy.ts';
 import { isStateOfWorldType, type TypeUrl } from '../resources.ts';
-import type { NameList, NameTable } from './names.ts';
+import type { NameList, NameTable, SetTable } from './names.ts';
 import type { ChangeLog } from './shared.ts';
 
 export abstract class Subscription {
@@ -178,25 +178,66 @@ export class SotwSubscription extends Subscription {
   }
 }
 
-/** Delta: explicit subscriptions and a version per resource the proxy holds. */
+/**
+ * Delta: explicit subscriptions (an interned set, shared by proxies subscribed to the same
+ * names) and, as for SotW, what the proxy holds implied by the generation it was synced to.
+ * Per-resource versions are kept only for what a reconnecting proxy says it holds, until
+ * its first response.
+ */
 export class DeltaSubscription extends Subscription {
-  readonly names = new Set<string>();
-  /** Name → version the proxy holds as far as we know; '' means told it does not exist. */
-  readonly sent = new Map<string, string>();
-  /** Names to look at on the next flush regardless of what changed in the model. */
+  private readonly table: SetTable;
+  names: ReadonlySet<string>;
+  /** Wildcard: the set last sent, shared with the snapshot it came from. */
+  sentSet?: ReadonlyMap<string, Resource>;
+  /** initial_resource_versions of a reconnecting proxy, until its first response. */
+  claims?: Map<string, string>;
+  /** Names to send on the next flush whatever changed in the model. */
   readonly pending = new Set<string>();
   /** Version of the wildcard set last reconciled. */
   viewVersion = '';
 
-  /** Names to reconcile against `snap`: only what changed, when the last reconcile was the generation before. */
-  candidates(snap: ResourceSnapshot, proxy: ProxyInfo, changes: ChangeLog): Iterable<string> {
-    if (this.wildcard) {
-      const all = new Set(snap.wildcard(this.typeUrl, proxy).keys());
-      for (const n of this.sent.keys()) all.add(n);
-      return all;
+  constructor(typeUrl: TypeUrl, table: SetTable) {
+    super(typeUrl);
+    this.table = table;
+    this.names = table.acquire(new Set());
+  }
+
+  /** Applies subscribe/unsubscribe; returns the names newly subscribed. */
+  update(subscribe: readonly string[], unsubscribe: readonly string[]): string[] {
+    const added: string[] = [];
+    let next: Set<string> | undefined;
+    for (const n of subscribe) {
+      if (n === '*') this.wildcard = true;
+      else if (!this.names.has(n) && !next?.has(n)) {
+        (next ??= new Set(this.names)).add(n);
+        added.push(n);
+      }
     }
-    const since = this.syncedSeq < 0 ? undefined : changes.since(this.typeUrl, this.syncedSeq, snap);
+    for (const n of unsubscribe) {
+      if (n === '*') this.wildcard = false;
+      else if (next?.has(n) ?? this.names.has(n)) {
+        (next ??= new Set(this.names)).delete(n);
+        this.pending.delete(n);
+      }
+    }
+    if (next) {
+      const old = this.names;
+      this.names = this.table.acquire(next);
+      this.table.release(old);
+    }
+    for (const n of added) this.pending.add(n);
+    return added;
+  }
+
+  /** Explicit names to reconcile: what is pending and what changed since the last sync, or all when that is not known. */
+  candidates(snap: ResourceSnapshot, changes: ChangeLog, reconnecting: boolean): Iterable<string> {
+    const since = this.syncedSeq < 0 || reconnecting ? undefined : changes.since(this.typeUrl, this.syncedSeq, snap);
     if (!since) return new Set([...this.names, ...this.pending]);
+    if (!this.pending.size) {
+      const out: string[] = [];
+      for (const n of since) if (this.names.has(n)) out.push(n);
+      return out;
+    }
     const out = new Set(this.pending);
     for (const n of since) if (this.names.has(n)) out.add(n);
     return out;
@@ -206,15 +247,22 @@ export class DeltaSubscription extends Subscription {
     let any = false;
     for (const n of names) {
       if (!this.names.has(n) && !this.wildcard) continue;
-      this.sent.delete(n);
       this.pending.add(n);
       any = true;
     }
     return any;
   }
 
-  held(): Map<string, string> {
-    return new Map([...this.sent].filter(([, v]) => v));
+  held(snap: ResourceSnapshot | undefined, proxy: ProxyInfo): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const [n, r] of this.sentSet ?? []) out.set(n, r.version);
+    if (!snap || this.syncedSeq < 0) return out;
+    for (const n of this.names) {
+      if (this.pending.has(n) || out.has(n)) continue;
+      const r = snap.resolve(this.typeUrl, n, proxy);
+      if (r) out.set(n, this.syncedSeq === snap.seq ? r.version : 'stale');
+    }
+    return out;
   }
 
   protected subscribed(): number {
@@ -222,8 +270,11 @@ export class DeltaSubscription extends Subscription {
   }
 
   protected heldCount(): number {
-    let n = 0;
-    for (const v of this.sent.values()) if (v) n++;
-    return n;
+    if (this.syncedSeq < 0) return 0;
+    return (this.sentSet?.size ?? 0) + Math.max(0, this.names.size - this.pending.size);
+  }
+
+  dispose(): void {
+    this.table.release(this.names);
   }
 }

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLUSTER_TYPE, ENDPOINT_TYPE } from '../../../src/xds/resources.ts';
 import { DeltaConnection } from '../../../src/xds/server/delta.ts';
+import { newShared } from '../../../src/xds/server/shared.ts';
 import { endpoint, model, proxy, service, settle, Sink, Source } from './fixtures.ts';
 
 const A = 'outbound|8080||a.test';
@@ -69,4 +70,29 @@ test('named subscriptions: subscribe, absent names, unsubscribe', async () => {
   conn.onSnapshot();
   await settle();
   assert.deepEqual(sink.drain(), []);
+});
+
+test('proxies subscribed to the same names share one set; a reconnecting proxy gets only what it lacks', async () => {
+  const src = new Source();
+  src.publish(services(['a.test', 'b.test', 'c.test']));
+  const shared = newShared();
+  const open = async (init: Record<string, string> = {}) => {
+    const sink = new Sink(true);
+    const conn = new DeltaConnection(proxy('d'), 'test', sink, src, {}, shared);
+    conn.handle({ type_url: ENDPOINT_TYPE, resource_names_subscribe: [A, B, C], initial_resource_versions: init });
+    await settle();
+    return { sink, conn };
+  };
+  const one = await open();
+  const two = await open();
+  const [r1] = one.sink.drain();
+  assert.deepEqual(r1!.names.sort(), [A, B, C]);
+  assert.equal(shared.sets.size, 1, 'one set {A, B, C} for both');
+  // b.test's endpoints move; a proxy that held all three at the old versions reconnects.
+  src.publish(model([service('a.test'), service('b.test'), service('c.test')], [endpoint('a.test', '10.0.0.1'), endpoint('b.test', '10.0.0.9'), endpoint('c.test', '10.0.0.1')]));
+  const three = await open(r1!.versions);
+  const [r3] = three.sink.drain();
+  assert.deepEqual(r3!.names, [B]);
+  for (const c of [one, two, three]) c.conn.close();
+  assert.equal(shared.sets.size, 0);
 });

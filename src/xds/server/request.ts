@@ -88,6 +88,11 @@ export function decodeDiscoveryRequest(buf: Buffer): RawDiscoveryRequest {
       case 3: {
         expect(wire, 2, 'resource_names');
         r.span();
+        // Names come back to back, thousands per EDS ACK: skip over the run in one tight loop.
+        while (r.pos < r.end && buf[r.pos] === 0x1a) {
+          r.pos++;
+          r.span();
+        }
         if (namesStart < 0) [namesStart, namesEnd] = [tagStart, r.pos];
         else if (namesEnd === tagStart && !scattered) namesEnd = r.pos;
         else (scattered ??= [buf.subarray(namesStart, namesEnd)]).push(buf.subarray(tagStart, r.pos));

@@ -54,7 +54,7 @@ export type ToChild =
 
 // isthmus-child.ts → run.ts
 export type FromChild =
-  | { type: 'ready'; xdsPort: number; adminPort: number; buildMs: number }
+  | { type: 'ready'; xdsPort: number; adminPort: number; buildMs: number; t: number }
   | { type: 'pong'; id: number; t: number }
   | { type: 'changed'; id: number; cluster: string; tApply: number; tSet: number }
   | { type: 'snapshot'; seq: number; t: number; buildMs: number }
@@ -66,13 +66,35 @@ export type ToSim =
   | { type: 'ping'; id: number }
   | { type: 'connect' }
   | { type: 'marker'; id: number; cluster: string; address: string }
+  /** The server is about to be restarted: stream failures are expected, reconnects count for `id`. */
+  | { type: 'storm'; id: number }
+  | { type: 'status'; id: number }
   | { type: 'memory'; id: number };
+
+/**
+ * How far the simulated proxies are. live: streams open on a connected session (since the
+ * armed restart, if any), the last of them opened at lastLive; holding: proxies holding the full config; resynced: proxies that got
+ * all four types again on their new stream; lastEvent: last reconnect or response since then.
+ */
+export interface SimStatus {
+  connected: number;
+  synced: number;
+  failed: number;
+  live: number;
+  lastLive: number;
+  holding: number;
+  resynced: number;
+  lastEvent: number;
+}
 
 // sim-proxies.ts → run.ts
 export type FromSim =
   | { type: 'started' }
   | { type: 'pong'; id: number; t: number }
-  | { type: 'progress'; connected: number; synced: number; failed: number }
+  | ({ type: 'progress' } & SimStatus)
+  | ({ type: 'status'; id: number } & SimStatus)
+  | { type: 'storm-armed'; id: number }
+  | { type: 'resynced'; id: number; times: number[] }
   | { type: 'synced'; tStart: number; times: number[] }
   | { type: 'armed'; id: number }
   | { type: 'received'; id: number; times: number[] }

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { MemCgroup } from './cgroup.ts';
 import { Peer } from './procs.ts';
 
 const SOURCE = path.join(path.dirname(new URL(import.meta.url).pathname), 'gcp');
@@ -13,7 +14,7 @@ const CACHE = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.
 export type ToGcp = { type: 'ping'; id: number } | { type: 'change'; id: number; service: number; endpoint: number; address: string };
 
 export type FromGcp =
-  | { type: 'ready'; xdsPort: number }
+  | { type: 'ready'; xdsPort: number; t: number }
   | { type: 'pong'; id: number; t: number }
   | { type: 'changed'; id: number; tApply: number; tSet: number }
   | { type: 'error'; message: string };
@@ -22,7 +23,7 @@ function parse(line: string): FromGcp | undefined {
   const f = line.trim().split(/\s+/);
   switch (f[0]) {
     case 'ready':
-      return { type: 'ready', xdsPort: Number(f[1]) };
+      return { type: 'ready', xdsPort: Number(f[1]), t: Number(f[2]) };
     case 'pong':
       return { type: 'pong', id: Number(f[1]), t: Number(f[2]) };
     case 'changed':
@@ -57,7 +58,12 @@ export function buildGcp(log: (line: string) => void): string {
   return bin;
 }
 
-/** eds: 'linear' (a LinearCache for EDS, as go-control-plane recommends) or 'snapshot' (one SnapshotCache). */
-export function startGcp(bin: string, S: number, E: number, eds: 'linear' | 'snapshot', logFile: string): Peer<FromGcp, ToGcp> {
-  return new Peer<FromGcp, ToGcp>('go-control-plane', bin, ['-services', String(S), '-endpoints', String(E), '-eds', eds], logFile, [], { parse, encode });
+/**
+ * eds: 'linear' (a LinearCache for EDS, as go-control-plane recommends) or 'snapshot' (one
+ * SnapshotCache). port 0: any free one (a restarted peer gets the port of the one before);
+ * apply: the endpoint changes made so far, "K:J:ADDRESS,…".
+ */
+export function startGcp(bin: string, S: number, E: number, eds: 'linear' | 'snapshot', logFile: string, port = 0, cgroup?: MemCgroup, apply = ''): Peer<FromGcp, ToGcp> {
+  const args = ['-services', String(S), '-endpoints', String(E), '-eds', eds, '-port', String(port), ...(apply ? ['-apply', apply] : [])];
+  return new Peer<FromGcp, ToGcp>('go-control-plane', bin, args, logFile, [], { parse, encode }, cgroup);
 }

@@ -1,5 +1,8 @@
 // Isthmus in its own process over a synthetic MemoryRegistry, driven over IPC by bench/run.ts.
-// Usage (forked): isthmus-child.ts --services S --endpoints E
+// Usage (forked): isthmus-child.ts --services S --endpoints E [--xds-port N] [--admin-port N]
+//                 [--apply K:J:ADDRESS,…]
+// Ports default to any free one; a restarted child is given the ports of the one it replaces,
+// and with --apply the endpoint changes made so far (the registry kept them while it was down).
 import { parseArgs } from 'node:util';
 import { Isthmus, DEFAULTS } from '../src/server.ts';
 import { MemoryRegistry } from '../src/registries/memory.ts';
@@ -12,7 +15,9 @@ function send(m: FromChild): void {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { services: { type: 'string' }, endpoints: { type: 'string' } } });
+  const { values } = parseArgs({
+    options: { services: { type: 'string' }, endpoints: { type: 'string' }, 'xds-port': { type: 'string', default: '0' }, 'admin-port': { type: 'string', default: '0' }, apply: { type: 'string', default: '' } },
+  });
   const S = Number(values.services);
   const E = Number(values.endpoints);
   if (!(S > 0 && E > 0)) throw new Error('--services and --endpoints must be positive');
@@ -21,13 +26,18 @@ async function main(): Promise<void> {
   const model = benchModel(S, E);
   const services = model.services;
   let endpoints: Endpoint[] = model.endpoints;
+  for (const c of values.apply ? values.apply.split(',') : []) {
+    const [k, j, address] = c.split(':');
+    const i = Number(k) * E + (Number(j) % E);
+    endpoints[i] = { ...endpoints[i]!, address: address! };
+  }
   const registry = new MemoryRegistry(REGISTRY);
   registry.set({ services, endpoints });
 
   const isthmus = new Isthmus({
     registries: [registry],
-    xdsAddress: '127.0.0.1:0',
-    adminAddress: '127.0.0.1:0',
+    xdsAddress: `127.0.0.1:${Number(values['xds-port'])}`,
+    adminAddress: `127.0.0.1:${Number(values['admin-port'])}`,
     debounceQuietMs: DEFAULTS.debounceQuietMs,
     debounceMaxMs: DEFAULTS.debounceMaxMs,
     syncTimeoutMs: DEFAULTS.syncTimeoutMs,
@@ -49,7 +59,7 @@ async function main(): Promise<void> {
   let ready = false;
   const sendReady = (): void => {
     ready = true;
-    send({ type: 'ready', xdsPort: isthmus.xdsPort, adminPort: isthmus.adminPort, buildMs: lastBuildMs });
+    send({ type: 'ready', xdsPort: isthmus.xdsPort, adminPort: isthmus.adminPort, buildMs: lastBuildMs, t: now() });
   };
   isthmus.snapshots.subscribe((g) => {
     const t = now();

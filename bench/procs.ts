@@ -2,6 +2,7 @@
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import readline from 'node:readline';
+import type { MemCgroup } from './cgroup.ts';
 import { now } from './messages.ts';
 
 interface Waiter<In> {
@@ -18,7 +19,18 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-export class Peer<In extends { type: string }, Out> {
+/** What is read of a process whatever it speaks: how it went, and the group it ran in. */
+export interface Proc {
+  readonly name: string;
+  readonly pid: number;
+  readonly lost: Promise<never>;
+  readonly failure: string | undefined;
+  readonly exitSignal?: NodeJS.Signals | null;
+  readonly killedByUs: boolean;
+  readonly cgroup?: MemCgroup;
+}
+
+export class Peer<In extends { type: string }, Out> implements Proc {
   readonly name: string;
   readonly logFile: string;
   private readonly child: ChildProcess;
@@ -26,6 +38,15 @@ export class Peer<In extends { type: string }, Out> {
   private readonly waiters = new Set<Waiter<In>>();
   private dead?: string;
   private readonly exited: Promise<void>;
+  /** How it exited, once it has. */
+  exitSignal?: NodeJS.Signals | null;
+  /** It was killed on purpose (kill()), not by the kernel or a crash. */
+  killedByUs = false;
+  /** Rejects (with why) when it exits or reports an error: race it against waits on others. */
+  readonly lost: Promise<never>;
+  private markLost: (e: Error) => void = () => undefined;
+  /** The memory group it runs in, if any. */
+  readonly cgroup?: MemCgroup;
   /** Called for every message, before waiters see it (progress lines). */
   onMessage?: (m: In) => void;
 
@@ -36,9 +57,20 @@ export class Peer<In extends { type: string }, Out> {
    * A forked Node script speaking IPC or, with `lines`, a program speaking one message a
    * line on stdin/stdout (stderr goes to the log).
    */
-  constructor(name: string, script: string, args: string[], logFile: string, execArgv: string[] = [], lines?: { parse: (line: string) => In | undefined; encode: (m: Out) => string }) {
+  constructor(
+    name: string,
+    script: string,
+    args: string[],
+    logFile: string,
+    execArgv: string[] = [],
+    lines?: { parse: (line: string) => In | undefined; encode: (m: Out) => string },
+    cgroup?: MemCgroup,
+  ) {
     this.name = name;
     this.logFile = logFile;
+    this.cgroup = cgroup;
+    this.lost = new Promise<never>((_, reject) => (this.markLost = reject));
+    this.lost.catch(() => undefined);
     const fd = fs.openSync(logFile, 'a');
     if (lines) {
       this.child = spawn(script, args, { stdio: ['pipe', 'pipe', fd] });
@@ -54,9 +86,12 @@ export class Peer<In extends { type: string }, Out> {
     }
     fs.closeSync(fd);
     live.add(this.child);
+    // At once, before the child has allocated much: what it allocated before stays outside.
+    if (cgroup && this.child.pid) cgroup.add(this.child.pid);
     this.exited = new Promise((resolve) =>
       this.child.once('exit', (code, signal) => {
         live.delete(this.child);
+        this.exitSignal = signal;
         this.die(`${name} exited (code ${code}, signal ${signal}); log: ${logFile}`);
         resolve();
       }),
@@ -80,6 +115,7 @@ export class Peer<In extends { type: string }, Out> {
 
   private die(why: string): void {
     this.dead ??= why;
+    this.markLost(new Error(this.dead));
     for (const w of this.waiters) {
       clearTimeout(w.timer);
       w.reject(new Error(this.dead));
@@ -133,6 +169,14 @@ export class Peer<In extends { type: string }, Out> {
       if (t1 - t0 < best.rtt) best = { offset: pong.t - (t0 + t1) / 2, rtt: t1 - t0 };
     }
     return best;
+  }
+
+  /** Kills it at once (SIGKILL), as a crash would, and waits for it to be gone. */
+  async kill(): Promise<void> {
+    if (!live.has(this.child)) return;
+    this.killedByUs = true;
+    this.child.kill('SIGKILL');
+    await this.exited;
   }
 
   /** Asks it to go (disconnect, SIGTERM), then kills it if it is still there after `graceMs`. */

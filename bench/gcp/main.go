@@ -11,7 +11,7 @@
 //
 // Control over stdin/stdout, one line each:
 //
-//	→ ready PORT                       (once, after listening on 127.0.0.1:PORT)
+//	→ ready PORT EPOCH_MS              (once, after listening on 127.0.0.1:PORT; -port 0: any free)
 //	← ping ID                          → pong ID EPOCH_MS
 //	← change ID K J ADDRESS            → changed ID T_APPLY_MS T_SET_MS
 //	  (endpoint J of service K gets ADDRESS: a new EDS version; CDS, LDS, RDS keep theirs)
@@ -203,6 +203,8 @@ func main() {
 	E := flag.Int("endpoints", 0, "endpoints per service E")
 	dump := flag.Bool("dump", false, "print every resource as TYPE_URL BASE64 and exit")
 	eds := flag.String("eds", "linear", "EDS cache: linear or snapshot")
+	listenPort := flag.Int("port", 0, "xDS port on 127.0.0.1 (0: any free one)")
+	apply := flag.String("apply", "", "endpoint changes made before start, K:J:ADDRESS,… (a restart keeps them)")
 	flag.Parse()
 	if *S <= 0 || *E <= 0 {
 		log.Fatal("-services and -endpoints must be positive")
@@ -220,6 +222,14 @@ func main() {
 		for j := range *E {
 			addrs[k][j] = address(k**E + j + 1)
 		}
+	}
+	for _, c := range strings.FieldsFunc(*apply, func(r rune) bool { return r == ',' }) {
+		f := strings.Split(c, ":")
+		k, _ := strconv.Atoi(f[0])
+		j, _ := strconv.Atoi(f[1])
+		addrs[k][j%*E] = f[2]
+	}
+	for k := range *S {
 		clusters[k] = makeCluster(k)
 		assignments[k] = makeAssignment(k, addrs[k])
 	}
@@ -283,7 +293,7 @@ func main() {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	)
 	discovery.RegisterAggregatedDiscoveryServiceServer(g, xds)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", *listenPort))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -297,7 +307,7 @@ func main() {
 		fmt.Fprintf(out, format+"\n", a...)
 		out.Flush()
 	}
-	say("ready %d", lis.Addr().(*net.TCPAddr).Port)
+	say("ready %d %s", lis.Addr().(*net.TCPAddr).Port, epochMs())
 
 	version := 1
 	in := bufio.NewScanner(os.Stdin)

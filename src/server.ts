@@ -140,7 +140,7 @@ export class Isthmus implements SnapshotSource {
       this.accepted
         .pipe(
           debounceWithMax(this.opts.debounceQuietMs, this.opts.debounceMaxMs),
-          map((states) => mergeStates(states)),
+          map((states) => mergeStates(states, this.latestModel)),
           tap((m) => {
             this.latestModel = m;
             this.modelSubject.next(m);

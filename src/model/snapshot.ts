@@ -1,6 +1,45 @@
 import type { DestinationRule, VirtualService } from './rules.ts';
 import type { Endpoint, Rejection, RegistryState, RpcInterface, Service } from './types.ts';
+import { createHash, type Hash } from 'node:crypto';
 import { canonicalJson, contentHash } from './hash.ts';
+
+// Hashes memoised by object identity. Model objects are never mutated (readonly types; a
+// registry change makes new objects), so a hit is never stale. Endpoint lists are only
+// memoised when frozen: a caller's mutable array could change after it was hashed.
+const serviceHashMemo = new WeakMap<Service, string>();
+const endpointListMemo = new WeakMap<readonly Endpoint[], { readonly sorted: readonly Endpoint[]; readonly hash: string }>();
+const rulesHashMemo = new WeakMap<readonly VirtualService[], { readonly drs: readonly DestinationRule[]; readonly hash: string }>();
+
+const NO_ENDPOINTS: readonly Endpoint[] = Object.freeze([]);
+
+/** Hash of a service definition (its origin aside). */
+function serviceHash(svc: Service): string {
+  let h = serviceHashMemo.get(svc);
+  if (h === undefined) {
+    h = contentHash(canonicalJson({ ...svc, origin: undefined }));
+    serviceHashMemo.set(svc, h);
+  }
+  return h;
+}
+
+/** A service's endpoints in a stable order, and their hash (origin reduced to the registry). */
+function endpointList(list: readonly Endpoint[]): { readonly sorted: readonly Endpoint[]; readonly hash: string } {
+  const hit = endpointListMemo.get(list);
+  if (hit) return hit;
+  const sorted = Object.freeze([...list].sort(compareEndpoints));
+  const r = { sorted, hash: contentHash(canonicalJson(sorted.map((e) => ({ ...e, origin: { registry: e.origin.registry } })))) };
+  if (Object.isFrozen(list)) endpointListMemo.set(list, r);
+  return r;
+}
+
+function hashRules(vss: readonly VirtualService[], drs: readonly DestinationRule[]): string {
+  const hit = rulesHashMemo.get(vss);
+  if (hit && hit.drs === drs) return hit.hash;
+  const specs = (rules: readonly { namespace: string; name: string; spec: unknown }[]): unknown[] => rules.map((r) => [r.namespace, r.name, r.spec]);
+  const hash = contentHash(canonicalJson([specs(vss), specs(drs)]));
+  if (Object.isFrozen(vss) && Object.isFrozen(drs)) rulesHashMemo.set(vss, { drs, hash });
+  return hash;
+}
 
 export interface RegistryStatus {
   readonly id: string;
@@ -46,40 +85,58 @@ export class ModelSnapshot {
   /** Hash of the accepted rules: a rule change rebuilds routes and clusters. */
   readonly rulesHash: string;
 
+  /** The version's hash fed with the service hashes: the next snapshot with the same services goes on from a copy. */
+  readonly #versionHead: Hash;
+
   constructor(init: {
-    services: Map<string, Service>;
-    endpoints: Map<string, Endpoint[]>;
+    services: ReadonlyMap<string, Service>;
+    /** Frozen lists are sorted and hashed once per list object (see endpointList). */
+    endpoints: ReadonlyMap<string, readonly Endpoint[]>;
     registries: RegistryStatus[];
-    conflicts: Conflict[];
+    conflicts: readonly Conflict[];
     rules?: {
       virtualServices: readonly VirtualService[];
       destinationRules: readonly DestinationRule[];
       rejections: readonly Rejection[];
       warnings: readonly Rejection[];
     };
+    /** When `services` is this snapshot's own map, what was derived from it is reused. */
+    previous?: ModelSnapshot;
   }) {
-    const hostnames = [...init.services.keys()].sort();
-    const services = new Map<string, Service>();
-    const endpoints = new Map<string, readonly Endpoint[]>();
-    const aliases = new Map<string, string>();
-    const interfaces = new Map<string, { service: string; iface: RpcInterface }>();
-    const serviceHashes = new Map<string, string>();
-    const endpointHashes = new Map<string, string>();
-    for (const h of hostnames) {
-      const svc = init.services.get(h)!;
-      services.set(h, svc);
-      for (const a of svc.aliases) aliases.set(a, h);
-      for (const i of svc.interfaces) interfaces.set(i.hostname, { service: h, iface: i });
-      const eps = [...(init.endpoints.get(h) ?? [])].sort(compareEndpoints);
-      endpoints.set(h, Object.freeze(eps));
-      serviceHashes.set(h, contentHash(canonicalJson({ ...svc, origin: undefined })));
-      endpointHashes.set(h, contentHash(canonicalJson(eps.map((e) => ({ ...e, origin: { registry: e.origin.registry } })))));
+    const prev = init.previous;
+    if (prev && init.services === prev.services) {
+      this.services = prev.services;
+      this.aliases = prev.aliases;
+      this.interfaces = prev.interfaces;
+      this.serviceHashes = prev.serviceHashes;
+      this.#versionHead = prev.#versionHead;
+    } else {
+      const services = new Map<string, Service>();
+      const aliases = new Map<string, string>();
+      const interfaces = new Map<string, { service: string; iface: RpcInterface }>();
+      const serviceHashes = new Map<string, string>();
+      for (const h of [...init.services.keys()].sort()) {
+        const svc = init.services.get(h)!;
+        services.set(h, svc);
+        for (const a of svc.aliases) aliases.set(a, h);
+        for (const i of svc.interfaces) interfaces.set(i.hostname, { service: h, iface: i });
+        serviceHashes.set(h, serviceHash(svc));
+      }
+      this.services = services;
+      this.aliases = aliases;
+      this.interfaces = interfaces;
+      this.serviceHashes = serviceHashes;
+      const text = pairsJson(serviceHashes);
+      this.#versionHead = createHash('sha256').update(text ? `[${text},` : '[');
     }
-    this.services = services;
+    const endpoints = new Map<string, readonly Endpoint[]>();
+    const endpointHashes = new Map<string, string>();
+    for (const h of this.services.keys()) {
+      const eps = endpointList(init.endpoints.get(h) ?? NO_ENDPOINTS);
+      endpoints.set(h, eps.sorted);
+      endpointHashes.set(h, eps.hash);
+    }
     this.endpoints = endpoints;
-    this.aliases = aliases;
-    this.interfaces = interfaces;
-    this.serviceHashes = serviceHashes;
     this.endpointHashes = endpointHashes;
     this.registries = init.registries;
     this.conflicts = init.conflicts;
@@ -87,9 +144,14 @@ export class ModelSnapshot {
     this.destinationRules = init.rules?.destinationRules ?? [];
     this.ruleRejections = init.rules?.rejections ?? [];
     this.ruleWarnings = init.rules?.warnings ?? [];
-    const specs = (rules: readonly { namespace: string; name: string; spec: unknown }[]): unknown[] => rules.map((r) => [r.namespace, r.name, r.spec]);
-    this.rulesHash = contentHash(canonicalJson([specs(this.virtualServices), specs(this.destinationRules)]));
-    this.version = contentHash(canonicalJson([...serviceHashes, ...endpointHashes, this.rulesHash]));
+    this.rulesHash = hashRules(this.virtualServices, this.destinationRules);
+    // contentHash(canonicalJson([...serviceHashes, ...endpointHashes, rulesHash])), hashed in two parts.
+    const tail = pairsJson(endpointHashes);
+    this.version = this.#versionHead
+      .copy()
+      .update(`${tail ? `${tail},` : ''}${JSON.stringify(this.rulesHash)}]`)
+      .digest('base64url')
+      .slice(0, 16);
     Object.freeze(this);
   }
 
@@ -117,6 +179,11 @@ export class ModelSnapshot {
       services: [...this.services.values()].map((s) => ({ ...s, endpoints: this.endpoints.get(s.hostname) ?? [] })),
     };
   }
+}
+
+/** Map entries as JSON array items, without the brackets: `["k","v"],...`. */
+function pairsJson(m: ReadonlyMap<string, string>): string {
+  return JSON.stringify([...m]).slice(1, -1);
 }
 
 function compareEndpoints(a: Endpoint, b: Endpoint): number {

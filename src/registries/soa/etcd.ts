@@ -11,7 +11,7 @@ import type { Registry } from '../../model/registry.ts';
 import type { RegistryState, Rejection } from '../../model/types.ts';
 import { logger } from '../../log.ts';
 import { metrics } from '../../metrics.ts';
-import { mapProviders } from './mapping.ts';
+import { SoaMapper } from './mapping.ts';
 import { parseProviderKey, type Provider, ProviderError } from './provider.ts';
 
 export interface EtcdRegistryOptions {
@@ -121,11 +121,14 @@ class EtcdWatch {
   private loggedConflicts = new Set<string>();
   /** null until the first state is reported, so the first sync is logged too. */
   private lastLoggedError: string | undefined | null = null;
+  /** Remembers the last mapping: a change re-maps only the applications it touches. */
+  private readonly mapper: SoaMapper;
 
   constructor(s: Settings, emit: (s: RegistryState) => void) {
     this.s = s;
     this.emit = emit;
     this.prefix = s.root === '/' ? '/' : `${s.root}/`;
+    this.mapper = new SoaMapper({ registry: s.id, namespace: s.namespace, ...(s.zone ? { zone: s.zone } : {}) });
   }
 
   start(): void {
@@ -348,7 +351,7 @@ class EtcdWatch {
       else rejections.push(e.rejection);
     }
     rejections.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
-    const model = mapProviders(providers, { registry: this.s.id, namespace: this.s.namespace, ...(this.s.zone ? { zone: this.s.zone } : {}) });
+    const model = this.mapper.map(providers);
     const state: RegistryState = {
       id: this.s.id,
       synced: this.synced,

@@ -1,6 +1,7 @@
 // Providers → model. Providers with the same application form one service; each interface
 // (with version and group) becomes a first-class name of it, with its own provider set.
 import type { Endpoint, Protocol, Rejection, RpcInterface, Service, ServicePort } from '../../model/types.ts';
+import { canonicalJson } from '../../model/hash.ts';
 import { applicationHostname, DEFAULT_ZONE, interfaceHostname, NamingError } from '../../model/naming.ts';
 import type { Provider } from './provider.ts';
 
@@ -18,6 +19,13 @@ export interface SoaModel {
   readonly rejections: Rejection[];
 }
 
+/** A SoaMapper's output: arrays it may hand out again, so never to be modified. */
+export interface MappedProviders {
+  readonly services: readonly Service[];
+  readonly endpoints: readonly Endpoint[];
+  readonly rejections: readonly Rejection[];
+}
+
 /** URL protocols and how Envoy can carry them. Unknown ones are opaque TCP. */
 const PROTOCOL_OF: Readonly<Record<string, Protocol>> = { tri: 'GRPC', grpc: 'GRPC', http: 'HTTP', rest: 'HTTP', h2: 'HTTP2', h2c: 'HTTP2' };
 
@@ -29,58 +37,162 @@ function ifaceKey(p: Provider): string {
   return `${p.interface}:${p.version ?? ''}:${p.group ?? ''}`;
 }
 
+/** Maps a set of providers once. A registry keeps a SoaMapper instead, so that a change costs what changed. */
 export function mapProviders(providers: readonly Provider[], opts: SoaMappingOptions): SoaModel {
-  const zone = opts.zone ?? DEFAULT_ZONE;
-  const namespace = opts.namespace ?? 'default';
-  const rejections: Rejection[] = [];
-  const reject = (p: Provider, field: string, reason: string): void => {
-    rejections.push({ source: p.key, kind: 'provider', name: p.interface, field, reason });
-  };
+  const m = new SoaMapper(opts).map(providers);
+  return { services: [...m.services], endpoints: [...m.endpoints], rejections: [...m.rejections] };
+}
 
-  // Canonical names, and who claims each: an interface name claimed by two different
-  // interfaces (or by two applications) is reported for all of them and served by none.
-  const hostOf = new Map<string, string>();
-  const claims = new Map<string, Set<string>>();
-  const apps = new Map<string, Provider[]>();
-  for (const p of [...providers].sort((a, b) => (a.key < b.key ? -1 : 1))) {
-    let host: string;
-    let appHost: string;
-    try {
-      host = interfaceHostname(p.interface, p.version, p.group, zone);
-      appHost = applicationHostname(p.application, zone);
-    } catch (e) {
-      if (e instanceof NamingError) {
-        reject(p, 'interface', e.message);
+type Naming = { readonly host: string; readonly appHost: string } | { readonly error: string };
+
+/** What one application mapped to, and what that depended on. */
+interface AppResult {
+  /** Its providers, in key order. */
+  readonly list: readonly Provider[];
+  /** Hostname → the distinct claims the application makes on it. */
+  readonly claims: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Which of its names were contested by anyone. */
+  contested?: string;
+  service?: Service;
+  endpoints?: readonly Endpoint[];
+  rejections?: readonly Rejection[];
+}
+
+/**
+ * Providers → model, remembering the last mapping: an application whose provider objects
+ * and contested names are unchanged keeps its Service and Endpoint objects, and unchanged
+ * output arrays are the previous ones, so the model downstream sees only what changed.
+ * Provider objects are never mutated (registries replace a changed key's provider).
+ */
+export class SoaMapper {
+  private readonly opts: SoaMappingOptions;
+  private readonly zone: string;
+  private readonly names = new WeakMap<Provider, Naming>();
+  private apps = new Map<string, AppResult>();
+  private last?: MappedProviders;
+
+  constructor(opts: SoaMappingOptions) {
+    this.opts = opts;
+    this.zone = opts.zone ?? DEFAULT_ZONE;
+  }
+
+  private naming(p: Provider): Naming {
+    let n = this.names.get(p);
+    if (!n) {
+      try {
+        n = { host: interfaceHostname(p.interface, p.version, p.group, this.zone), appHost: applicationHostname(p.application, this.zone) };
+      } catch (e) {
+        if (!(e instanceof NamingError)) throw e;
+        n = { error: e.message };
+      }
+      this.names.set(p, n);
+    }
+    return n;
+  }
+
+  map(providers: readonly Provider[]): MappedProviders {
+    const rejections: Rejection[] = [];
+    const reject = (p: Provider, field: string, reason: string): void => {
+      rejections.push({ source: p.key, kind: 'provider', name: p.interface, field, reason });
+    };
+    const hostOf = (p: Provider): string => (this.naming(p) as { host: string }).host;
+
+    // Canonical names, and who claims each: an interface name claimed by two different
+    // interfaces (or by two applications) is reported for all of them and served by none.
+    const sorted = [...providers].sort((a, b) => (a.key < b.key ? -1 : 1));
+    const lists = new Map<string, Provider[]>();
+    for (const p of sorted) {
+      const n = this.naming(p);
+      if ('error' in n) {
+        reject(p, 'interface', n.error);
         continue;
       }
-      throw e;
+      const list = lists.get(p.application);
+      if (list) list.push(p);
+      else lists.set(p.application, [p]);
     }
-    hostOf.set(ifaceKey(p), host);
-    const claim = `${p.application}|${ifaceKey(p)}`;
-    (claims.get(host) ?? claims.set(host, new Set()).get(host)!).add(claim);
-    (claims.get(appHost) ?? claims.set(appHost, new Set()).get(appHost)!).add(`${p.application}|`);
-    const list = apps.get(p.application);
-    if (list) list.push(p);
-    else apps.set(p.application, [p]);
-  }
-  const contested = new Set([...claims].filter(([, c]) => c.size > 1).map(([h]) => h));
-  for (const list of apps.values()) {
-    for (const p of list) {
-      const host = hostOf.get(ifaceKey(p))!;
-      if (contested.has(host)) {
-        const others = [...claims.get(host)!].filter((c) => c !== `${p.application}|${ifaceKey(p)}`).map(describeClaim);
-        reject(p, 'interface', `name ${host} is also claimed by ${others.join(', ')}; neither is served under it`);
+    const apps = new Map<string, AppResult>();
+    const owner = new Map<string, string>();
+    const contested = new Set<string>();
+    for (const [application, list] of lists) {
+      const before = this.apps.get(application);
+      const app: AppResult = before && sameItems(before.list, list) ? before : { list, claims: appClaims(application, list, hostOf, (this.naming(list[0]!) as { appHost: string }).appHost) };
+      apps.set(application, app);
+      for (const [host, claims] of app.claims) {
+        if (claims.size > 1) contested.add(host);
+        // Claims of different applications always differ.
+        const first = owner.get(host);
+        if (first === undefined) owner.set(host, application);
+        else if (first !== application) contested.add(host);
       }
     }
+    if (contested.size) {
+      // Who claims each contested name, in key order, for the messages.
+      const claims = new Map<string, Set<string>>();
+      const add = (host: string, claim: string): void => {
+        if (contested.has(host)) (claims.get(host) ?? claims.set(host, new Set()).get(host)!).add(claim);
+      };
+      for (const p of sorted) {
+        const n = this.naming(p);
+        if ('error' in n) continue;
+        add(n.host, `${p.application}|${ifaceKey(p)}`);
+        add(n.appHost, `${p.application}|`);
+      }
+      for (const { list } of apps.values()) {
+        for (const p of list) {
+          const host = hostOf(p);
+          if (contested.has(host)) {
+            const others = [...claims.get(host)!].filter((c) => c !== `${p.application}|${ifaceKey(p)}`).map(describeClaim);
+            reject(p, 'interface', `name ${host} is also claimed by ${others.join(', ')}; neither is served under it`);
+          }
+        }
+      }
+    }
+
+    const services: Service[] = [];
+    const endpoints: Endpoint[] = [];
+    for (const [application, app] of [...apps].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const mine = contested.size ? [...app.claims.keys()].filter((h) => contested.has(h)).join(' ') : '';
+      if (app.contested !== mine || !app.endpoints) {
+        const out = this.mapApplication(application, app.list, contested, hostOf);
+        // Equal content keeps the previous objects (e.g. one instance's weight changed: the service did not).
+        const prior = this.apps.get(application);
+        app.service = out.service && prior?.service && canonicalJson(out.service) === canonicalJson(prior.service) ? prior.service : out.service;
+        app.endpoints = out.endpoints.map((e, i) => {
+          const old = prior?.endpoints?.[i];
+          return old && canonicalJson(old) === canonicalJson(e) ? old : e;
+        });
+        app.rejections = out.rejections;
+        app.contested = mine;
+      }
+      if (app.service) services.push(app.service);
+      endpoints.push(...app.endpoints);
+      rejections.push(...app.rejections!);
+    }
+    this.apps = apps;
+    const last = this.last;
+    this.last = {
+      services: last && sameItems(last.services, services) ? last.services : services,
+      endpoints: last && sameItems(last.endpoints, endpoints) ? last.endpoints : endpoints,
+      rejections,
+    };
+    return this.last;
   }
 
-  const services: Service[] = [];
-  const endpoints: Endpoint[] = [];
-  for (const [application, list] of [...apps].sort(([a], [b]) => (a < b ? -1 : 1))) {
+  /** One application's service, endpoints and problems, given which names are contested. */
+  private mapApplication(application: string, list: readonly Provider[], contested: ReadonlySet<string>, hostOf: (p: Provider) => string): { service?: Service; endpoints: Endpoint[]; rejections: Rejection[] } {
+    const zone = this.zone;
+    const namespace = this.opts.namespace ?? 'default';
+    const opts = this.opts;
+    const rejections: Rejection[] = [];
+    const reject = (p: Provider, field: string, reason: string): void => {
+      rejections.push({ source: p.key, kind: 'provider', name: p.interface, field, reason });
+    };
+    const endpoints: Endpoint[] = [];
     const hostname = applicationHostname(application, zone);
     if (contested.has(hostname)) {
       for (const p of list) reject(p, 'application', `application name ${hostname} collides with an interface name; the application is not served`);
-      continue;
+      return { endpoints, rejections };
     }
     // One port per protocol: the lowest port seen; endpoints carry their own.
     const ports = new Map<string, ServicePort>();
@@ -101,7 +213,7 @@ export function mapProviders(providers: readonly Provider[], opts: SoaMappingOpt
     const instances = new Map<string, { providers: Provider[] }>();
     for (const p of list) {
       if (!ports.has(p.protocol)) continue;
-      const host = hostOf.get(ifaceKey(p))!;
+      const host = hostOf(p);
       if (!contested.has(host)) {
         const prev = interfaces.get(host);
         const methods = [...new Set([...(prev?.methods ?? []), ...p.methods])].sort();
@@ -118,7 +230,7 @@ export function mapProviders(providers: readonly Provider[], opts: SoaMappingOpt
       (instances.get(inst) ?? instances.set(inst, { providers: [] }).get(inst)!).providers.push(p);
     }
 
-    services.push({
+    const service: Service = {
       hostname,
       aliases: [],
       namespace,
@@ -130,7 +242,7 @@ export function mapProviders(providers: readonly Provider[], opts: SoaMappingOpt
       // Instances of the same application from other registries (WorkloadEntry, pods) join this service.
       workloadSelector: { app: application },
       origin: { registry: opts.registry, ref: `application ${application}` },
-    });
+    };
 
     // An instance (address, protocol port) serving several interfaces is one endpoint.
     for (const { providers: ps } of instances.values()) {
@@ -148,11 +260,28 @@ export function mapProviders(providers: readonly Provider[], opts: SoaMappingOpt
         weight: Math.max(...ps.map((p) => p.weight)) / 100,
         health: ps.some((p) => p.enabled) ? 'HEALTHY' : 'UNHEALTHY',
         origin: { registry: opts.registry, ref: first.key },
-        interfaces: [...new Set(ps.map((p) => hostOf.get(ifaceKey(p))!).filter((h) => !contested.has(h)))].sort(),
+        interfaces: [...new Set(ps.map((p) => hostOf(p)).filter((h) => !contested.has(h)))].sort(),
       });
     }
+    return { service, endpoints, rejections };
   }
-  return { services, endpoints, rejections };
+}
+
+/** Hostname → the distinct claims one application makes on it (its interfaces' names and its own). */
+function appClaims(application: string, list: readonly Provider[], hostOf: (p: Provider) => string, appHost: string): Map<string, Set<string>> {
+  const claims = new Map<string, Set<string>>();
+  const add = (host: string, claim: string): void => {
+    (claims.get(host) ?? claims.set(host, new Set()).get(host)!).add(claim);
+  };
+  for (const p of list) add(hostOf(p), `${application}|${ifaceKey(p)}`);
+  add(appHost, `${application}|`);
+  return claims;
+}
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function describeClaim(c: string): string {

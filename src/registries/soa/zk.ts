@@ -15,7 +15,7 @@ import type { Registry } from '../../model/registry.ts';
 import type { Rejection, RegistryState } from '../../model/types.ts';
 import { logger } from '../../log.ts';
 import { metrics } from '../../metrics.ts';
-import { mapProviders } from './mapping.ts';
+import { SoaMapper } from './mapping.ts';
 import { parseProviderKey, ProviderError, type Provider } from './provider.ts';
 import { normalizeRoot, ZK_CODES, ZkClient, ZkError, type ZkWatcher } from './zk-client.ts';
 
@@ -133,10 +133,13 @@ class ZkWatch {
   private connectTimer: NodeJS.Timeout | undefined;
   private logged = new Set<string>();
   private lastLoggedError: string | undefined | null = null;
+  /** Remembers the last mapping: a change re-maps only the applications it touches. */
+  private readonly mapper: SoaMapper;
 
   constructor(settings: Settings, emit: (state: RegistryState) => void) {
     this.s = settings;
     this.emit = emit;
+    this.mapper = new SoaMapper(settings.mapping);
   }
 
   start(): void {
@@ -471,7 +474,7 @@ class ZkWatch {
         else malformed.push(e.rejection);
       }
     }
-    const model = mapProviders(providers, this.s.mapping);
+    const model = this.mapper.map(providers);
     const state: RegistryState = {
       id: this.s.id,
       synced: this.synced,

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mapProviders } from '../../../../src/registries/soa/mapping.ts';
-import { buildProviderUrl, parseProviderKey, providerKey, type ProviderSpec } from '../../../../src/registries/soa/provider.ts';
+import { type MappedProviders, mapProviders, SoaMapper } from '../../../../src/registries/soa/mapping.ts';
+import { buildProviderUrl, parseProviderKey, type Provider, providerKey, type ProviderSpec } from '../../../../src/registries/soa/provider.ts';
 
 function providers(specs: ProviderSpec[]) {
   return specs.map((s) => parseProviderKey(providerKey('/dubbo', s.interface, buildProviderUrl(s, 1)), '/dubbo')!);
@@ -76,4 +76,74 @@ test('protocols map to ports: tri is gRPC, two protocols on one port are refused
   );
   assert.deepEqual(m.services[0]!.ports, [{ name: 'dubbo', number: 50051, protocol: 'TCP' }]);
   assert.match(m.rejections[0]!.reason, /serves dubbo and tri on port 50051/);
+});
+
+// A registry keeps one SoaMapper: each call must equal a mapping from scratch, and what an
+// edit did not touch keeps its objects (the model downstream reuses them by identity).
+test('a SoaMapper re-maps only the applications a change touches, and equals a mapping from scratch', () => {
+  const mapper = new SoaMapper(opts);
+  const check = (ps: Provider[]): MappedProviders => {
+    const m = mapper.map(ps);
+    assert.deepEqual(m, mapProviders(ps, opts));
+    return m;
+  };
+  const ps = providers([
+    { address: '10.0.0.1', port: 20880, interface: 'com.a.UserQuery', application: 'user' },
+    { address: '10.0.0.2', port: 20880, interface: 'com.a.UserQuery', application: 'user' },
+    { address: '10.0.1.1', port: 20880, interface: 'com.a.Order', application: 'order' },
+  ]);
+  const m0 = check(ps);
+  // Same providers in a new array: the same arrays out.
+  const m1 = check([...ps].reverse());
+  assert.equal(m1.services, m0.services);
+  assert.equal(m1.endpoints, m0.endpoints);
+  // One instance's weight: a new endpoint object for it; the services are the same objects.
+  const heavier = [...ps];
+  heavier[1] = { ...ps[1]!, weight: 300 };
+  const m2 = check(heavier);
+  assert.equal(m2.services, m0.services);
+  const byAddress = (m: MappedProviders, a: string) => m.endpoints.find((e) => e.address === a)!;
+  assert.notEqual(byAddress(m2, '10.0.0.2'), byAddress(m0, '10.0.0.2'));
+  assert.equal(byAddress(m2, '10.0.0.2').weight, 3);
+  assert.equal(byAddress(m2, '10.0.0.1'), byAddress(m0, '10.0.0.1'));
+  assert.equal(byAddress(m2, '10.0.1.1'), byAddress(m0, '10.0.1.1'));
+  // Another application claiming order's interface: order's unchanged providers lose the name.
+  const [rival] = providers([{ address: '10.0.2.1', port: 20880, interface: 'com.a.Order', application: 'rival' }]);
+  const m3 = check([...heavier, rival!]);
+  assert.deepEqual(m3.services.find((s) => s.hostname === 'order.rpc.cluster.local')!.interfaces, []);
+  assert.equal(m3.rejections.length, 2);
+  // The rival gone: the name is order's again.
+  const m4 = check(heavier);
+  assert.deepEqual(m4.services.find((s) => s.hostname === 'order.rpc.cluster.local')!.interfaces.map((i) => i.name), ['com.a.Order']);
+  assert.deepEqual(m4.rejections, []);
+  // A provider gone, then the application gone.
+  check(heavier.slice(1));
+  assert.deepEqual(check(heavier.slice(2)).services.map((s) => s.hostname), ['order.rpc.cluster.local']);
+});
+
+test('a SoaMapper over random edits (collisions, bad names, several protocols) equals mappings from scratch', () => {
+  let seed = 7;
+  const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+  const ifaces = ['com.a.Foo_Bar', 'com.a.Foo$Bar', 'com.a.Ok', 'com.a.Shared', 'app1'];
+  const apps = ['app1', 'app2', 'x', '---'];
+  const one = (): Provider => {
+    const [p] = providers([{ protocol: ['dubbo', 'tri'][rnd(2)]!, address: `10.0.0.${rnd(4)}`, port: [20880, 50051][rnd(2)]!, interface: ifaces[rnd(ifaces.length)]!, application: apps[rnd(apps.length)]!, ...(rnd(3) ? {} : { version: `1.${rnd(2)}` }), weight: [100, 50][rnd(2)]!, params: { release: `${rnd(2)}` } }]);
+    return { ...p!, key: `${p!.key}#${rnd(1000)}` };
+  };
+  for (let run = 0; run < 40; run++) {
+    const mapper = new SoaMapper(opts);
+    let ps = Array.from({ length: 1 + rnd(8) }, one);
+    for (let step = 0; step < 15; step++) {
+      assert.deepEqual(mapper.map(ps), mapProviders(ps, opts));
+      ps = [...ps];
+      const k = rnd(4);
+      if (k === 0) ps.push(one());
+      else if (k === 1 && ps.length > 1) ps.splice(rnd(ps.length), 1);
+      else if (k === 2) {
+        const i = rnd(ps.length);
+        ps[i] = { ...ps[i]!, weight: 10 * rnd(20) };
+      }
+      else ps.reverse();
+    }
+  }
 });

@@ -27,6 +27,8 @@ export interface IsthmusOptions {
   readonly adminAddress: string;
   readonly debounceQuietMs: number;
   readonly debounceMaxMs: number;
+  /** Bytes of xDS responses in flight across all proxies before further ones wait. */
+  readonly xdsMaxInflightBytes?: number;
   /** How long to wait for every registry to sync before serving what is there. */
   readonly syncTimeoutMs: number;
   /** DNS for VIPs and interface names; off when absent. */
@@ -88,7 +90,7 @@ export class Isthmus implements SnapshotSource {
   constructor(opts: IsthmusOptions) {
     this.opts = opts;
     this.snapshots = this.generations.pipe(filter((g): g is Generation => g !== undefined));
-    this.ads = new AdsServer(this);
+    this.ads = new AdsServer(this, opts.xdsMaxInflightBytes ? { maxInflightBytes: opts.xdsMaxInflightBytes } : {});
     this.admin = new AdminServer({
       ready: () => this.readiness(),
       model: () => this.model,

@@ -19,6 +19,17 @@ export function durationMs(flag: string, raw: string | undefined, dflt: number):
   return Math.round(Number(m[1]) * (m[2] === 's' ? 1000 : 1));
 }
 
+const UNITS: Record<string, number> = { '': 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
+
+/** A size in bytes: 1048576, 64MiB, 500k, 1GB. */
+export function byteSize(flag: string, raw: string | undefined, dflt: number): number {
+  if (raw === undefined) return dflt;
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(raw.trim());
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined || Number(m[1]) * unit < 1) throw new UsageError(`--${flag} "${raw}": expected a size like 64MiB, 500k or 1048576 (bytes)`);
+  return Math.round(Number(m[1]) * unit);
+}
+
 export function portNumber(flag: string, raw: string | undefined, dflt: number): number {
   if (raw === undefined) return dflt;
   const n = Number(raw);

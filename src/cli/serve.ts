@@ -1,6 +1,7 @@
 import { Isthmus, DEFAULTS } from '../server.ts';
+import { DEFAULT_INFLIGHT_BYTES } from '../xds/server/shared.ts';
 import { registryFromUrl, RegistryUrlError, REGISTRY_SCHEMES } from '../registries/index.ts';
-import { address, durationMs, parse, UsageError } from './args.ts';
+import { address, byteSize, durationMs, parse, UsageError } from './args.ts';
 import { logger } from '../log.ts';
 import { DNS_DEFAULTS, defaultVipStorePath } from '../dns/index.ts';
 import { parseCidr } from '../dns/ip.ts';
@@ -16,6 +17,9 @@ Options:
   --admin-address HOST:PORT
                           admin HTTP: /healthz/ready /metrics /debug/registryz
                           /debug/syncz /debug/config_dump?proxy=ID (default ${DEFAULTS.adminAddress})
+  --xds-inflight-limit SIZE
+                          bytes of xDS responses in flight to all proxies at once; more wait
+                          their turn, so a reconnect storm cannot exhaust memory (default 64MiB)
   --debounce-quiet DUR    push after the model is quiet this long (default ${DEFAULTS.debounceQuietMs}ms)
   --debounce-max DUR      push at the latest this long after a change (default ${DEFAULTS.debounceMaxMs}ms)
   --sync-timeout DUR      serve without registries that have not synced by then (default ${DEFAULTS.syncTimeoutMs}ms)
@@ -47,6 +51,7 @@ export async function serve(argv: string[]): Promise<number> {
     registry: { type: 'string', multiple: true },
     'xds-address': { type: 'string' },
     'admin-address': { type: 'string' },
+    'xds-inflight-limit': { type: 'string' },
     'debounce-quiet': { type: 'string' },
     'debounce-max': { type: 'string' },
     'sync-timeout': { type: 'string' },
@@ -124,6 +129,7 @@ export async function serve(argv: string[]): Promise<number> {
     registries,
     xdsAddress: address('xds-address', values['xds-address'], DEFAULTS.xdsAddress),
     adminAddress: address('admin-address', values['admin-address'], DEFAULTS.adminAddress),
+    xdsMaxInflightBytes: byteSize('xds-inflight-limit', values['xds-inflight-limit'], DEFAULT_INFLIGHT_BYTES),
     debounceQuietMs: quiet,
     debounceMaxMs: max,
     syncTimeoutMs: durationMs('sync-timeout', values['sync-timeout'], DEFAULTS.syncTimeoutMs),

@@ -11,7 +11,7 @@ import { clusterOf, type FromChild, memory, now, type ToChild } from './messages
 import { benchModel, REGISTRY } from './model.ts';
 
 function send(m: FromChild): void {
-  process.send?.(m);
+  if (process.connected) process.send?.(m);
 }
 
 async function main(): Promise<void> {

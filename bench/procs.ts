@@ -22,6 +22,7 @@ process.on('exit', () => {
 /** What is read of a process whatever it speaks: how it went, and the group it ran in. */
 export interface Proc {
   readonly name: string;
+  readonly logFile: string;
   readonly pid: number;
   readonly lost: Promise<never>;
   readonly failure: string | undefined;

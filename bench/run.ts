@@ -235,8 +235,16 @@ function memGroup(role: string, flag: string): MemCgroup | undefined {
 async function failureOf(e: Error, server: () => Proc | undefined, sim: Proc | undefined): Promise<string> {
   await sleep(300); // the exit of a killed process may be a little behind what noticed it
   const srv = server();
-  if (sim?.cgroup?.oomKilled) return `failed: simulator OOM at ${sim.cgroup.limit}`;
-  if (srv?.cgroup?.oomKilled) return `failed: OOM at ${srv.cgroup.limit}`;
+  // The kernel's kill leaves nothing in the process's own log: say it there too.
+  const oom = (p: Proc, limit: string): void => fs.appendFileSync(p.logFile, `\n[bench] killed by the kernel: over its memory limit of ${limit}\n`);
+  if (sim?.cgroup?.oomKilled) {
+    oom(sim, sim.cgroup.limit);
+    return `failed: simulator OOM at ${sim.cgroup.limit}`;
+  }
+  if (srv?.cgroup?.oomKilled) {
+    oom(srv, srv.cgroup.limit);
+    return `failed: OOM at ${srv.cgroup.limit}`;
+  }
   for (const p of [srv, sim]) if (p?.exitSignal === 'SIGKILL' && !p.killedByUs) return `failed: ${p.name} killed by SIGKILL (out of memory?)`;
   const died = srv?.failure ?? sim?.failure;
   const why = died && died !== e.message ? `${died} (noticed as: ${e.message})` : e.message;
@@ -320,9 +328,11 @@ function pollGauges(port: number): { stop: () => Promise<Map<string, number | un
     while (!stopped) {
       try {
         const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(HEALTHZ_TIMEOUT_MS) });
-        const m = parseMetrics(await res.text());
+        const text = await res.text();
+        const m = parseMetrics(text);
         for (const g of STORM_GAUGES) {
-          let sum: number | undefined;
+          // Declared but without a sample: never set in this process, so 0.
+          let sum: number | undefined = text.includes(`# TYPE ${g} `) ? 0 : undefined;
           for (const [k, v] of m) if (k === g || k.startsWith(`${g}{`)) sum = (sum ?? 0) + v;
           if (sum !== undefined) max.set(g, Math.max(max.get(g) ?? -Infinity, sum));
         }

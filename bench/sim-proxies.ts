@@ -36,7 +36,8 @@ const S = Number(values.services);
 const E = Number(values.endpoints);
 
 function send(m: FromSim): void {
-  process.send?.(m);
+  // After the runner let go (stop), progress has nobody to go to.
+  if (process.connected) process.send?.(m);
 }
 
 // Type URLs as bytes (an Any's type_url is compared, not decoded) and as bits of a mask.

@@ -12,8 +12,16 @@ type Parts = readonly (readonly Endpoint[])[];
 
 /** What one merge leaves for the next, so that what did not change keeps its identity. */
 interface MergeMemo {
-  /** The registries' service arrays, and what they merged into (the snapshot's map). */
-  readonly services: { readonly sources: readonly (readonly Service[])[]; readonly merged: ReadonlyMap<string, Service>; readonly conflicts: readonly Conflict[] };
+  /**
+   * The registries' service arrays, and what they merged into: in registry order (the
+   * host index depends on it) and as the snapshot's sorted map.
+   */
+  readonly services: {
+    readonly sources: readonly (readonly Service[])[];
+    readonly ordered: ReadonlyMap<string, Service>;
+    readonly merged: ReadonlyMap<string, Service>;
+    readonly conflicts: readonly Conflict[];
+  };
   /** Per registry (by position): its endpoints grouped by service. */
   readonly grouped: readonly Grouped[];
   readonly workloads?: { readonly sources: readonly (readonly Workload[])[]; readonly index: WorkloadIndex };
@@ -41,9 +49,13 @@ export function mergeStates(states: readonly RegistryState[], previous?: ModelSn
   const memo = previous && memos.get(previous);
   const serviceSources = states.map((s) => s.services);
   let services: ReadonlyMap<string, Service>;
+  let ordered: ReadonlyMap<string, Service>;
   let conflicts: readonly Conflict[];
-  if (memo && sameItems(memo.services.sources, serviceSources)) ({ merged: services, conflicts } = memo.services);
-  else ({ services, conflicts } = mergeServices(states));
+  if (memo && sameItems(memo.services.sources, serviceSources)) ({ merged: services, ordered, conflicts } = memo.services);
+  else {
+    ({ services, conflicts } = mergeServices(states));
+    ordered = services;
+  }
 
   const grouped = states.map((s, i) => groupEndpoints(s.endpoints, memo?.grouped[i]));
   const workloadSources = states.map((s) => s.workloads);
@@ -93,7 +105,7 @@ export function mergeStates(states: readonly RegistryState[], previous?: ModelSn
   let rules = memo?.rules;
   if (!rules || !sameItems(rules.vss, vss) || !sameItems(rules.drs, drs) || !sameServices(previous!.services, services)) {
     // Without rules the host index is not needed (it costs a pass over every service).
-    const result = checkRules(vss, drs, vss.length || drs.length ? hostIndex(services.values()) : undefined);
+    const result = checkRules(vss, drs, vss.length || drs.length ? hostIndex(ordered.values()) : undefined);
     rules = { vss, drs, result };
   }
   const { result } = rules;
@@ -114,7 +126,7 @@ export function mergeStates(states: readonly RegistryState[], previous?: ModelSn
   });
   memos.set(snapshot, {
     // The snapshot's own map: passed back as is, it lets the next snapshot reuse what it derived from it.
-    services: { sources: serviceSources, merged: snapshot.services, conflicts },
+    services: { sources: serviceSources, ordered, merged: snapshot.services, conflicts },
     grouped,
     ...(workloads ? { workloads } : {}),
     selected,

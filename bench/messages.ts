@@ -66,8 +66,11 @@ export type ToSim =
   | { type: 'ping'; id: number }
   | { type: 'connect' }
   | { type: 'marker'; id: number; cluster: string; address: string }
-  /** The server is about to be restarted: stream failures are expected, reconnects count for `id`. */
-  | { type: 'storm'; id: number }
+  /**
+   * The server is about to be restarted: stream failures are expected, reconnects count for
+   * `id`; cold: the proxies reconnect holding nothing.
+   */
+  | { type: 'storm'; id: number; cold: boolean }
   | { type: 'status'; id: number }
   | { type: 'memory'; id: number };
 

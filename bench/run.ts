@@ -3,14 +3,15 @@
 // the same simulated Envoys; reported side by side with Isthmus/peer ratios.
 // Usage: node bench/run.ts [--size small|medium|large[,…]] [--proxies P] [--services S]
 //        [--endpoints E] [--changes N] [--timeout SECONDS] [--profile]
-//        [--peer gcp|gcp-snapshot|none] [--delta] [--storm]
+//        [--peer gcp|gcp-snapshot|none] [--delta] [--storm [--storm-cold]]
 //        [--isthmus-mem GiB] [--peer-mem GiB] [--sim-mem GiB]
 // Phases per server: start, full sync of P proxies, N endpoint changes one at a time, and
 // with --storm a reconnect storm: the server is SIGKILLed and a fresh one started on the
 // same ports from the same registry state (the N changes included), so all P proxies reconnect at once (re-opening their streams with a short
 // backoff and claiming the versions they hold, as Envoy does); measured from the new
 // process being ready to every proxy holding and having ACKed the full config again, with
-// Isthmus's admin /healthz/ready polled every 100 ms meanwhile.
+// Isthmus's admin /healthz/ready polled every 100 ms meanwhile. --storm-cold: the proxies
+// come back holding nothing (every Envoy restarted too), so each server sends everything again.
 // --delta: the simulated proxies speak Delta ADS instead of SotW (to both servers).
 // --peer gcp (default): go-control-plane with a LinearCache for EDS and a SnapshotCache for
 // the rest; gcp-snapshot: one SnapshotCache for everything (SotW resends every assignment).
@@ -57,6 +58,7 @@ const { values } = parseArgs({
     peer: { type: 'string', default: 'gcp' },
     delta: { type: 'boolean', default: false },
     storm: { type: 'boolean', default: false },
+    'storm-cold': { type: 'boolean', default: false },
     'isthmus-mem': { type: 'string', default: '11' },
     'peer-mem': { type: 'string', default: '11' },
     'sim-mem': { type: 'string', default: '9' },
@@ -371,7 +373,7 @@ async function storm(o: {
 }): Promise<StormResult> {
   const { label, P, sim, left } = o;
   const id = ++stormId;
-  sim.send({ type: 'storm', id });
+  sim.send({ type: 'storm', id, cold: values['storm-cold'] });
   await sim.wait('storm-armed', 'the storm armed', left(), (m) => m.id === id);
   progress(`${label} storm: killing the server`, true);
   const tKill = now();
@@ -710,7 +712,7 @@ function reportPeer(r: PeerResult, N: number): void {
 function reportStorm(who: string, size: string, o: Outcome<unknown>): void {
   const s = o.storm;
   if (!values.storm || (!s && !o.main)) return;
-  const lines = [`== ${size}: reconnect storm, ${who} ==`];
+  const lines = [`== ${size}: reconnect storm${values['storm-cold'] ? ' (cold: proxies hold nothing)' : ''}, ${who} ==`];
   if (!s) lines.push(o.detail ?? 'not run');
   else {
     lines.push(
@@ -827,6 +829,7 @@ function table(rs: { size: string; o: Outcome<Result> }[]): void {
 }
 
 async function main(): Promise<number> {
+  if (values['storm-cold']) values.storm = true;
   const N = Number(values.changes);
   const timeoutS = Number(values.timeout);
   const sizes = values.size.split(',');

@@ -13,7 +13,8 @@
 // same connection if it is still up, else on a new one) after a jittered exponential backoff
 // (BACKOFF_BASE_MS doubling up to BACKOFF_MAX_MS), re-sending its requests: SotW with the
 // version_info it holds and no nonce, Delta with every name it subscribed to and the
-// versions it holds (initial_resource_versions).
+// versions it holds (initial_resource_versions). In a cold storm they come back holding
+// nothing and send what a starting Envoy sends.
 import http2 from 'node:http2';
 import { parseArgs } from 'node:util';
 import { messageType } from '../src/xds/proto.ts';
@@ -94,8 +95,11 @@ let failedCount = 0;
 let tStart = 0;
 const syncTimes: number[] = new Array<number>(P).fill(NaN);
 
-/** The server restart being measured (0: none): reconnects, resyncs, their times. */
-const storm = { id: 0, resynced: 0, lastEvent: 0, times: [] as number[] };
+/**
+ * The server restart being measured (0: none): reconnects, resyncs, their times. cold: the
+ * proxies come back holding nothing (as if every Envoy restarted too), so all is sent again.
+ */
+const storm = { id: 0, cold: false, resynced: 0, lastEvent: 0, times: [] as number[] };
 
 function addressesOf(cla: Uint8Array): string[] {
   const out: string[] = [];
@@ -197,6 +201,10 @@ class ClusterTable {
     return fresh;
   }
 
+  clear(): void {
+    this.counts.fill(ClusterTable.NONE);
+  }
+
   remove(i: number): void {
     if (i < this.counts.length) this.counts[i] = ClusterTable.NONE;
   }
@@ -249,6 +257,8 @@ abstract class SimProxy {
   /** Every resource a new stream must bring again for the resync to count (strict check). */
   protected abstract resentAll(): boolean;
   protected abstract complete(): boolean;
+  /** Drops everything held, as a restarted Envoy would have nothing. */
+  protected abstract forget(): void;
 
   /** Not settled: still counting what it holds (initial sync, or a resync under way). */
   protected get counting(): boolean {
@@ -279,6 +289,10 @@ abstract class SimProxy {
     if (this.stormId !== storm.id) {
       this.stormId = storm.id;
       this.resynced = false;
+      if (storm.cold) {
+        this.forget();
+        this.holds = false;
+      }
     }
     const session = this.session;
     const markLive = (): void => {
@@ -500,6 +514,15 @@ class SotwProxy extends SimProxy {
     this.routeSet.clear();
   }
 
+  protected forget(): void {
+    for (const l of this.last) l.version = '';
+    this.clusters = this.listeners = 0;
+    this.edsNames = this.routeNames = [];
+    this.edsNamesBytes = this.routeNamesBytes = NO_NAMES;
+    this.eds.clear();
+    this.routes.clear();
+  }
+
   protected resentAll(): boolean {
     if (this.edsFresh < this.edsNames.length) return false;
     for (const n of this.routeNames) if (this.routes.get(n) !== this.streamNo) return false;
@@ -607,6 +630,14 @@ class DeltaProxy extends SimProxy {
     else if (type === LDS) this.subscribe(RDS, [...this.routesOf.values()].flat());
   }
 
+  protected forget(): void {
+    for (const m of this.held) m.clear();
+    for (const set of this.subscribed) set.clear();
+    this.edsClusters.clear();
+    this.eds.clear();
+    this.routesOf.clear();
+  }
+
   protected resentAll(): boolean {
     return true; // Delta resends only what changed: the versions the proxy named are enough.
   }
@@ -670,6 +701,7 @@ process.on('message', (m: ToSim) => {
     case 'storm':
       // Streams that fail from now on are expected to: their reconnects count for this restart.
       storm.id = m.id;
+      storm.cold = m.cold;
       storm.resynced = 0;
       storm.lastEvent = 0;
       storm.times = new Array<number>(P).fill(NaN);

@@ -56,10 +56,11 @@ export class WriteBudget {
 
   /**
    * A write is slow to leave: stop counting it, so that one slow proxy cannot stall the
-   * rest. Parked bytes are bounded too (by the same limit): false when there is no room.
+   * rest. Parked bytes are bounded too, by the same limit and, like admission, always with
+   * room for one: false when there is no room.
    */
   park(bytes: number): boolean {
-    if (this.parked + bytes > this.limit) return false;
+    if (this.parked > 0 && this.parked + bytes > this.limit) return false;
     this.parked += bytes;
     this.finished(bytes);
     return true;

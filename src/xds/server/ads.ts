@@ -27,9 +27,24 @@ const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService/';
 const sotwRequest = messageType('envoy.service.discovery.v3.DiscoveryRequest');
 const deltaRequest = messageType('envoy.service.discovery.v3.DeltaDiscoveryRequest');
 
-function decoder<T>(t: ReturnType<typeof messageType>): (buf: Buffer) => T {
-  return (buf) => t.toObject(t.decode(buf), { longs: String, enums: String, defaults: false, arrays: true, objects: true }) as T;
+/** A request that could not be decoded: answered by closing its stream with the reason. */
+interface Malformed {
+  readonly malformed: string;
 }
+
+/** Decoding errors become a value, so the stream is closed with what is wrong instead of grpc-js's bare INTERNAL. */
+function lenient<T>(decode: (buf: Buffer) => T): (buf: Buffer) => T | Malformed {
+  return (buf) => {
+    try {
+      return decode(buf);
+    } catch (e) {
+      return { malformed: (e as Error).message };
+    }
+  };
+}
+
+const decodeDelta = (buf: Buffer): DeltaDiscoveryRequest =>
+  deltaRequest.toObject(deltaRequest.decode(buf), { longs: String, enums: String, defaults: false, arrays: true, objects: true }) as DeltaDiscoveryRequest;
 
 const passthrough = (b: Buffer): Buffer => b;
 
@@ -40,7 +55,7 @@ const ADS_DEFINITION: grpc.ServiceDefinition = {
     requestStream: true,
     responseStream: true,
     requestSerialize: (r: DiscoveryRequest) => Buffer.from(sotwRequest.encode(sotwRequest.fromObject(r)).finish()),
-    requestDeserialize: decodeDiscoveryRequest,
+    requestDeserialize: lenient(decodeDiscoveryRequest),
     responseSerialize: passthrough,
     responseDeserialize: passthrough,
   },
@@ -49,7 +64,7 @@ const ADS_DEFINITION: grpc.ServiceDefinition = {
     requestStream: true,
     responseStream: true,
     requestSerialize: (r: DeltaDiscoveryRequest) => Buffer.from(deltaRequest.encode(deltaRequest.fromObject(r)).finish()),
-    requestDeserialize: decoder<DeltaDiscoveryRequest & { node?: DecodedNode }>(deltaRequest),
+    requestDeserialize: lenient(decodeDelta),
     responseSerialize: passthrough,
     responseDeserialize: passthrough,
   },
@@ -96,9 +111,9 @@ export class AdsServer {
       },
     };
     this.server.addService(ADS_DEFINITION, {
-      StreamAggregatedResources: (call: grpc.ServerDuplexStream<DiscoveryRequest & { node?: DecodedNode }, Buffer>) =>
+      StreamAggregatedResources: (call: grpc.ServerDuplexStream<(DiscoveryRequest & { node?: DecodedNode }) | Malformed, Buffer>) =>
         this.serve(call, 'sotw'),
-      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<DeltaDiscoveryRequest & { node?: DecodedNode }, Buffer>) =>
+      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<(DeltaDiscoveryRequest & { node?: DecodedNode }) | Malformed, Buffer>) =>
         this.serve(call, 'delta'),
     });
   }
@@ -182,7 +197,7 @@ export class AdsServer {
   }
 
   private serve(
-    call: grpc.ServerDuplexStream<(DiscoveryRequest | DeltaDiscoveryRequest) & { node?: DecodedNode }, Buffer>,
+    call: grpc.ServerDuplexStream<((DiscoveryRequest | DeltaDiscoveryRequest) & { node?: DecodedNode }) | Malformed, Buffer>,
     kind: 'sotw' | 'delta',
   ): void {
     let conn: SotwConnection | DeltaConnection | undefined;
@@ -200,6 +215,11 @@ export class AdsServer {
       }
     };
     call.on('data', (req) => {
+      if ('malformed' in req) {
+        // What the proxy was sent stays as it is; only this stream ends.
+        fail(grpc.status.INVALID_ARGUMENT, `malformed ${kind === 'sotw' ? 'DiscoveryRequest' : 'DeltaDiscoveryRequest'}: ${req.malformed}`);
+        return;
+      }
       try {
         if (!conn) {
           const proxy = proxyFromNode(req.node);

@@ -30,34 +30,37 @@ class Reader {
     let n = 0;
     let shift = 0;
     for (;;) {
-      if (this.pos >= this.end) throw new MalformedRequest('truncated varint');
+      if (this.pos >= this.end) throw this.fail('truncated varint');
       const b = this.buf[this.pos++]!;
       n += (b & 0x7f) * 2 ** shift;
       if (b < 0x80) return n;
       shift += 7;
-      if (shift > 63) throw new MalformedRequest('varint too long');
+      if (shift > 63) throw this.fail('varint too long');
     }
   }
   /** Start and end of a length-delimited value. */
   span(): [number, number] {
     const len = this.varint();
     const start = this.pos;
-    if (len > this.end - start) throw new MalformedRequest('length past the end of the message');
+    if (len > this.end - start) throw this.fail(`length ${len} past the end of the message`);
     this.pos = start + len;
     return [start, this.pos];
+  }
+  fail(what: string): MalformedRequest {
+    return new MalformedRequest(`${what} at byte ${this.pos}`);
   }
   skip(wire: number): void {
     if (wire === 0) this.varint();
     else if (wire === 1) this.pos += 8;
     else if (wire === 2) this.span();
     else if (wire === 5) this.pos += 4;
-    else throw new MalformedRequest(`unsupported wire type ${wire}`);
-    if (this.pos > this.end) throw new MalformedRequest('field past the end of the message');
+    else throw this.fail(`unsupported wire type ${wire}`);
+    if (this.pos > this.end) throw this.fail('field past the end of the message');
   }
 }
 
-function expect(wire: number, want: number, field: string): void {
-  if (wire !== want) throw new MalformedRequest(`field ${field} has wire type ${wire}`);
+function expect(r: Reader, wire: number, want: number, field: string): void {
+  if (wire !== want) throw r.fail(`field ${field} has wire type ${wire}`);
 }
 
 /** envoy.service.discovery.v3.DiscoveryRequest → RawDiscoveryRequest. */
@@ -74,19 +77,23 @@ export function decodeDiscoveryRequest(buf: Buffer): RawDiscoveryRequest {
     const wire = tag & 7;
     switch (field) {
       case 1: {
-        expect(wire, 2, 'version_info');
+        expect(r, wire, 2, 'version_info');
         const [s, e] = r.span();
         out.version_info = buf.toString('utf8', s, e);
         break;
       }
       case 2: {
-        expect(wire, 2, 'node');
+        expect(r, wire, 2, 'node');
         const [s, e] = r.span();
-        out.node = nodeType.toObject(nodeType.decode(buf.subarray(s, e)), { longs: String, enums: String, defaults: false, arrays: true, objects: true }) as DecodedNode;
+        try {
+          out.node = nodeType.toObject(nodeType.decode(buf.subarray(s, e)), { longs: String, enums: String, defaults: false, arrays: true, objects: true }) as DecodedNode;
+        } catch (err) {
+          throw new MalformedRequest(`node at byte ${s}: ${(err as Error).message}`);
+        }
         break;
       }
       case 3: {
-        expect(wire, 2, 'resource_names');
+        expect(r, wire, 2, 'resource_names');
         r.span();
         // Names come back to back, thousands per EDS ACK: skip over the run in one tight loop.
         while (r.pos < r.end && buf[r.pos] === 0x1a) {
@@ -99,19 +106,19 @@ export function decodeDiscoveryRequest(buf: Buffer): RawDiscoveryRequest {
         break;
       }
       case 4: {
-        expect(wire, 2, 'type_url');
+        expect(r, wire, 2, 'type_url');
         const [s, e] = r.span();
         out.type_url = buf.toString('utf8', s, e);
         break;
       }
       case 5: {
-        expect(wire, 2, 'response_nonce');
+        expect(r, wire, 2, 'response_nonce');
         const [s, e] = r.span();
         out.response_nonce = buf.toString('utf8', s, e);
         break;
       }
       case 6: {
-        expect(wire, 2, 'error_detail');
+        expect(r, wire, 2, 'error_detail');
         const [s, e] = r.span();
         out.error_detail = decodeStatus(new Reader(buf, s, e));
         break;

@@ -13,6 +13,7 @@ import type { RegistryState } from '../../src/model/types.ts';
 import { freePort, isListening } from './ports.ts';
 import { scratchDir, spawnTracked, type Proc } from './processes.ts';
 import { GiveUp, waitFor } from './wait.ts';
+import { metricValue } from './prometheus.ts';
 
 export const ETCD_BIN =
   process.env.ISTHMUS_ETCD ?? path.join(process.env.ISTHMUS_CACHE ?? path.join(os.homedir(), '.cache', 'isthmus'), 'bin', 'etcd');
@@ -133,15 +134,7 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
 /** The value of one Prometheus series from the server's /metrics (0 when absent). */
 export async function etcdMetric(server: EtcdServer, name: string, labels: Record<string, string> = {}): Promise<number> {
   const text = await (await fetch(`http://${server.endpoint}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([\w:]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) total += Number(m[3]);
-  }
-  return total;
+  return metricValue(text, name, labels);
 }
 
 /**

@@ -7,6 +7,7 @@ import YAML from 'yaml';
 import { freePort, isListening } from './ports.ts';
 import { runCommand, scratchDir, spawnTracked, type Proc } from './processes.ts';
 import { GiveUp, waitFor } from './wait.ts';
+import { metricValue } from './prometheus.ts';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const MAIN = path.join(REPO, 'src', 'cli', 'main.ts');
@@ -77,6 +78,11 @@ export class Isthmus {
 
   async json<T>(pathAndQuery: string): Promise<T> {
     return JSON.parse(await this.get(pathAndQuery)) as T;
+  }
+
+  /** One series from /metrics, summed over the samples matching `labels`. */
+  async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+    return metricValue(await this.get('/metrics'), name, labels);
   }
 
   syncz(): Promise<SyncStatus[]> {

@@ -24,6 +24,7 @@ test('bad command lines exit 2 naming what is wrong', async () => {
     [['serve', '--debounce-quiet', 'soon'], /--debounce-quiet "soon": expected a duration/],
     [['serve', '--debounce-quiet', '2s', '--debounce-max', '1s'], /--debounce-max \(1000ms\) must not be shorter/],
     [['serve', '--xds-address', 'nowhere'], /--xds-address "nowhere": expected HOST:PORT/],
+    [['serve', '--xds-inflight-limit', 'lots'], /--xds-inflight-limit "lots": expected a size like 64MiB/],
     [['serve', '--bogus'], /Unknown option '--bogus'/],
     [['bootstrap'], /--node-id is required/],
     [['bootstrap', '--node-id', 'x', '--app-port', '99999'], /--app-port: "99999" has no valid port/],

@@ -1,0 +1,134 @@
+// The xDS server under pressure and under bad input, through real gRPC clients: a proxy that
+// stops reading holds its share of the write budget only for a while, the others wait their
+// turn and then get everything; a request that cannot be decoded ends only its own stream,
+// with what is wrong.
+import { after, afterEach, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
+import { messageType } from '../../src/xds/proto.ts';
+import { AdsClient, TYPE } from '../helpers/ads-client.ts';
+import { type Isthmus, ManifestDir, serviceEntry, startIsthmus } from '../helpers/isthmus.ts';
+import { assertNoLeftovers, dumpLogsOnFailure, stopAll } from '../helpers/processes.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const SERVICES = 150;
+const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService/';
+// Far below one CDS response of 150 clusters: a single write fills the budget.
+const LIMIT = '4k';
+
+const manifests = new ManifestDir();
+const clients: AdsClient[] = [];
+let isthmus: Isthmus;
+
+function services(n: number, from = 0): object[] {
+  return Array.from({ length: n }, (_, i) =>
+    serviceEntry(`svc-${from + i}`, {
+      hosts: [`svc-${from + i}.limits.local`],
+      ports: [{ number: 8080, name: 'http', protocol: 'HTTP' }],
+      endpoints: [{ address: `10.1.${Math.floor((from + i) / 250)}.${((from + i) % 250) + 1}` }],
+    }),
+  );
+}
+
+before(async () => {
+  manifests.write('services.yaml', services(SERVICES));
+  isthmus = await startIsthmus({ name: 'isthmus-limits', registries: [manifests.url], debounceQuietMs: 50, debounceMaxMs: 500, args: ['--xds-inflight-limit', LIMIT] });
+});
+
+afterEach(dumpLogsOnFailure);
+
+after(async () => {
+  for (const c of clients) c.close();
+  await stopAll();
+  assertNoLeftovers();
+});
+
+/** An ADS stream whose HTTP/2 window is zero: it asks for clusters and can never be sent them. */
+function stalledProxy(address: string, id: string): { close(): void } {
+  const session = http2.connect(`http://${address}`, { settings: { initialWindowSize: 0 } });
+  session.on('error', () => undefined);
+  const stream = session.request({ ':method': 'POST', ':path': `${ADS}StreamAggregatedResources`, 'content-type': 'application/grpc', te: 'trailers' });
+  stream.on('error', () => undefined);
+  const t = messageType('envoy.service.discovery.v3.DiscoveryRequest');
+  const body = t.encode(t.fromObject({ node: { id, cluster: 'test', user_agent_name: 'envoy' }, type_url: TYPE.cluster })).finish();
+  const frame = Buffer.alloc(5 + body.length);
+  frame.writeUInt32BE(body.length, 1);
+  frame.set(body, 5);
+  stream.write(frame);
+  return { close: () => session.destroy() };
+}
+
+test('a proxy that stops reading holds the write budget only for a while; the others wait their turn, then get everything', async () => {
+  const stalled = stalledProxy(isthmus.xdsAddress, 'stalled');
+  try {
+    await waitFor(async () => (await isthmus.metric('isthmus_xds_inflight_bytes')) > 0, { what: 'the stalled proxy\'s response to hold the budget', timeoutMs: 10_000 });
+    const t0 = Date.now();
+    const ids = ['waiting-a', 'waiting-b', 'waiting-c'];
+    const others = ids.map((nodeId) => new AdsClient({ address: isthmus.xdsAddress, nodeId }));
+    clients.push(...others);
+    for (const c of others) c.subscribe(TYPE.cluster);
+    await waitFor(async () => (await isthmus.metric('isthmus_xds_waiting_connections')) === others.length, { what: 'the three proxies to wait for the budget', timeoutMs: 3000 });
+    assert.deepEqual(
+      others.map((c) => c.responsesFor(TYPE.cluster).length),
+      [0, 0, 0],
+      'nothing is written beyond the budget while the stalled response holds it',
+    );
+    // The stalled write is set aside after 5 s; then the waiting proxies go, one budget at a time.
+    await waitFor(() => others.every((c) => c.responsesFor(TYPE.cluster).some((r) => r.names.length === SERVICES)), {
+      what: 'every waiting proxy to receive all clusters',
+      timeoutMs: 20_000,
+    });
+    const waited = Date.now() - t0;
+    process.stderr.write(`# waiting proxies served ${waited} ms after the stalled one took the budget\n`);
+    assert.ok(waited >= 4000, `served after ${waited} ms: the budget did not hold them back`);
+    const syncz = await isthmus.syncz();
+    for (const id of ids) {
+      const s = syncz.find((x) => x.id === id);
+      assert.equal(s?.types.find((t) => t.typeUrl === TYPE.cluster)?.status, 'SYNCED', JSON.stringify(s));
+    }
+    assert.equal(await isthmus.metric('isthmus_xds_waiting_connections'), 0);
+  } finally {
+    stalled.close();
+  }
+  // Gone with its stream: nothing of it stays counted.
+  await waitFor(async () => (await isthmus.metric('isthmus_xds_inflight_bytes')) === 0, { what: 'the budget to be free again', timeoutMs: 10_000 });
+  assert.ok(!(await isthmus.syncz()).some((s) => s.id === 'stalled'));
+});
+
+/** Sends raw bytes as one request message and resolves with how the stream ended. */
+function rawRequest(address: string, method: string, bytes: Buffer): Promise<grpc.ServiceError> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const call = client.makeBidiStreamRequest(`${ADS}${method}`, (b: Buffer) => b, (b: Buffer) => b);
+  return new Promise((resolve) => {
+    call.on('data', () => undefined);
+    call.on('error', (e: grpc.ServiceError) => {
+      client.close();
+      resolve(e);
+    });
+    call.write(bytes);
+  });
+}
+
+test('an undecodable request ends only its own stream, saying what is wrong and where; proxies already served keep being served', async () => {
+  const good = new AdsClient({ address: isthmus.xdsAddress, nodeId: 'good' });
+  clients.push(good);
+  good.subscribe(TYPE.cluster);
+  await waitFor(() => good.responsesFor(TYPE.cluster).some((r) => r.names.length === SERVICES), { what: 'the good proxy to hold all clusters', timeoutMs: 20_000 });
+  const rejectedBefore = await isthmus.metric('isthmus_xds_rejected_requests_total', { reason: 'invalid' });
+
+  // type_url (field 4) claims 10 bytes and carries 1.
+  const sotw = await rawRequest(isthmus.xdsAddress, 'StreamAggregatedResources', Buffer.from([0x22, 10, 0x61]));
+  assert.equal(sotw.code, grpc.status.INVALID_ARGUMENT);
+  assert.match(sotw.details, /^malformed DiscoveryRequest: length 10 past the end of the message at byte 2$/);
+  // A tag with nothing after it.
+  const delta = await rawRequest(isthmus.xdsAddress, 'DeltaAggregatedResources', Buffer.from([0x0b]));
+  assert.equal(delta.code, grpc.status.INVALID_ARGUMENT);
+  assert.match(delta.details, /^malformed DeltaDiscoveryRequest: index out of range: 1 \+ 1 > 1$/);
+  assert.equal(await isthmus.metric('isthmus_xds_rejected_requests_total', { reason: 'invalid' }), rejectedBefore + 2);
+
+  // The good proxy's stream is untouched: a new service still reaches it.
+  manifests.write('more.yaml', services(1, SERVICES));
+  await waitFor(() => good.responsesFor(TYPE.cluster).some((r) => r.names.length === SERVICES + 1), { what: 'the new cluster to reach the good proxy', timeoutMs: 10_000 });
+  assert.equal(good.error, undefined);
+});

@@ -44,8 +44,6 @@ export abstract class Connection<S extends Subscription = Subscription> {
   private writing = false;
   private budgeted = 0;
   private parked = false;
-  private writeId = 0;
-  private writingSince = 0;
   private parkTimer?: NodeJS.Timeout;
   closed = false;
   private nonceCounter = 0;
@@ -63,6 +61,7 @@ export abstract class Connection<S extends Subscription = Subscription> {
     if (this.closed) return;
     this.closed = true;
     this.written();
+    this.shared.budget.forget(this);
     for (const s of this.subs.values()) s.dispose();
   }
 
@@ -139,15 +138,14 @@ export abstract class Connection<S extends Subscription = Subscription> {
   }
 
   private send(bytes: Buffer): void {
-    const id = ++this.writeId;
     this.writing = true;
-    this.writingSince = performance.now();
     this.budgeted = bytes.length;
     this.shared.budget.started(bytes.length);
     this.parkTimer = setTimeout(() => this.park(), PARK_AFTER_MS);
     this.parkTimer.unref();
     this.sink.write(bytes, () => {
-      if (id !== this.writeId || !this.writing) return;
+      // A connection closed meanwhile has released its budget already.
+      if (!this.writing) return;
       this.written();
       this.schedule();
     });
@@ -171,11 +169,6 @@ export abstract class Connection<S extends Subscription = Subscription> {
     this.budgeted = 0;
     this.parked = false;
     this.writing = false;
-  }
-
-  /** Milliseconds the response in flight has been waiting to leave, 0 if none. */
-  get writeWaitMs(): number {
-    return this.writing ? performance.now() - this.writingSince : 0;
   }
 
   protected abstract compute(sub: S, snap: ResourceSnapshot): { bytes: Buffer; resources: number } | null;

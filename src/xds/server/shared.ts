@@ -43,6 +43,11 @@ export class WriteBudget {
     return false;
   }
 
+  /** A writer that went away stops waiting. */
+  forget(w: Writer): void {
+    if (this.waiting.delete(w)) waitingGauge.set({}, this.waiting.size);
+  }
+
   started(bytes: number): void {
     this.inflight += bytes;
     inflightGauge.set({}, this.inflight);

@@ -1,15 +1,14 @@
 // DNS benchmark: the built-in responder and CoreDNS (etcd plugin) side by side, in one run,
 // on one query file, over one model (Isthmus writes the same records to both).
-//
-//   node bench/dns.ts [--apps 200] [--interfaces 5] [--seconds 10] [--clients 4]
+// Options: see USAGE below (`node bench/dns.ts --help`).
 //
 // 1. dnsperf (-v: one line per answer, for percentiles) against each server: QPS and latency.
 // 2. Registry change → DNS answer: a new interface is added to the registry; the time until
 //    a UDP query to each server answers it (polled every 2 ms with a small in-process client).
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { benchOptions } from './cli.ts';
 import { EtcdRecordStore } from '../src/dns/etcd-store.ts';
 import { DnsService } from '../src/dns/service.ts';
 import { TYPE } from '../src/dns/rr.ts';
@@ -23,14 +22,18 @@ import { startEtcd } from '../test/helpers/etcd.ts';
 import { freePort } from '../test/helpers/ports.ts';
 import { runCommand, scratchDir, stopAll } from '../test/helpers/processes.ts';
 
-const { values: args } = parseArgs({
-  options: {
-    apps: { type: 'string', default: '200' },
-    interfaces: { type: 'string', default: '5' },
-    seconds: { type: 'string', default: '10' },
-    clients: { type: 'string', default: '4' },
-    changes: { type: 'string', default: '20' },
-  },
+const USAGE = `Usage: node bench/dns.ts (npm run bench:dns --) [--apps 200] [--interfaces 5] [--seconds 10]
+       [--clients 4] [--changes 20]
+The built-in DNS responder and CoreDNS (etcd plugin) side by side over one model:
+--apps × --interfaces names, dnsperf for --seconds with --clients, then --changes registry
+changes timed until each server answers them.
+`;
+const args = benchOptions('bench:dns', USAGE, {
+  apps: { type: 'string', default: '200' },
+  interfaces: { type: 'string', default: '5' },
+  seconds: { type: 'string', default: '10' },
+  clients: { type: 'string', default: '4' },
+  changes: { type: 'string', default: '20' },
 });
 const APPS = Number(args.apps);
 const IFACES = Number(args.interfaces);

@@ -1,30 +1,12 @@
 // Benchmark: Isthmus (own process) serving P simulated Envoys (own process) over loopback,
 // then, in the same run, the go-control-plane peer (bench/gcp) serving the same config to
 // the same simulated Envoys; reported side by side with Isthmus/peer ratios.
-// Usage: node bench/run.ts [--size small|medium|large[,…]] [--proxies P] [--services S]
-//        [--endpoints E] [--changes N] [--timeout SECONDS] [--profile]
-//        [--peer gcp|gcp-snapshot|none] [--delta] [--storm [--storm-cold]]
-//        [--isthmus-mem GiB] [--peer-mem GiB] [--sim-mem GiB]
-// Phases per server: start, full sync of P proxies, N endpoint changes one at a time, and
-// with --storm a reconnect storm: the server is SIGKILLed and a fresh one started on the
-// same ports from the same registry state (the N changes included), so all P proxies reconnect at once (re-opening their streams with a short
-// backoff and claiming the versions they hold, as Envoy does); measured from the new
-// process being ready to every proxy holding and having ACKed the full config again, with
-// Isthmus's admin /healthz/ready polled every 100 ms meanwhile. --storm-cold: the proxies
-// come back holding nothing (every Envoy restarted too), so each server sends everything again.
-// --delta: the simulated proxies speak Delta ADS instead of SotW (to both servers).
-// --peer gcp (default): go-control-plane with a LinearCache for EDS and a SnapshotCache for
-// the rest; gcp-snapshot: one SnapshotCache for everything (SotW resends every assignment).
-// --*-mem: each process runs in a cgroup v1 memory group with this limit (defaults: Isthmus
-// 11, peer 11, simulator 9 GiB; 0 = no limit). A process the kernel kills over its limit is
-// reported as "failed: OOM at N GiB" in its column and the run goes on; exit status 3.
-// --profile writes V8 CPU profiles of both Node children next to their logs.
-// Exit status: 0, 2 if an endpoint change was encoded more than once, 3 if a phase failed.
+// Options: see USAGE below (`node bench/run.ts --help`).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { MemCgroup } from './cgroup.ts';
+import { benchOptions } from './cli.ts';
 import { clusterOf, type FromChild, type FromSim, type Memory, now, type SimStatus, type ToChild, type ToSim } from './messages.ts';
 import { Peer, type Proc, procUsage, type ProcUsage } from './procs.ts';
 import { buildGcp, type FromGcp, startGcp, type ToGcp } from './gcp-peer.ts';
@@ -46,23 +28,42 @@ const STORM_GAUGES = ['isthmus_xds_inflight_bytes', 'isthmus_xds_waiting_connect
 /** With no other sign of the end of a resync: this long without a reconnect or a response. */
 const QUIET_MS = 2000;
 
-const { values } = parseArgs({
-  options: {
-    size: { type: 'string', default: 'small' },
-    proxies: { type: 'string' },
-    services: { type: 'string' },
-    endpoints: { type: 'string' },
-    changes: { type: 'string', default: '20' },
-    timeout: { type: 'string', default: '300' },
-    profile: { type: 'boolean', default: false },
-    peer: { type: 'string', default: 'gcp' },
-    delta: { type: 'boolean', default: false },
-    storm: { type: 'boolean', default: false },
-    'storm-cold': { type: 'boolean', default: false },
-    'isthmus-mem': { type: 'string', default: '11' },
-    'peer-mem': { type: 'string', default: '11' },
-    'sim-mem': { type: 'string', default: '9' },
-  },
+const USAGE = `Usage: node bench/run.ts (npm run bench --) [--size small|medium|large[,…]] [--proxies P] [--services S]
+       [--endpoints E] [--changes N] [--timeout SECONDS] [--profile]
+       [--peer gcp|gcp-snapshot|none] [--delta] [--storm [--storm-cold]]
+       [--isthmus-mem GiB] [--peer-mem GiB] [--sim-mem GiB]
+Phases per server: start, full sync of P proxies, N endpoint changes one at a time, and
+with --storm a reconnect storm: the server is SIGKILLed and a fresh one started on the
+same ports from the same registry state (the N changes included), so all P proxies reconnect at once (re-opening their streams with a short
+backoff and claiming the versions they hold, as Envoy does); measured from the new
+process being ready to every proxy holding and having ACKed the full config again, with
+Isthmus's admin /healthz/ready polled every 100 ms meanwhile. --storm-cold: the proxies
+come back holding nothing (every Envoy restarted too), so each server sends everything again.
+--delta: the simulated proxies speak Delta ADS instead of SotW (to both servers).
+--peer gcp (default): go-control-plane with a LinearCache for EDS and a SnapshotCache for
+the rest; gcp-snapshot: one SnapshotCache for everything (SotW resends every assignment).
+--*-mem: each process runs in a cgroup v1 memory group with this limit (defaults: Isthmus
+11, peer 11, simulator 9 GiB; 0 = no limit). A process the kernel kills over its limit is
+reported as "failed: OOM at N GiB" in its column and the run goes on; exit status 3.
+--profile writes V8 CPU profiles of both Node children next to their logs.
+Exit status: 0, 2 if an endpoint change was encoded more than once, 3 if a phase failed.
+`;
+
+const values = benchOptions('bench', USAGE, {
+  size: { type: 'string', default: 'small' },
+  proxies: { type: 'string' },
+  services: { type: 'string' },
+  endpoints: { type: 'string' },
+  changes: { type: 'string', default: '20' },
+  timeout: { type: 'string', default: '300' },
+  profile: { type: 'boolean', default: false },
+  peer: { type: 'string', default: 'gcp' },
+  delta: { type: 'boolean', default: false },
+  storm: { type: 'boolean', default: false },
+  'storm-cold': { type: 'boolean', default: false },
+  'isthmus-mem': { type: 'string', default: '11' },
+  'peer-mem': { type: 'string', default: '11' },
+  'sim-mem': { type: 'string', default: '9' },
 });
 
 const tty = process.stderr.isTTY;

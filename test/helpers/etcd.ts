@@ -3,7 +3,6 @@
 // ports and data (a restart), or killed. Also: a TCP proxy to cut or slow the way to it, and
 // a recorder of the states a registry emits.
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -135,122 +134,6 @@ export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
 export async function etcdMetric(server: EtcdServer, name: string, labels: Record<string, string> = {}): Promise<number> {
   const text = await (await fetch(`http://${server.endpoint}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
   return metricValue(text, name, labels);
-}
-
-/**
- * A loopback TCP proxy in front of an HTTP/2 (gRPC) server, to make faults a test controls:
- * `cut()` drops every connection and refuses new ones (a partition); `hold()` keeps back the
- * server's answers (HEADERS, DATA, CONTINUATION, RST_STREAM frames) until `release()`, while
- * connection-level frames (SETTINGS, PING, ...) pass, so connections stay up and new ones open.
- */
-export class TcpProxy {
-  readonly port: number;
-  private readonly server: net.Server;
-  private readonly target: number;
-  private readonly pairs = new Set<ProxyPair>();
-  private cutOff = false;
-  private holding = false;
-
-  private constructor(server: net.Server, port: number, target: number) {
-    this.server = server;
-    this.port = port;
-    this.target = target;
-  }
-
-  static async start(targetPort: number): Promise<TcpProxy> {
-    const server = net.createServer();
-    const port = await new Promise<number>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: '127.0.0.1', port: 0 }, () => resolve((server.address() as net.AddressInfo).port));
-    });
-    const proxy = new TcpProxy(server, port, targetPort);
-    server.on('connection', (c) => proxy.accept(c));
-    return proxy;
-  }
-
-  get endpoint(): string {
-    return `127.0.0.1:${this.port}`;
-  }
-
-  /** Frames of the server held back by hold(). */
-  get heldFrames(): number {
-    let n = 0;
-    for (const p of this.pairs) n += p.held.length;
-    return n;
-  }
-
-  private accept(client: net.Socket): void {
-    if (this.cutOff) {
-      client.destroy();
-      return;
-    }
-    const upstream = net.connect({ host: '127.0.0.1', port: this.target });
-    const pair: ProxyPair = { client, upstream, partial: Buffer.alloc(0), held: [] };
-    this.pairs.add(pair);
-    const drop = (): void => {
-      client.destroy();
-      upstream.destroy();
-      this.pairs.delete(pair);
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-    client.on('data', (d: Buffer) => upstream.write(d));
-    // The server side of HTTP/2 is frames from its first byte: 3 bytes length, type, flags, stream.
-    upstream.on('data', (d: Buffer) => {
-      let buf = pair.partial.length ? Buffer.concat([pair.partial, d]) : d;
-      while (buf.length >= 9) {
-        const size = 9 + buf.readUIntBE(0, 3);
-        if (buf.length < size) break;
-        const frame = buf.subarray(0, size);
-        buf = buf.subarray(size);
-        const type = frame[3]!;
-        const answer = type === 0 || type === 1 || type === 9 || type === 3;
-        if ((this.holding && answer) || (answer && pair.held.length)) pair.held.push(Buffer.from(frame));
-        else client.write(frame);
-      }
-      pair.partial = Buffer.from(buf);
-    });
-  }
-
-  /** Drops every connection and refuses new ones until restore(). */
-  cut(): void {
-    this.cutOff = true;
-    for (const p of this.pairs) {
-      p.client.destroy();
-      p.upstream.destroy();
-    }
-    this.pairs.clear();
-  }
-
-  restore(): void {
-    this.cutOff = false;
-  }
-
-  /** Keeps back the server's answers until release(). */
-  hold(): void {
-    this.holding = true;
-  }
-
-  release(): void {
-    this.holding = false;
-    for (const p of this.pairs) {
-      for (const f of p.held) p.client.write(f);
-      p.held = [];
-    }
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
-
-interface ProxyPair {
-  readonly client: net.Socket;
-  readonly upstream: net.Socket;
-  /** Bytes of an incomplete frame from the server. */
-  partial: Buffer;
-  held: Buffer[];
 }
 
 /** Subscribes to a registry and keeps every state it emits, with the time it came. */

@@ -8,7 +8,8 @@ import { setLogLevel } from '../../../../src/log.ts';
 import { EtcdRegistrar, type EtcdRegistrarOptions } from '../../../../src/registries/soa/etcd-registrar.ts';
 import { EtcdRegistry } from '../../../../src/registries/soa/etcd.ts';
 import { parseProviderKey, type ProviderSpec } from '../../../../src/registries/soa/provider.ts';
-import { EtcdServer, startEtcd, StateRecorder, TcpProxy } from '../../../helpers/etcd.ts';
+import { EtcdServer, startEtcd, StateRecorder } from '../../../helpers/etcd.ts';
+import { TcpProxy } from '../../../helpers/tcp-proxy.ts';
 import { freePort } from '../../../helpers/ports.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, scratchDir, stopAll } from '../../../helpers/processes.ts';
 import { waitFor } from '../../../helpers/wait.ts';
@@ -167,19 +168,19 @@ describe('EtcdRegistrar when etcd is out of reach', () => {
 
   it('cut off longer than the TTL: etcd expires the lease; reachable again: registered again', async () => {
     const etcd = await startEtcd({ name: 'etcd-registrar-partition' });
-    const proxy = await TcpProxy.start(etcd.clientPort);
+    const proxy = await TcpProxy.start(etcd.clientPort, { http2: true });
     const kv = etcd.client();
     const r = registrar([proxy.endpoint], '/dubbo', { ttlSeconds: 2 });
     try {
       await r.start();
       const key = Object.keys(await keysUnder(kv, '/dubbo'))[0]!;
       const first = r.leaseId!;
-      proxy.cut();
+      proxy.partition('refuse');
       const t0 = Date.now();
       await waitFor(async () => (await leaseOf(kv, key)) === '0', { timeoutMs: 6000, what: 'etcd to expire the lease and delete the key' });
       const expiredAfter = Date.now() - t0;
       assert.ok(expiredAfter > 1000, `expired after ${expiredAfter} ms with TTL 2s`);
-      proxy.restore();
+      proxy.heal();
       const lease = await waitFor(async () => {
         const l = await leaseOf(kv, key);
         return l !== '0' ? l : undefined;

@@ -7,7 +7,8 @@ import { metrics } from '../../../../src/metrics.ts';
 import type { RegistryState } from '../../../../src/model/types.ts';
 import { EtcdRegistry, type EtcdRegistryOptions } from '../../../../src/registries/soa/etcd.ts';
 import { buildProviderUrl, providerKey, type ProviderSpec } from '../../../../src/registries/soa/provider.ts';
-import { EtcdServer, etcdMetric, startEtcd, StateRecorder, TcpProxy } from '../../../helpers/etcd.ts';
+import { EtcdServer, etcdMetric, startEtcd, StateRecorder } from '../../../helpers/etcd.ts';
+import { TcpProxy } from '../../../helpers/tcp-proxy.ts';
 import { freePort } from '../../../helpers/ports.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, scratchDir, stopAll } from '../../../helpers/processes.ts';
 import { waitFor } from '../../../helpers/wait.ts';
@@ -336,7 +337,7 @@ describe('EtcdRegistry when etcd fails', () => {
 
   it('partitioned: a key deleted meanwhile disappears on recovery, in one state; a compacted history is no obstacle', async () => {
     const etcd = await startEtcd({ name: 'etcd-partition' });
-    const proxy = await TcpProxy.start(etcd.clientPort);
+    const proxy = await TcpProxy.start(etcd.clientPort, { http2: true });
     const kv = etcd.client();
     const root = '/dubbo';
     const a = key(root, provider({ address: '10.8.0.1' }));
@@ -346,7 +347,7 @@ describe('EtcdRegistry when etcd fails', () => {
     const rec = new StateRecorder(registry([proxy.endpoint], root, { backoffMaxMs: 300 }));
     try {
       await rec.next((s) => s.synced && s.endpoints.length === 2, 'both providers');
-      proxy.cut();
+      proxy.partition('refuse');
       const { index } = await rec.next((s) => s.error !== undefined, 'the error state');
       assert.equal(rec.states[index]!.endpoints.length, 2);
       // While the registry cannot see etcd: one provider goes, one comes, and the history is compacted.
@@ -354,7 +355,7 @@ describe('EtcdRegistry when etcd fails', () => {
       const c = key(root, provider({ address: '10.8.0.3' }));
       await kv.put(c).value('').exec();
       await etcd.compact();
-      proxy.restore();
+      proxy.heal();
       const { state, index: recovered } = await rec.next((s) => s.error === undefined, 'recovered', index, 10_000);
       assert.deepEqual(state.endpoints.map((e) => e.address), ['10.8.0.2', '10.8.0.3']);
       assert.equal(recovered, index + 1, 'the difference came as one state');
@@ -368,7 +369,7 @@ describe('EtcdRegistry when etcd fails', () => {
 
   it('a watch canceled by etcd (its start revision compacted) lists again without an error', async () => {
     const etcd = await startEtcd({ name: 'etcd-compact' });
-    const proxy = await TcpProxy.start(etcd.clientPort);
+    const proxy = await TcpProxy.start(etcd.clientPort, { http2: true });
     const kv = etcd.client();
     const root = '/dubbo';
     await kv.put(key(root, provider({ address: '10.9.0.1' }))).value('').exec();

@@ -8,7 +8,8 @@ import type { RegistryState } from '../../../../src/model/types.ts';
 import { ZkRegistry } from '../../../../src/registries/soa/zk.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, stopAll } from '../../../helpers/processes.ts';
 import { waitFor } from '../../../helpers/wait.ts';
-import { createZooKeeper, DubboWriter, dubboUrl, endpointAddresses, StateLog, startZooKeeper, TcpProxy } from '../../../helpers/zookeeper.ts';
+import { TcpProxy } from '../../../helpers/tcp-proxy.ts';
+import { createZooKeeper, DubboWriter, dubboUrl, endpointAddresses, StateLog, startZooKeeper } from '../../../helpers/zookeeper.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 
@@ -101,7 +102,7 @@ test('its own session expired (partitioned longer than the timeout): a new sessi
   const gone = await w.provider(url('10.7.0.1'));
   await w.provider(url('10.7.0.2'));
   const baseSessions = await zk.sessions();
-  const log = watch(proxy.connect, '/dubbo', { sessionTimeoutMs: 1000 });
+  const log = watch(proxy.endpoint, '/dubbo', { sessionTimeoutMs: 1000 });
   await log.until((s) => s.synced && s.endpoints.length === 2, 'two providers');
   const mark = log.states.length - 1;
 
@@ -134,7 +135,7 @@ test('a hung connection is noticed (read timeout) and the session resumes: provi
   const w = await DubboWriter.connect(zk.connect, '/dubbo', 6000);
   cleanups.push(() => w.close());
   await w.provider(url('10.6.0.1'));
-  const log = watch(proxy.connect, '/dubbo', { sessionTimeoutMs: 3000 });
+  const log = watch(proxy.endpoint, '/dubbo', { sessionTimeoutMs: 3000 });
   await log.until((s) => s.synced && s.endpoints.length === 1, 'one provider');
   const baseSessions = await zk.sessions();
 
@@ -219,7 +220,7 @@ test('a reconnect re-arms more than 1 MB of watches (ZooKeeper packet limit): ch
   for (let k = 0; k < N; k += 250) {
     await Promise.all(Array.from({ length: Math.min(250, N - k) }, (_, j) => w.provider(url(`10.5.${(k + j) >> 8}.${(k + j) & 255}`, iface(k + j), `app${k + j}`))));
   }
-  const log = watch(proxy.connect, '/dubbo', { sessionTimeoutMs: 6000 });
+  const log = watch(proxy.endpoint, '/dubbo', { sessionTimeoutMs: 6000 });
   await log.until((s) => s.synced && s.endpoints.length === N, `${N} providers`, { timeoutMs: 60_000 });
   const baseSessions = await zk.sessions();
   // Drop the connection (same session): the client re-arms every watch on reconnect.

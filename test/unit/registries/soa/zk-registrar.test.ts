@@ -8,7 +8,8 @@ import { ZkRegistrar } from '../../../../src/registries/soa/zk-registrar.ts';
 import { ZkRegistry } from '../../../../src/registries/soa/zk.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, stopAll } from '../../../helpers/processes.ts';
 import { waitFor } from '../../../helpers/wait.ts';
-import { DubboWriter, endpointAddresses, spawnRegistrar, StateLog, startZooKeeper, TcpProxy, type ZooKeeperServer } from '../../../helpers/zookeeper.ts';
+import { TcpProxy } from '../../../helpers/tcp-proxy.ts';
+import { DubboWriter, endpointAddresses, spawnRegistrar, StateLog, startZooKeeper, type ZooKeeperServer } from '../../../helpers/zookeeper.ts';
 
 let zk: ZooKeeperServer;
 let reader: ZkClient;
@@ -145,7 +146,7 @@ test('after its session expires a registrar registers the same nodes again in a 
   const log = watch(root);
   const proxy = await TcpProxy.start(zk.port);
   cleanups.push(() => proxy.close());
-  const r = registrar(root, proxy.connect, 1000);
+  const r = registrar(root, proxy.endpoint, 1000);
   await r.start();
   const first = r.sessionId!;
   const paths = [...r.paths];
@@ -166,7 +167,7 @@ test('a registrar started before ZooKeeper answers registers once it does', asyn
   const proxy = await TcpProxy.start(zk.port);
   cleanups.push(() => proxy.close());
   proxy.partition('refuse');
-  const r = registrar(root, proxy.connect, 2000);
+  const r = registrar(root, proxy.endpoint, 2000);
   let done = false;
   const started = r.start().then(() => (done = true));
   // Several connection attempts refused, and start() still waiting.

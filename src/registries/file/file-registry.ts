@@ -8,9 +8,9 @@ import { canonicalJson, contentHash } from '../../model/hash.ts';
 import type { Registry } from '../../model/registry.ts';
 import type { Rejection, RegistryState } from '../../model/types.ts';
 import { logger } from '../../log.ts';
-import { metrics } from '../../metrics.ts';
 import { parseManifests } from './manifest.ts';
 import { collect, type ServedFile, serveFailure, serveFile } from './serving.ts';
+import { registryEvents as events, registryRejections as rejectionsGauge } from '../metrics.ts';
 
 export interface FileRegistryOptions {
   /** Quiet period after the last filesystem event before re-reading. Default 50 ms. */
@@ -24,8 +24,6 @@ export interface FileRegistryOptions {
 }
 
 const log = logger('registry.file');
-const rejectionsGauge = metrics.gauge('isthmus_registry_rejections', 'Documents or files a registry currently rejects');
-const events = metrics.counter('isthmus_registry_events_total', 'Registry events by kind (fs_event, reload, dir_error, watch_error, ...)');
 
 const MANIFEST = /\.(ya?ml|json)$/i;
 const MAX_DEPTH = 32;

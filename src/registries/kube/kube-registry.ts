@@ -23,6 +23,7 @@ import { mapRpcServices, type RpcServiceLike, type RpcServiceStatus } from './rp
 import { type EndpointSliceLike, mapServices, type ServiceLike } from './services.ts';
 import { StatusWriter } from './status-writer.ts';
 import { KubeUrlError } from './url.ts';
+import { registryRejections as rejectionsGauge } from '../metrics.ts';
 
 export interface KubeRegistryOptions {
   /** Kubeconfig context; the current context when absent (in-cluster config inside a pod). */
@@ -55,7 +56,6 @@ export interface KubeRegistryOptions {
 }
 
 const log = logger('registry.kube');
-const rejectionsGauge = metrics.gauge('isthmus_registry_rejections', 'Documents or files a registry currently rejects');
 const rebuilds = metrics.counter('isthmus_kube_rebuilds_total', 'Model rebuilds of a Kubernetes registry, by result (emitted, unchanged)');
 
 /** Every kind the registry reads, in the order states are built from them. */

@@ -5,10 +5,10 @@
 // deregisters every key at once.
 import { Etcd3, EtcdLeaseInvalidError, type IDuplexStream, type ILeaseKeepAliveRequest, type ILeaseKeepAliveResponse, type IRequestOp } from 'etcd3';
 import { logger } from '../../log.ts';
-import { metrics } from '../../metrics.ts';
 import { clientOptions, describeError, normalizeRoot } from './etcd.ts';
 import { buildProviderUrl, providerKey, type ProviderSpec } from './provider.ts';
 import type { Registrar } from './registrar.ts';
+import { soaRegistrarErrors as registrarErrors, soaRegistrations as registrations } from '../metrics.ts';
 
 export interface EtcdRegistrarOptions {
   /** `host:port` (or `http://host:port`) of each etcd member. */
@@ -27,8 +27,6 @@ export interface EtcdRegistrarOptions {
 }
 
 const log = logger('registrar.etcd');
-const registrations = metrics.counter('isthmus_soa_registrations_total', 'Leases granted and provider keys written by the registration agent');
-const registrarErrors = metrics.counter('isthmus_soa_registrar_errors_total', 'Failed registration, keepalive or deregistration attempts, by stage');
 
 /** Keys per transaction: etcd's default limit is 128 operations. */
 const TXN_OPS = 100;

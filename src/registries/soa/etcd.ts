@@ -10,9 +10,9 @@ import { canonicalJson } from '../../model/hash.ts';
 import type { Registry } from '../../model/registry.ts';
 import type { RegistryState, Rejection } from '../../model/types.ts';
 import { logger } from '../../log.ts';
-import { metrics } from '../../metrics.ts';
 import { SoaMapper } from './mapping.ts';
 import { parseProviderKey, type Provider, ProviderError } from './provider.ts';
+import { registryEvents as events, soaConnected as connectedGauge, soaMalformed as malformedTotal, soaProviders as providersGauge, soaRejected as rejectedGauge } from '../metrics.ts';
 
 export interface EtcdRegistryOptions {
   /** `host:port` (or `http://host:port`) of each etcd member. */
@@ -36,11 +36,6 @@ export interface EtcdRegistryOptions {
 }
 
 const log = logger('registry.etcd');
-const events = metrics.counter('isthmus_registry_events_total', 'Registry events by kind (fs_event, reload, dir_error, watch_error, ...)');
-const malformedTotal = metrics.counter('isthmus_soa_malformed_providers_total', 'Malformed provider keys or URLs seen in a SOA registry (each counted once while it exists)');
-const rejectedGauge = metrics.gauge('isthmus_soa_rejected_providers', 'Provider keys a SOA registry currently rejects (malformed, or in conflict)');
-const providersGauge = metrics.gauge('isthmus_soa_providers', 'Provider keys a SOA registry currently serves');
-const connectedGauge = metrics.gauge('isthmus_soa_registry_connected', '1 while a SOA registry is connected and watching, else 0');
 
 /** Keys longer than this are remembered by hash only; they are malformed anyway. */
 const MAX_IDENTITY_BYTES = 16 * 1024;

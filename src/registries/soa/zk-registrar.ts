@@ -3,10 +3,10 @@
 // registrar's session. The nodes vanish when the session ends (stop, crash, expiry); after
 // an expired session the registrar opens a new one and creates them again.
 import { logger } from '../../log.ts';
-import { metrics } from '../../metrics.ts';
 import { buildProviderUrl, providerKey, type ProviderSpec } from './provider.ts';
 import type { Registrar } from './registrar.ts';
 import { normalizeRoot, ZK_CODES, ZkClient, ZkError } from './zk-client.ts';
+import { soaRegistrarErrors as registrarErrors, soaRegistrations as registrations } from '../metrics.ts';
 
 export interface ZkRegistrarOptions {
   /** host:port[,host:port] */
@@ -19,8 +19,6 @@ export interface ZkRegistrarOptions {
 
 const log = logger('register.zk');
 // Shared with the etcd registrar (same names and meaning).
-const registrations = metrics.counter('isthmus_soa_registrations_total', 'Leases granted and provider keys written by the registration agent');
-const registrarErrors = metrics.counter('isthmus_soa_registrar_errors_total', 'Failed registration, keepalive or deregistration attempts, by stage');
 
 /** Pause before retrying a failed registration: 250 ms doubling to 10 s. */
 function backoff(attempt: number): number {

@@ -14,10 +14,10 @@ import { Observable } from 'rxjs';
 import type { Registry } from '../../model/registry.ts';
 import type { Rejection, RegistryState } from '../../model/types.ts';
 import { logger } from '../../log.ts';
-import { metrics } from '../../metrics.ts';
 import { SoaMapper } from './mapping.ts';
 import { parseProviderKey, ProviderError, type Provider } from './provider.ts';
 import { normalizeRoot, ZK_CODES, ZkClient, ZkError, type ZkWatcher } from './zk-client.ts';
+import { registryEvents as events, registryRejections as rejectionsGauge, soaConnected as connectedGauge, soaMalformed as malformedTotal, soaProviders as providersGauge, soaRejected as rejectedGauge } from '../metrics.ts';
 
 export interface ZkRegistryOptions {
   /** host:port[,host:port] */
@@ -38,13 +38,7 @@ export interface ZkRegistryOptions {
 }
 
 const log = logger('registry.zk');
-const events = metrics.counter('isthmus_registry_events_total', 'Registry events by kind (fs_event, reload, dir_error, watch_error, ...)');
-const rejectionsGauge = metrics.gauge('isthmus_registry_rejections', 'Documents or files a registry currently rejects');
-const malformedTotal = metrics.counter('isthmus_soa_malformed_providers_total', 'Malformed provider keys or URLs seen in an SOA registry (each counted once while it lasts).');
 // Shared with the etcd registry (same names and meaning).
-const rejectedGauge = metrics.gauge('isthmus_soa_rejected_providers', 'Provider keys a SOA registry currently rejects (malformed, or in conflict)');
-const providersGauge = metrics.gauge('isthmus_soa_providers', 'Provider keys a SOA registry currently serves');
-const connectedGauge = metrics.gauge('isthmus_soa_registry_connected', '1 while a SOA registry is connected and watching, else 0');
 
 /** Longest key kept verbatim in a rejection or a log line. */
 const MAX_SHOWN_KEY = 512;

@@ -2,21 +2,13 @@
 // DestinationRule), checked by the very parser and validator that reads them from files
 // (src/registries/file), so an object is accepted or refused for the same reasons wherever
 // it lives.
-import type { DestinationRule, VirtualService } from '../../model/rules.ts';
-import type { Endpoint, Rejection, Service, Workload } from '../../model/types.ts';
-import { parseManifests } from '../file/index.ts';
+import type { Rejection } from '../../model/types.ts';
+import { type Collected, parseManifests } from '../file/index.ts';
 import type { KubeObject } from './client.ts';
 
-export interface IstioResult {
+/** What one Istio object contributes, as a file of manifests would; `ok` when it is served. */
+export interface IstioResult extends Collected {
   readonly ok: boolean;
-  readonly services: readonly Service[];
-  readonly endpoints: readonly Endpoint[];
-  readonly workloads: readonly Workload[];
-  readonly virtualServices: readonly VirtualService[];
-  readonly destinationRules: readonly DestinationRule[];
-  readonly rejections: readonly Rejection[];
-  /** Problems that do not stop the object from being used (Istio's validation warnings). */
-  readonly warnings: readonly Rejection[];
 }
 
 const NOTHING = { services: [], endpoints: [], workloads: [], virtualServices: [], destinationRules: [], warnings: [] };

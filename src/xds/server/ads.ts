@@ -1,6 +1,5 @@
 // The AggregatedDiscoveryService front: decodes requests, dispatches to SotW or delta
 // connections, and exposes status. It depends only on the SnapshotSource interface.
-import * as grpc from '@grpc/grpc-js';
 import type { Subscription as RxSubscription } from 'rxjs';
 import { logger } from '../../log.ts';
 import { metrics } from '../../metrics.ts';
@@ -12,6 +11,7 @@ import { DeltaConnection, type DeltaDiscoveryRequest } from './delta.ts';
 import { decodeDiscoveryRequest } from './request.ts';
 import { newShared, type Shared } from './shared.ts';
 import { type DiscoveryRequest, RequestError, SotwConnection } from './sotw.ts';
+import { type CallHandlers, GrpcTransport, type ServerCall, Status } from './transport.ts';
 import type { ConnectionStatus, SnapshotSource } from './types.ts';
 
 const log = logger('xds');
@@ -24,7 +24,6 @@ const generateErrors = metrics.counter('isthmus_xds_generate_errors_total', 'Fai
 const pushTime = metrics.histogram('isthmus_xds_push_seconds', 'Time from a new snapshot to every connection having flushed it.');
 
 const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService/';
-const sotwRequest = messageType('envoy.service.discovery.v3.DiscoveryRequest');
 const deltaRequest = messageType('envoy.service.discovery.v3.DeltaDiscoveryRequest');
 
 /** A request that could not be decoded: answered by closing its stream with the reason. */
@@ -32,7 +31,7 @@ interface Malformed {
   readonly malformed: string;
 }
 
-/** Decoding errors become a value, so the stream is closed with what is wrong instead of grpc-js's bare INTERNAL. */
+/** Decoding errors become a value, so the stream is closed with what is wrong. */
 function lenient<T>(decode: (buf: Buffer) => T): (buf: Buffer) => T | Malformed {
   return (buf) => {
     try {
@@ -46,30 +45,6 @@ function lenient<T>(decode: (buf: Buffer) => T): (buf: Buffer) => T | Malformed 
 const decodeDelta = (buf: Buffer): DeltaDiscoveryRequest =>
   deltaRequest.toObject(deltaRequest.decode(buf), { longs: String, enums: String, defaults: false, arrays: true, objects: true }) as DeltaDiscoveryRequest;
 
-const passthrough = (b: Buffer): Buffer => b;
-
-/** Service definition with our own codecs: responses arrive as ready-made bytes. */
-const ADS_DEFINITION: grpc.ServiceDefinition = {
-  StreamAggregatedResources: {
-    path: SERVICE + 'StreamAggregatedResources',
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: (r: DiscoveryRequest) => Buffer.from(sotwRequest.encode(sotwRequest.fromObject(r)).finish()),
-    requestDeserialize: lenient(decodeDiscoveryRequest),
-    responseSerialize: passthrough,
-    responseDeserialize: passthrough,
-  },
-  DeltaAggregatedResources: {
-    path: SERVICE + 'DeltaAggregatedResources',
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: (r: DeltaDiscoveryRequest) => Buffer.from(deltaRequest.encode(deltaRequest.fromObject(r)).finish()),
-    requestDeserialize: lenient(decodeDelta),
-    responseSerialize: passthrough,
-    responseDeserialize: passthrough,
-  },
-};
-
 export interface AdsServerOptions {
   /** Called when a snapshot has been offered to every connection. */
   onPushed?(seq: number, seconds: number): void;
@@ -78,13 +53,7 @@ export interface AdsServerOptions {
 }
 
 export class AdsServer {
-  private readonly server = new grpc.Server({
-    'grpc.max_receive_message_length': 16 * 1024 * 1024,
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-  });
+  private readonly server: GrpcTransport;
   private readonly connections = new Set<Connection>();
   private readonly source: SnapshotSource;
   private readonly hooks: ConnectionHooks;
@@ -110,19 +79,21 @@ export class AdsServer {
         log.warn('proxy rejected config', { proxy: c.proxy.id, type: SHORT_NAME[t], version: nack.version, error: nack.message });
       },
     };
-    this.server.addService(ADS_DEFINITION, {
-      StreamAggregatedResources: (call: grpc.ServerDuplexStream<(DiscoveryRequest & { node?: DecodedNode }) | Malformed, Buffer>) =>
-        this.serve(call, 'sotw'),
-      DeltaAggregatedResources: (call: grpc.ServerDuplexStream<(DeltaDiscoveryRequest & { node?: DecodedNode }) | Malformed, Buffer>) =>
-        this.serve(call, 'delta'),
-    });
+    const names = this.shared.names;
+    const decodeSotw = lenient((buf: Buffer) => decodeDiscoveryRequest(buf, names));
+    const decodeDeltaLenient = lenient(decodeDelta);
+    this.server = new GrpcTransport(
+      new Map([
+        [SERVICE + 'StreamAggregatedResources', (call: ServerCall) => this.serve(call, 'sotw', decodeSotw)],
+        [SERVICE + 'DeltaAggregatedResources', (call: ServerCall) => this.serve(call, 'delta', decodeDeltaLenient)],
+      ]),
+      { maxMessageBytes: 16 * 1024 * 1024, keepaliveMs: 30_000, keepaliveTimeoutMs: 10_000 },
+    );
   }
 
   /** Binds and starts serving; returns the bound port. */
   async listen(address: string): Promise<number> {
-    const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-    );
+    const port = await this.server.listen(address);
     this.snapshotSub = this.source.snapshots.subscribe((snap) => {
       const start = performance.now();
       this.shared.changes.record(snap);
@@ -140,15 +111,14 @@ export class AdsServer {
   async close(): Promise<void> {
     this.snapshotSub?.unsubscribe();
     for (const c of this.connections) c.close();
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
-    this.server.forceShutdown();
+    await this.server.close();
   }
 
   /** Stops without waiting for proxies to go: they reconnect to the next instance. */
   forceClose(): void {
     this.snapshotSub?.unsubscribe();
     for (const c of this.connections) c.close();
-    this.server.forceShutdown();
+    this.server.forceClose();
   }
 
   /**
@@ -196,16 +166,8 @@ export class AdsServer {
     });
   }
 
-  private serve(
-    call: grpc.ServerDuplexStream<((DiscoveryRequest | DeltaDiscoveryRequest) & { node?: DecodedNode }) | Malformed, Buffer>,
-    kind: 'sotw' | 'delta',
-  ): void {
+  private serve(call: ServerCall, kind: 'sotw' | 'delta', decode: (buf: Buffer) => (DiscoveryRequest | DeltaDiscoveryRequest) | Malformed): CallHandlers {
     let conn: SotwConnection | DeltaConnection | undefined;
-    const fail = (code: grpc.status, details: string): void => {
-      rejected.inc({ reason: code === grpc.status.INVALID_ARGUMENT ? 'invalid' : 'other' });
-      log.warn('closing xDS stream', { peer: call.getPeer(), proxy: conn?.proxy.id, error: details });
-      call.emit('error', { code, details });
-    };
     const done = (): void => {
       if (!conn) return;
       conn.close();
@@ -214,23 +176,30 @@ export class AdsServer {
         log.info('proxy disconnected', { proxy: conn.proxy.id, connection: conn.number });
       }
     };
-    call.on('data', (req) => {
+    const fail = (code: number, details: string): void => {
+      rejected.inc({ reason: code === Status.INVALID_ARGUMENT ? 'invalid' : 'other' });
+      log.warn('closing xDS stream', { peer: call.peer, proxy: conn?.proxy.id, error: details });
+      call.finish(code, details);
+      done();
+    };
+    const message = (buf: Buffer): void => {
+      const req = decode(buf) as ((DiscoveryRequest | DeltaDiscoveryRequest) & { node?: DecodedNode }) | Malformed;
       if ('malformed' in req) {
         // What the proxy was sent stays as it is; only this stream ends.
-        fail(grpc.status.INVALID_ARGUMENT, `malformed ${kind === 'sotw' ? 'DiscoveryRequest' : 'DeltaDiscoveryRequest'}: ${req.malformed}`);
+        fail(Status.INVALID_ARGUMENT, `malformed ${kind === 'sotw' ? 'DiscoveryRequest' : 'DeltaDiscoveryRequest'}: ${req.malformed}`);
         return;
       }
       try {
         if (!conn) {
           const proxy = proxyFromNode(req.node);
-          const sink = { write: (bytes: Buffer, written: () => void): boolean => call.write(bytes, written) };
+          const sink = { write: (parts: readonly Uint8Array[], written: () => void): boolean => call.write(parts, written) };
           conn =
             kind === 'sotw'
-              ? new SotwConnection(proxy, call.getPeer(), sink, this.source, this.hooks, this.shared)
-              : new DeltaConnection(proxy, call.getPeer(), sink, this.source, this.hooks, this.shared);
+              ? new SotwConnection(proxy, call.peer, sink, this.source, this.hooks, this.shared)
+              : new DeltaConnection(proxy, call.peer, sink, this.source, this.hooks, this.shared);
           this.connections.add(conn);
           connected.inc({ stream: kind });
-          log.info('proxy connected', { proxy: proxy.id, connection: conn.number, stream: kind, kind: proxy.kind, peer: call.getPeer() });
+          log.info('proxy connected', { proxy: proxy.id, connection: conn.number, stream: kind, kind: proxy.kind, peer: call.peer });
         }
         if (conn instanceof SotwConnection) conn.handle(req as DiscoveryRequest);
         else conn.handle(req as DeltaDiscoveryRequest);
@@ -240,23 +209,21 @@ export class AdsServer {
           rejected.inc({ reason: 'unsupported_type' });
           log.debug('ignoring request', { proxy: conn?.proxy.id, error: e.message });
         } else if (e instanceof ProxyMetadataError) {
-          fail(grpc.status.INVALID_ARGUMENT, e.message);
+          fail(Status.INVALID_ARGUMENT, e.message);
         } else {
-          fail(grpc.status.INTERNAL, `internal error: ${(e as Error).message}`);
+          fail(Status.INTERNAL, `internal error: ${(e as Error).message}`);
           log.error('request handling failed', { error: e });
         }
       }
-    });
-    call.on('error', (e) => {
-      log.debug('stream error', { proxy: conn?.proxy.id, error: e.message });
-      done();
-    });
-    call.on('cancelled', done);
-    call.on('end', () => {
-      done();
-      call.end();
-    });
-    call.on('close', done);
+    };
+    return {
+      message,
+      end: () => {
+        done();
+        call.finish(Status.OK);
+      },
+      close: done,
+    };
   }
 }
 

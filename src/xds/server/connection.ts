@@ -16,10 +16,17 @@ export interface ConnectionHooks {
 
 export type PushReason = 'request' | 'config';
 
-/** The part of a gRPC duplex call a connection writes to. */
+/** The part of a gRPC call a connection writes to. */
 export interface ResponseSink {
-  /** `done` runs once the bytes have left for the proxy. */
-  write(bytes: Buffer, done: () => void): boolean;
+  /** One message from its parts, in order; `done` runs once the bytes have left for the proxy. */
+  write(parts: readonly Uint8Array[], done: () => void): boolean;
+}
+
+/** A response as its parts (a shared body, then what is this proxy's own) and their total size. */
+export interface Response {
+  parts: readonly Uint8Array[];
+  bytes: number;
+  resources: number;
 }
 
 /** A write taking longer than this stops counting against the shared budget: one slow proxy must not stall the rest. */
@@ -131,19 +138,19 @@ export abstract class Connection<S extends Subscription = Subscription> {
       }
       if (!out) continue;
       sub.awaitingFirst = false;
-      this.hooks.onResponse?.(this, typeUrl, reason, out.resources, out.bytes.length);
-      this.send(out.bytes);
+      this.hooks.onResponse?.(this, typeUrl, reason, out.resources, out.bytes);
+      this.send(out);
       return;
     }
   }
 
-  private send(bytes: Buffer): void {
+  private send(out: Response): void {
     this.writing = true;
-    this.budgeted = bytes.length;
-    this.shared.budget.started(bytes.length);
+    this.budgeted = out.bytes;
+    this.shared.budget.started(out.bytes);
     this.parkTimer = setTimeout(() => this.park(), PARK_AFTER_MS);
     this.parkTimer.unref();
-    this.sink.write(bytes, () => {
+    this.sink.write(out.parts, () => {
       // A connection closed meanwhile has released its budget already.
       if (!this.writing) return;
       this.written();
@@ -171,7 +178,7 @@ export abstract class Connection<S extends Subscription = Subscription> {
     this.writing = false;
   }
 
-  protected abstract compute(sub: S, snap: ResourceSnapshot): { bytes: Buffer; resources: number } | null;
+  protected abstract compute(sub: S, snap: ResourceSnapshot): Response | null;
 
   protected recordNack(sub: S, nonce: string, message: string): void {
     const nack: NackInfo = { version: sub.sentVersion, nonce, message, at: new Date().toISOString() };

@@ -1,7 +1,7 @@
 // Incremental (delta) ADS: per-resource versions, explicit subscribe/unsubscribe, removals.
 import { CLUSTER_TYPE, isTypeUrl, type TypeUrl } from '../resources.ts';
 import { encodeDeltaDiscoveryResponse } from '../wire.ts';
-import { Connection } from './connection.ts';
+import { Connection, type Response } from './connection.ts';
 import { RequestError } from './sotw.ts';
 import { DeltaSubscription } from './subscription.ts';
 import type { Resource, ResourceSnapshot } from './types.ts';
@@ -46,7 +46,7 @@ export class DeltaConnection extends Connection<DeltaSubscription> {
     if (first || subscribe.length || unsubscribe.length) this.markDirty(typeUrl, 'request');
   }
 
-  protected compute(sub: DeltaSubscription, snap: ResourceSnapshot): { bytes: Buffer; resources: number } | null {
+  protected compute(sub: DeltaSubscription, snap: ResourceSnapshot): Response | null {
     const typeUrl = sub.typeUrl;
     const claims = sub.claims;
     sub.claims = undefined;
@@ -93,7 +93,7 @@ export class DeltaConnection extends Connection<DeltaSubscription> {
     sub.sentVersion = snap.model.version;
     sub.sentNonce = nonce;
     const bytes = encodeDeltaDiscoveryResponse(snap.model.version, toSend.map((r) => r.deltaBytes()), typeUrl, nonce, removed);
-    return { bytes, resources: toSend.length };
+    return { parts: [bytes], bytes: bytes.length, resources: toSend.length };
   }
 }
 

@@ -3,7 +3,7 @@
 import { contentHash } from '../../model/hash.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, isStateOfWorldType, isTypeUrl, type TypeUrl } from '../resources.ts';
 import { encodeDiscoveryBody, nonceField } from '../wire.ts';
-import { Connection } from './connection.ts';
+import { Connection, type Response } from './connection.ts';
 import { encodeNames } from './names.ts';
 import type { RawDiscoveryRequest } from './request.ts';
 import { SotwSubscription } from './subscription.ts';
@@ -29,8 +29,6 @@ function versionOf(resources: ReadonlyMap<string, Resource>): string {
 
 /** Response bodies (everything but the nonce) of whole sets, shared by every proxy sent the same set. */
 const setBodies = new WeakMap<ReadonlyMap<string, Resource>, { version: string; body: Buffer }>();
-
-type Out = { bytes: Buffer; resources: number };
 
 export class SotwConnection extends Connection<SotwSubscription> {
   readonly stream = 'sotw' as const;
@@ -58,7 +56,7 @@ export class SotwConnection extends Connection<SotwSubscription> {
     if (namesChanged || !nonce) this.markDirty(typeUrl, 'request');
   }
 
-  protected compute(sub: SotwSubscription, snap: ResourceSnapshot): Out | null {
+  protected compute(sub: SotwSubscription, snap: ResourceSnapshot): Response | null {
     const typeUrl = sub.typeUrl;
     const claimed = this.claimed.get(typeUrl);
     this.claimed.delete(typeUrl);
@@ -120,11 +118,13 @@ export class SotwConnection extends Connection<SotwSubscription> {
     return this.respond(sub, version, built.body, built.resources);
   }
 
-  private respond(sub: SotwSubscription, version: string, body: Buffer, resources: number): Out {
+  private respond(sub: SotwSubscription, version: string, body: Buffer, resources: number): Response {
     const nonce = this.nextNonce();
     sub.sentVersion = version;
     sub.sentNonce = nonce;
-    return { bytes: Buffer.concat([body, nonceField(nonce)]), resources };
+    // The body is shared by every proxy sent it: written as is, never copied per proxy.
+    const tail = nonceField(nonce);
+    return { parts: [body, tail], bytes: body.length + tail.length, resources };
   }
 }
 

@@ -73,8 +73,8 @@ export class Sink {
   constructor(delta = false) {
     this.delta = delta;
   }
-  write(b: Buffer, done: () => void): boolean {
-    this.writes.push(b);
+  write(parts: readonly Uint8Array[], done: () => void): boolean {
+    this.writes.push(Buffer.concat(parts));
     setImmediate(done);
     return true;
   }

@@ -1,0 +1,324 @@
+// gRPC bidirectional streams on node:http2, for the ADS methods only. A response goes out
+// as the parts it was built from (a body shared by every proxy, then its nonce), never
+// joined into a per-proxy copy; a request is framed in place, or in one reused scratch
+// buffer when it spans DATA frames. A thousand sidecars ACKing 250 KB each then allocate
+// nothing per message, where a general gRPC server allocates two copies of each.
+import http2 from 'node:http2';
+import { logger } from '../../log.ts';
+
+const log = logger('xds');
+
+/** gRPC status codes used here. */
+export const Status = {
+  OK: 0,
+  INVALID_ARGUMENT: 3,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+} as const;
+
+/** What a method does with one call. */
+export interface CallHandlers {
+  /** One request message: `bytes` is valid only until this returns. */
+  message(bytes: Buffer): void;
+  /** The client half-closed its side. */
+  end(): void;
+  /** The stream is gone, for whatever reason. */
+  close(): void;
+}
+
+export type Method = (call: ServerCall) => CallHandlers;
+
+export interface TransportOptions {
+  /** Largest request message accepted. */
+  maxMessageBytes: number;
+  /** A connection silent for this long is pinged; 0: never. */
+  keepaliveMs: number;
+  /** An unanswered ping after this long closes the connection. */
+  keepaliveTimeoutMs: number;
+}
+
+const GRPC_HEADERS = { ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' };
+
+/** Messages larger than this spanning several frames get their own buffer; smaller ones share one. */
+const SCRATCH_MAX = 1 << 20;
+let scratch = Buffer.allocUnsafeSlow(64 * 1024);
+
+function scratchOf(len: number): Buffer {
+  if (len > SCRATCH_MAX) return Buffer.allocUnsafe(len);
+  if (scratch.length < len) scratch = Buffer.allocUnsafeSlow(Math.min(SCRATCH_MAX, 2 ** Math.ceil(Math.log2(len))));
+  return scratch;
+}
+
+/** grpc-message is percent-encoded: printable ASCII except '%' stays as is. */
+export function encodeGrpcMessage(s: string): string {
+  let out = '';
+  for (const b of Buffer.from(s, 'utf8')) out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
+}
+
+/** Splits a stream of DATA chunks into gRPC messages (5-byte prefix: compressed flag, length). */
+export class MessageFramer {
+  private readonly head = Buffer.alloc(5);
+  private headGot = 0;
+  private len = 0;
+  private parts: Buffer[] = [];
+  private got = 0;
+  private readonly max: number;
+  private readonly deliver: (bytes: Buffer) => void;
+
+  constructor(max: number, deliver: (bytes: Buffer) => void) {
+    this.max = max;
+    this.deliver = deliver;
+  }
+
+  /** Throws FramingError on a message that cannot be accepted; the call is then ended. */
+  push(chunk: Buffer): void {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.headGot < 5) {
+        const take = Math.min(5 - this.headGot, chunk.length - i);
+        chunk.copy(this.head, this.headGot, i, i + take);
+        this.headGot += take;
+        i += take;
+        if (this.headGot < 5) return;
+        if (this.head[0] !== 0) throw new FramingError(Status.UNIMPLEMENTED, this.head[0] === 1 ? 'compressed messages are not supported (send grpc-encoding identity)' : `bad message flag ${this.head[0]}`);
+        this.len = this.head.readUInt32BE(1);
+        if (this.len > this.max) throw new FramingError(Status.RESOURCE_EXHAUSTED, `request message of ${this.len} bytes is over the limit of ${this.max}`);
+        this.got = 0;
+        if (this.len === 0) {
+          this.headGot = 0;
+          this.deliver(Buffer.alloc(0));
+        }
+        continue;
+      }
+      const avail = chunk.length - i;
+      if (this.got === 0 && avail >= this.len) {
+        // The whole message is in this chunk: no copy.
+        const end = i + this.len;
+        this.headGot = 0;
+        this.deliver(chunk.subarray(i, end));
+        i = end;
+        continue;
+      }
+      const take = Math.min(avail, this.len - this.got);
+      this.parts.push(chunk.subarray(i, i + take));
+      this.got += take;
+      i += take;
+      if (this.got < this.len) return;
+      const buf = scratchOf(this.len);
+      let at = 0;
+      for (const p of this.parts) at += p.copy(buf, at);
+      this.parts = [];
+      this.headGot = 0;
+      this.deliver(buf.subarray(0, this.len));
+    }
+  }
+}
+
+export class FramingError extends Error {
+  readonly code: number;
+  constructor(code: number, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** One gRPC call: write messages, finish with a status. */
+export class ServerCall {
+  readonly peer: string;
+  private readonly stream: http2.ServerHttp2Stream;
+  private headersSent = false;
+  private finished = false;
+
+  constructor(stream: http2.ServerHttp2Stream) {
+    this.stream = stream;
+    const s = stream.session?.socket;
+    this.peer = s?.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'unknown';
+  }
+
+  get open(): boolean {
+    return !this.finished && !this.stream.destroyed && !this.stream.closed;
+  }
+
+  private sendHeaders(): void {
+    if (this.headersSent) return;
+    this.headersSent = true;
+    this.stream.respond(GRPC_HEADERS, { waitForTrailers: true });
+  }
+
+  /** Writes one message given as parts, in order, without joining them; `done` runs once they have left. */
+  write(parts: readonly Uint8Array[], done: () => void): boolean {
+    if (!this.open) {
+      setImmediate(done);
+      return false;
+    }
+    this.sendHeaders();
+    let len = 0;
+    for (const p of parts) len += p.length;
+    const prefix = Buffer.allocUnsafe(5);
+    prefix[0] = 0;
+    prefix.writeUInt32BE(len, 1);
+    const s = this.stream;
+    s.cork();
+    s.write(prefix);
+    for (let k = 0; k < parts.length; k++) s.write(parts[k]!, k === parts.length - 1 ? () => done() : undefined);
+    if (!parts.length) s.write(Buffer.alloc(0), () => done());
+    s.uncork();
+    return true;
+  }
+
+  /** Ends the call with a status (and its reason), once. */
+  finish(code: number, message = ''): void {
+    if (this.finished) return;
+    this.finished = true;
+    const s = this.stream;
+    if (s.destroyed || s.closed) return;
+    const trailers: http2.OutgoingHttpHeaders = { 'grpc-status': String(code) };
+    if (message) trailers['grpc-message'] = encodeGrpcMessage(message);
+    try {
+      if (!this.headersSent) {
+        // Trailers-only response.
+        this.headersSent = true;
+        s.respond({ ...GRPC_HEADERS, ...trailers }, { endStream: true });
+        return;
+      }
+      s.once('wantTrailers', () => s.sendTrailers(trailers));
+      s.end();
+    } catch (e) {
+      log.debug('cannot finish call', { peer: this.peer, error: e });
+      s.destroy();
+    }
+  }
+}
+
+export class GrpcTransport {
+  private readonly server: http2.Http2Server;
+  private readonly methods: ReadonlyMap<string, Method>;
+  private readonly opts: TransportOptions;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly calls = new Set<ServerCall>();
+
+  constructor(methods: ReadonlyMap<string, Method>, opts: TransportOptions) {
+    this.methods = methods;
+    this.opts = opts;
+    // No session memory cap: responses for large fleets are big and are bounded by the write budget instead.
+    this.server = http2.createServer({ maxSessionMemory: Number.MAX_SAFE_INTEGER, maxSendHeaderBlockLength: 1 << 20 });
+    this.server.on('session', (session) => this.onSession(session));
+    this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
+    this.server.on('sessionError', (e) => log.debug('HTTP/2 session error', { error: e }));
+  }
+
+  /** Binds "host:port" (IPv6 hosts in brackets); resolves with the bound port. */
+  listen(address: string): Promise<number> {
+    const at = address.lastIndexOf(':');
+    const host = address.slice(0, at).replace(/^\[(.*)\]$/, '$1');
+    const port = Number(address.slice(at + 1));
+    if (at < 0 || !Number.isInteger(port) || port < 0 || port > 65535) return Promise.reject(new Error(`xDS address "${address}" is not host:port`));
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error): void => reject(new Error(`cannot listen for xDS on ${address}: ${e.message}`));
+      this.server.once('error', onError);
+      this.server.listen(port, host || undefined, () => {
+        this.server.off('error', onError);
+        const a = this.server.address();
+        resolve(typeof a === 'object' && a ? a.port : port);
+      });
+    });
+  }
+
+  /** Ends every call with UNAVAILABLE (proxies reconnect elsewhere) and stops listening. */
+  async close(graceMs = 1000): Promise<void> {
+    for (const c of this.calls) c.finish(Status.UNAVAILABLE, 'server shutting down');
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.sessions) s.close();
+    const timer = setTimeout(() => this.forceClose(), graceMs);
+    timer.unref();
+    await closed;
+    clearTimeout(timer);
+  }
+
+  /** Drops every connection at once. */
+  forceClose(): void {
+    for (const s of this.sessions) s.destroy();
+    this.server.close();
+  }
+
+  private onSession(session: http2.ServerHttp2Session): void {
+    this.sessions.add(session);
+    session.on('error', (e) => log.debug('HTTP/2 session error', { error: e }));
+    let timer: NodeJS.Timeout | undefined;
+    if (this.opts.keepaliveMs > 0) {
+      // A proxy that vanished without a FIN is found by an unanswered ping.
+      timer = setInterval(() => {
+        if (session.destroyed || session.closed) return;
+        let answered = false;
+        try {
+          session.ping(() => (answered = true));
+        } catch {
+          return;
+        }
+        setTimeout(() => {
+          if (!answered && !session.destroyed) session.destroy();
+        }, this.opts.keepaliveTimeoutMs).unref();
+      }, this.opts.keepaliveMs);
+      timer.unref();
+    }
+    session.once('close', () => {
+      clearInterval(timer);
+      this.sessions.delete(session);
+    });
+  }
+
+  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    stream.on('error', (e) => log.debug('HTTP/2 stream error', { error: e }));
+    const type = String(headers['content-type'] ?? '');
+    if (headers[':method'] !== 'POST' || !type.startsWith('application/grpc')) {
+      stream.respond({ ':status': 415, 'content-type': 'text/plain' });
+      stream.end('this port serves gRPC (xDS) only\n');
+      return;
+    }
+    const call = new ServerCall(stream);
+    const path = String(headers[':path'] ?? '');
+    const method = this.methods.get(path);
+    if (!method) {
+      call.finish(Status.UNIMPLEMENTED, `unknown method ${path}`);
+      return;
+    }
+    const encoding = headers['grpc-encoding'];
+    if (encoding && encoding !== 'identity') {
+      call.finish(Status.UNIMPLEMENTED, `grpc-encoding ${String(encoding)} is not supported`);
+      return;
+    }
+    this.calls.add(call);
+    const handlers = method(call);
+    let closed = false;
+    const close = (): void => {
+      if (closed) return;
+      closed = true;
+      this.calls.delete(call);
+      handlers.close();
+    };
+    const framer = new MessageFramer(this.opts.maxMessageBytes, (bytes) => {
+      if (call.open) handlers.message(bytes);
+    });
+    stream.on('data', (chunk: Buffer) => {
+      if (!call.open) return;
+      try {
+        framer.push(chunk);
+      } catch (e) {
+        // Whatever went wrong ends this call only; the other proxies' streams go on.
+        if (e instanceof FramingError) call.finish(e.code, e.message);
+        else {
+          log.error('xDS request handling failed', { peer: call.peer, error: e });
+          call.finish(Status.INTERNAL, `internal error: ${(e as Error).message}`);
+        }
+        close();
+      }
+    });
+    stream.on('end', () => {
+      if (!closed) handlers.end();
+    });
+    stream.once('close', close);
+  }
+}

@@ -66,8 +66,29 @@ export function encodeNames(names: readonly string[]): Buffer {
   return Buffer.concat(parts);
 }
 
+/** Lists tried per first name when recognising a request's names (most recent first). */
+const CANDIDATES = 4;
+
+/** Name of the field-3 entry at `at`, or undefined if it is not one. */
+function firstName(buf: Buffer, at: number, end: number): string | undefined {
+  if (buf[at] !== TAG) return undefined;
+  let i = at + 1;
+  let len = 0;
+  let shift = 0;
+  for (;;) {
+    if (i >= end || shift > 28) return undefined;
+    const b = buf[i++]!;
+    len += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+    if (b < 0x80) break;
+  }
+  return i + len <= end ? buf.toString('latin1', i, i + len) : undefined;
+}
+
 export class NameTable {
   private readonly lists = new Map<string, NameList>();
+  /** Lists by the raw bytes of their first name, for recognising a repeated list without walking it. */
+  private readonly byFirst = new Map<string, NameList[]>();
 
   /** The shared list for these raw bytes; the caller owns one reference. */
   acquire(raw: Buffer): NameList {
@@ -78,6 +99,13 @@ export class NameTable {
       const own = Buffer.from(raw);
       list = new NameList(key, own, decodeNames(own));
       this.lists.set(key, list);
+      const first = firstName(own, 0, own.length);
+      if (first !== undefined) {
+        const c = this.byFirst.get(first) ?? [];
+        c.unshift(list);
+        if (c.length > CANDIDATES) c.pop();
+        this.byFirst.set(first, c);
+      }
     }
     list.refs++;
     return list;
@@ -86,6 +114,28 @@ export class NameTable {
   release(list: NameList | undefined): void {
     if (!list || --list.refs > 0) return;
     if (this.lists.get(list.key) === list) this.lists.delete(list.key);
+    const first = firstName(list.raw, 0, list.raw.length);
+    const c = first === undefined ? undefined : this.byFirst.get(first);
+    if (!c) return;
+    const rest = c.filter((l) => l !== list);
+    if (rest.length) this.byFirst.set(first!, rest);
+    else this.byFirst.delete(first!);
+  }
+
+  /**
+   * A known list laid out in `buf` from `at`, ending where field-3 entries end: its bytes are
+   * compared once instead of walking thousands of entries. Undefined if none is.
+   */
+  match(buf: Buffer, at: number, end: number): NameList | undefined {
+    const first = firstName(buf, at, end);
+    const c = first === undefined ? undefined : this.byFirst.get(first);
+    if (!c) return undefined;
+    for (const list of c) {
+      const stop = at + list.raw.length;
+      if (stop > end || (stop < end && buf[stop] === TAG)) continue;
+      if (buf.compare(list.raw, 0, list.raw.length, at, stop) === 0) return list;
+    }
+    return undefined;
   }
 
   get size(): number {

@@ -2,6 +2,7 @@
 // the node is decoded only when present (first request of a stream).
 import { messageType } from '../proto.ts';
 import type { DecodedNode } from '../proxy.ts';
+import type { NameTable } from './names.ts';
 
 export interface RawDiscoveryRequest {
   version_info: string;
@@ -63,13 +64,17 @@ function expect(r: Reader, wire: number, want: number, field: string): void {
   if (wire !== want) throw r.fail(`field ${field} has wire type ${wire}`);
 }
 
-/** envoy.service.discovery.v3.DiscoveryRequest → RawDiscoveryRequest. */
-export function decodeDiscoveryRequest(buf: Buffer): RawDiscoveryRequest {
+/**
+ * envoy.service.discovery.v3.DiscoveryRequest → RawDiscoveryRequest. With `known`, a name
+ * list it already holds is recognised by one compare and handed back as its interned bytes.
+ */
+export function decodeDiscoveryRequest(buf: Buffer, known?: NameTable): RawDiscoveryRequest {
   const r = new Reader(buf);
   const out: RawDiscoveryRequest = { version_info: '', type_url: '', response_nonce: '', names_raw: EMPTY, error_detail: null };
   let namesStart = -1;
   let namesEnd = -1;
   let scattered: Buffer[] | undefined;
+  let interned: Buffer | undefined;
   while (r.pos < r.end) {
     const tagStart = r.pos;
     const tag = r.varint();
@@ -94,12 +99,21 @@ export function decodeDiscoveryRequest(buf: Buffer): RawDiscoveryRequest {
       }
       case 3: {
         expect(r, wire, 2, 'resource_names');
+        const list = namesStart < 0 ? known?.match(buf, tagStart, r.end) : undefined;
+        if (list) {
+          r.pos = tagStart + list.raw.length;
+          namesStart = tagStart;
+          namesEnd = r.pos;
+          interned = list.raw;
+          break;
+        }
         r.span();
         // Names come back to back, thousands per EDS ACK: skip over the run in one tight loop.
         while (r.pos < r.end && buf[r.pos] === 0x1a) {
           r.pos++;
           r.span();
         }
+        interned = undefined;
         if (namesStart < 0) [namesStart, namesEnd] = [tagStart, r.pos];
         else if (namesEnd === tagStart && !scattered) namesEnd = r.pos;
         else (scattered ??= [buf.subarray(namesStart, namesEnd)]).push(buf.subarray(tagStart, r.pos));
@@ -128,6 +142,7 @@ export function decodeDiscoveryRequest(buf: Buffer): RawDiscoveryRequest {
     }
   }
   if (scattered) out.names_raw = Buffer.concat(scattered);
+  else if (interned && namesEnd === namesStart + interned.length) out.names_raw = interned;
   else if (namesStart >= 0) out.names_raw = buf.subarray(namesStart, namesEnd);
   return out;
 }

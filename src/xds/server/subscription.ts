@@ -72,8 +72,8 @@ export class SotwSubscription extends Subscription {
   /** Replaces the subscribed set; returns true if it changed. */
   setNames(raw: Buffer): boolean {
     const old = this.list;
-    // ACKs repeat the same list: one memcmp, no decoding.
-    if (old && old.raw.equals(raw)) return false;
+    // ACKs repeat the same list: the decoder hands back the interned bytes, or one memcmp.
+    if (old && (old.raw === raw || old.raw.equals(raw))) return false;
     const list = this.table.acquire(raw);
     this.list = list;
     this.table.release(old);

@@ -61,6 +61,31 @@ test('equal name lists are one shared object, forgotten with their last holder',
   assert.equal(table.size, 1);
 });
 
+test('a repeated name list is recognised by its bytes and handed back as the interned list', () => {
+  const table = new NameTable();
+  const names = Array.from({ length: 500 }, (_, i) => `outbound|8080||svc-${i}.test`);
+  const held = table.acquire(encodeNames(names));
+  const ack = encodeRequest({ resource_names: names, type_url: ENDPOINT_TYPE, response_nonce: '3', version_info: 'v' });
+  const r = decodeDiscoveryRequest(ack, table);
+  assert.equal(r.names_raw, held.raw, 'the interned bytes themselves, not a copy');
+  assert.equal(r.type_url, ENDPOINT_TYPE);
+  assert.equal(r.response_nonce, '3');
+  // Same first name, one more name: not the held list.
+  const longer = decodeDiscoveryRequest(encodeRequest({ resource_names: [...names, 'extra'], type_url: ENDPOINT_TYPE }), table);
+  assert.notEqual(longer.names_raw, held.raw);
+  assert.deepEqual(table.acquire(longer.names_raw).names.at(-1), 'extra');
+  // Same length, one byte different in the middle.
+  const changed = names.slice();
+  changed[250] = changed[250]!.replace('svc', 'svd');
+  const other = decodeDiscoveryRequest(encodeRequest({ resource_names: changed, type_url: ENDPOINT_TYPE }), table);
+  assert.notEqual(other.names_raw, held.raw);
+  assert.ok(other.names_raw.equals(encodeNames(changed)));
+  // Shorter: the held list would run past the names.
+  const shorter = decodeDiscoveryRequest(encodeRequest({ resource_names: names.slice(0, 10), type_url: ENDPOINT_TYPE }), table);
+  assert.ok(shorter.names_raw.equals(encodeNames(names.slice(0, 10))));
+  assert.equal(shorter.type_url, ENDPOINT_TYPE);
+});
+
 class FakeWriter implements Writer {
   closed = false;
   flushed = 0;

@@ -132,3 +132,47 @@ test('an undecodable request ends only its own stream, saying what is wrong and 
   await waitFor(() => good.responsesFor(TYPE.cluster).some((r) => r.names.length === SERVICES + 1), { what: 'the new cluster to reach the good proxy', timeoutMs: 10_000 });
   assert.equal(good.error, undefined);
 });
+
+test('what the xDS port cannot take (unknown method, compressed or oversized request, not gRPC) is refused with the reason; served proxies go on', async () => {
+  const good = new AdsClient({ address: isthmus.xdsAddress, nodeId: 'good-2' });
+  clients.push(good);
+  good.subscribe(TYPE.cluster);
+  await waitFor(() => good.responsesFor(TYPE.cluster).length > 0, { what: 'the good proxy to be served', timeoutMs: 20_000 });
+
+  const unknown = await rawRequest(isthmus.xdsAddress, 'FetchSomething', Buffer.alloc(0));
+  assert.equal(unknown.code, grpc.status.UNIMPLEMENTED);
+  assert.equal(unknown.details, `unknown method ${ADS}FetchSomething`);
+
+  // A client set to compress its requests.
+  const gzip = new grpc.Client(isthmus.xdsAddress, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': 2 });
+  const compressed = await new Promise<grpc.ServiceError>((resolve) => {
+    const call = gzip.makeBidiStreamRequest(`${ADS}StreamAggregatedResources`, (b: Buffer) => b, (b: Buffer) => b);
+    call.on('data', () => undefined);
+    call.on('error', resolve);
+    call.write(Buffer.from([0x22, 1, 0x61]));
+  });
+  gzip.close();
+  assert.equal(compressed.code, grpc.status.UNIMPLEMENTED);
+  assert.equal(compressed.details, 'grpc-encoding gzip is not supported');
+
+  const big = await rawRequest(isthmus.xdsAddress, 'StreamAggregatedResources', Buffer.alloc(16 * 1024 * 1024 + 1));
+  assert.equal(big.code, grpc.status.RESOURCE_EXHAUSTED);
+  assert.equal(big.details, `request message of ${16 * 1024 * 1024 + 1} bytes is over the limit of ${16 * 1024 * 1024}`);
+
+  // Plain HTTP/2 that is not gRPC.
+  const [host, port] = [isthmus.xdsAddress.slice(0, isthmus.xdsAddress.lastIndexOf(':')), isthmus.xdsAddress.slice(isthmus.xdsAddress.lastIndexOf(':') + 1)];
+  const session = http2.connect(`http://${host}:${port}`);
+  const status = await new Promise<number>((resolve, reject) => {
+    const req = session.request({ ':method': 'GET', ':path': '/' });
+    req.on('response', (h) => resolve(Number(h[':status'])));
+    req.on('error', reject);
+    req.end();
+  });
+  session.close();
+  assert.equal(status, 415);
+
+  manifests.write('more-2.yaml', services(1, SERVICES + 1));
+  // The earlier test added one service already.
+  await waitFor(() => good.responsesFor(TYPE.cluster).some((r) => r.names.length === SERVICES + 2), { what: 'the new cluster to reach the good proxy', timeoutMs: 10_000 });
+  assert.equal(good.error, undefined);
+});

@@ -783,6 +783,11 @@ function sideBySide(pairs: { size: string; r: Outcome<Result>; g?: Outcome<PeerR
   process.stdout.write(rows.join('\n') + '\n\n');
 }
 
+/** Growth of RSS minus the committed V8 heap, per proxy: connection state in native memory. */
+function nativePerProxy(r: Result): number {
+  return (r.synced.rss - r.synced.heapTotal - (r.before.rss - r.before.heapTotal)) / r.P;
+}
+
 function report(r: Result, N: number): void {
   const u = r.usage;
   const perProxyRss = (r.synced.rss - r.before.rss) / r.P;
@@ -805,6 +810,7 @@ function report(r: Result, N: number): void {
     `Isthmus RSS / heap after sync       ${mib(r.synced.rss)} / ${mib(r.synced.heapUsed)} (external ${mib(r.synced.external)}, array buffers ${mib(r.synced.arrayBuffers)})`,
     `Isthmus RSS / heap at end           ${mib(r.end.rss)} / ${mib(r.end.heapUsed)}, peak RSS ${mib(r.end.peakRss)}`,
     `memory per connected proxy          ${(perProxyRss / 1024).toFixed(1)} KiB RSS, ${((r.synced.heapUsed - r.before.heapUsed) / r.P / 1024).toFixed(1)} KiB heap (after GC)`,
+    `  RSS outside the V8 heap           ${(nativePerProxy(r) / 1024).toFixed(1)} KiB per proxy (the rest of the RSS growth is heap the GC keeps committed: ${mib(r.before.heapTotal)} → ${mib(r.synced.heapTotal)})`,
     `simulated proxies' process          RSS ${mib(r.sim.rss)} (${(r.sim.rss / r.P / 1024).toFixed(0)} KiB per proxy), peak ${mib(r.sim.peakRss)}`,
     `clock offsets vs runner             ${r.clocks}`,
     '',
@@ -817,11 +823,11 @@ function table(rs: { size: string; o: Outcome<Result> }[]): void {
     const r = o.main;
     if (!r) return `| ${size} | ${o.failure ?? '—'} |`;
     const l = r.usage.lastProxy;
-    return `| ${r.size} | ${r.P} | ${r.S} | ${r.E} | ${(r.usage.syncMs / 1000).toFixed(2)} s | ${l.p50.toFixed(0)} / ${l.p99.toFixed(0)} / ${l.max.toFixed(0)} ms | ${(l.p50 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.p99 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.max - DEBOUNCE_QUIET_MS).toFixed(0)} ms | ${[...new Set(r.claEncodes)].join(',')} | ${mib(r.synced.rss)} / ${mib(r.synced.heapUsed)} | ${mib(r.end.peakRss)} | ${((r.synced.rss - r.before.rss) / r.P / 1024).toFixed(0)} / ${((r.synced.heapUsed - r.before.heapUsed) / r.P / 1024).toFixed(0)} KiB |`;
+    return `| ${r.size} | ${r.P} | ${r.S} | ${r.E} | ${(r.usage.syncMs / 1000).toFixed(2)} s | ${l.p50.toFixed(0)} / ${l.p99.toFixed(0)} / ${l.max.toFixed(0)} ms | ${(l.p50 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.p99 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.max - DEBOUNCE_QUIET_MS).toFixed(0)} ms | ${[...new Set(r.claEncodes)].join(',')} | ${mib(r.synced.rss)} / ${mib(r.synced.heapUsed)} | ${mib(r.end.peakRss)} | ${((r.synced.rss - r.before.rss) / r.P / 1024).toFixed(0)} / ${(nativePerProxy(r) / 1024).toFixed(0)} / ${((r.synced.heapUsed - r.before.heapUsed) / r.P / 1024).toFixed(0)} KiB |`;
   };
   process.stdout.write(
     [
-      '| size | P | S | E | full sync | change→all p50/p99/max | minus debounce | CLA encodes/change | RSS / heap after sync | peak RSS | RSS / heap per proxy |',
+      '| size | P | S | E | full sync | change→all p50/p99/max | minus debounce | CLA encodes/change | RSS / heap after sync | peak RSS | RSS / native / heap per proxy |',
       '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...rs.map(row),
       '',

@@ -13,10 +13,10 @@ import { buildApiListener, buildSidecarListeners } from './generators/listener.t
 import { buildPassthroughClusters, buildTransparentInboundCluster } from './generators/transparent.ts';
 import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem, targetRuleRoutes } from './generators/route.ts';
 import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
-import { labelsMatch } from './generators/destination-rule.ts';
+import { destinationRulesByHost, labelsMatch, localityAssignment, usesLocalityLb } from './generators/destination-rule.ts';
 import { proxyLabels, sourceSelectors } from './generators/http-route.ts';
-import { destinationRulesByHost, localityAssignment, usesLocalityLb } from './generators/destination-rule.ts';
-import type { PolicySettings } from '../model/rules.ts';
+import type { DestinationRule, PolicySettings } from '../model/rules.ts';
+import type { Service } from '../model/types.ts';
 import { metrics } from '../metrics.ts';
 
 const encodes = metrics.counter('isthmus_xds_resource_encodes_total', 'Resources encoded to protobuf, by type (once per content version).');
@@ -80,6 +80,20 @@ function setVersion(map: ResourceMap): string {
   return contentHash(h.join('\n'));
 }
 
+/** What an update computes for a generation; the cache adds the sequence number and the link back. */
+interface GenerationInit {
+  readonly model: ModelSnapshot;
+  readonly clusters: ResourceMap;
+  readonly endpoints: ResourceMap;
+  readonly endpointsVersion: string;
+  readonly outboundRoute: EncodedResource;
+  readonly problems: readonly RouteProblem[];
+  readonly changed: ReadonlyMap<TypeUrl, ReadonlySet<string>>;
+  readonly servicesChanged: boolean;
+  readonly vips: ReadonlyMap<string, string>;
+  readonly locality: ReadonlyMap<string, LocalityCluster>;
+}
+
 export class Generation {
   readonly seq: number;
   readonly model: ModelSnapshot;
@@ -105,19 +119,7 @@ export class Generation {
   /** Only the generation just before, to carry unchanged per-class resources over. */
   private previous?: Generation;
 
-  constructor(init: {
-    seq: number;
-    model: ModelSnapshot;
-    clusters: ResourceMap;
-    endpoints: ResourceMap;
-    outboundRoute: EncodedResource;
-    problems: RouteProblem[];
-    changed: Map<TypeUrl, Set<string>>;
-    previous?: Generation;
-    servicesChanged: boolean;
-    vips: ReadonlyMap<string, string>;
-    locality?: ReadonlyMap<string, LocalityCluster>;
-  }) {
+  constructor(init: GenerationInit & { seq: number; previous?: Generation }) {
     this.seq = init.seq;
     this.model = init.model;
     this.vips = init.vips;
@@ -126,9 +128,9 @@ export class Generation {
     this.outboundRoute = init.outboundRoute;
     this.problems = init.problems;
     this.changed = init.changed;
-    this.endpointsVersion = setVersion(init.endpoints);
+    this.endpointsVersion = init.endpointsVersion;
     this.previous = init.previous;
-    this.locality = init.locality ?? new Map();
+    this.locality = init.locality;
     this.selectors = sourceSelectors(init.model);
     // Locality clusters carry their endpoints inline: an endpoint change reshapes them.
     this.shapeUnchanged = !init.servicesChanged && init.changed.get(CLUSTER_TYPE)!.size === 0 && this.locality.size === 0;
@@ -272,13 +274,25 @@ export class Generation {
   }
 }
 
+/** An update's result, committed to the cache only once it has passed the consistency check. */
+interface Built {
+  readonly init: GenerationInit;
+  /** Service entries built by this update: every entry when `all`, else the ones to replace. */
+  readonly entries: Map<string, ServiceEntryCache>;
+  readonly all: boolean;
+  readonly endpointDigest: SetDigest;
+}
+
 /** Builds generations from model snapshots, reusing what did not change. */
 export class XdsCache {
   private seq = 0;
   private current?: Generation;
   private services = new Map<string, ServiceEntryCache>();
-  private vipsKey = '';
+  private vips: ReadonlyMap<string, string> = new Map();
   private rulesHash = '';
+  /** Digest of the current generation's endpoints, behind its endpointsVersion. */
+  private endpointDigest?: SetDigest;
+  private rules?: { readonly services: ReadonlyMap<string, Service>; readonly drs: readonly DestinationRule[]; readonly byHost: ReadonlyMap<string, DestinationRule> };
 
   get generation(): Generation | undefined {
     return this.current;
@@ -286,53 +300,98 @@ export class XdsCache {
 
   update(model: ModelSnapshot, vips: ReadonlyMap<string, string> = new Map()): Generation {
     const prev = this.current;
-    const vipsKey = [...vips].sort(([a], [b]) => (a < b ? -1 : 1)).join(';');
-    const nextServices = new Map<string, ServiceEntryCache>();
-    let servicesChanged = !prev || model.services.size !== this.services.size || vipsKey !== this.vipsKey;
-    this.vipsKey = vipsKey;
-    // A rule change rebuilds every service's clusters and the routes, like a service change.
     const rulesChanged = model.rulesHash !== this.rulesHash;
-    if (rulesChanged) servicesChanged = true;
+    const vipsChanged = !sameEntries(vips, this.vips);
+    // The model reuses its service map while no service changed: then only endpoints can differ.
+    const built =
+      (prev && model.services === prev.model.services && !rulesChanged && !vipsChanged ? this.endpointsOnly(model, vips, prev) : undefined) ??
+      this.rebuild(model, vips, prev, rulesChanged || vipsChanged);
+    if (built.all) this.services = built.entries;
+    else for (const [host, entry] of built.entries) this.services.set(host, entry);
+    this.vips = vips;
     this.rulesHash = model.rulesHash;
-    const rules = destinationRulesByHost(model);
+    this.endpointDigest = built.endpointDigest;
+    this.current = new Generation({ ...built.init, seq: ++this.seq, ...(prev ? { previous: prev } : {}) });
+    prev?.forgetPrevious();
+    return this.current;
+  }
+
+  /**
+   * Only the services whose endpoints changed are visited, and the previous generation's maps
+   * are patched. Undefined when that cannot give what a rebuild would (a resource name
+   * added or removed, or held by another service): the caller then rebuilds.
+   */
+  private endpointsOnly(model: ModelSnapshot, vips: ReadonlyMap<string, string>, prev: Generation): Built | undefined {
+    const hosts = changedEndpointHosts(prev.model, model);
+    if (!hosts) return undefined;
+    const rules = this.rulesByHost(model);
+    const entries = new Map<string, ServiceEntryCache>();
+    const clusterChanges = new Map<string, EncodedResource>();
+    const endpointChanges = new Map<string, EncodedResource>();
+    let locality: Map<string, LocalityCluster> | undefined;
+    for (const host of hosts) {
+      const before = this.services.get(host);
+      if (!before) return undefined;
+      const entry = serviceEntry(model, host, rules, before, false);
+      if (!replaces(before.clusters, entry.clusters, prev.clusters, clusterChanges)) return undefined;
+      if (!replaces(before.endpoints, entry.endpoints, prev.endpoints, endpointChanges)) return undefined;
+      if (before.locality.length || entry.locality.length) {
+        if (before.locality.length !== entry.locality.length || entry.locality.some((l, i) => l.cluster.name !== before.locality[i]!.cluster.name)) return undefined;
+        locality ??= new Map(prev.locality);
+        for (const l of entry.locality) locality.set(l.cluster.name as string, l);
+      }
+      entries.set(host, entry);
+    }
+    const clusters = patched(prev.clusters, clusterChanges);
+    const endpoints = patched(prev.endpoints, endpointChanges);
+    // Same services and names as the previous generation, which passed: only these services' resources are new.
+    checkConsistent(model, clusters, endpoints, entries.keys(), [...entries.values()].flatMap((e) => e.clusters.map((c) => c.name)));
+    const endpointDigest = digest(this.endpointDigest, [...endpointChanges].map(([n, r]) => [n, r.version]));
+    return {
+      entries,
+      all: false,
+      endpointDigest,
+      init: {
+        model,
+        clusters,
+        endpoints,
+        endpointsVersion: endpointDigest.version,
+        outboundRoute: prev.outboundRoute,
+        problems: prev.problems,
+        changed: new Map<TypeUrl, ReadonlySet<string>>([
+          [CLUSTER_TYPE, new Set(clusterChanges.keys())],
+          [ENDPOINT_TYPE, new Set(endpointChanges.keys())],
+          [ROUTE_TYPE, new Set()],
+          [LISTENER_TYPE, new Set()],
+        ]),
+        servicesChanged: false,
+        vips,
+        locality: locality ?? prev.locality,
+      },
+    };
+  }
+
+  /** Every service visited; entries whose service and endpoints are unchanged are reused. */
+  private rebuild(model: ModelSnapshot, vips: ReadonlyMap<string, string>, prev: Generation | undefined, broad: boolean): Built {
+    // A rule or VIP change rebuilds the routes, like a service change; a rule change rebuilds every service's clusters too.
+    let servicesChanged = !prev || model.services.size !== this.services.size || broad;
+    const rulesChanged = model.rulesHash !== this.rulesHash;
+    const rules = this.rulesByHost(model);
+    const entries = new Map<string, ServiceEntryCache>();
     const clusterProblems: RouteProblem[] = [];
     const locality = new Map<string, LocalityCluster>();
     const clusters = new Map<string, EncodedResource>();
     const endpoints = new Map<string, EncodedResource>();
-    for (const [host, svc] of model.services) {
-      const serviceHash = model.serviceHashes.get(host)!;
-      const endpointHash = model.endpointHashes.get(host)!;
-      let entry = this.services.get(host);
-      if (entry?.serviceHash !== serviceHash) servicesChanged = true;
-      if (!entry || rulesChanged || entry.serviceHash !== serviceHash || entry.endpointHash !== endpointHash) {
-        const eps = model.endpoints.get(host) ?? [];
-        const sameService = entry?.serviceHash === serviceHash && !rulesChanged;
-        // A DNS cluster carries its endpoints inline, so an endpoint change rebuilds it.
-        const plans = planServiceClusters(svc, eps, rules);
-        const problems: RouteProblem[] = [];
-        const messages = sameService && svc.resolution !== 'DNS' ? undefined : buildServiceClusters(svc, plans, problems);
-        const builtClusters = messages ? messages.map((c) => reuseIfSame(entry?.clusters, new EncodedResource(CLUSTER_TYPE, c.name as string, c))) : entry!.clusters;
-        const localityClusters: LocalityCluster[] = [];
-        if (svc.resolution !== 'DNS') {
-          const byName = new Map((messages ?? entry!.locality.map((l) => l.cluster)).map((m) => [m.name as string, m]));
-          for (const p of plans) {
-            const cluster = byName.get(p.name);
-            if (p.policy && usesLocalityLb(p.policy) && cluster) localityClusters.push({ cluster, policy: p.policy, assignment: buildLoadAssignment(p.name, p.port, p.endpoints) });
-          }
-        }
-        const builtEndpoints =
-          svc.resolution === 'DNS'
-            ? []
-            : plans.map((p) => reuseIfSame(entry?.endpoints, new EncodedResource(ENDPOINT_TYPE, p.name, buildLoadAssignment(p.name, p.port, p.endpoints))));
-        entry = { serviceHash, endpointHash, clusters: builtClusters, endpoints: builtEndpoints, problems: messages ? problems : entry!.problems, locality: localityClusters };
-      }
+    for (const host of model.services.keys()) {
+      const before = this.services.get(host);
+      if (before?.serviceHash !== model.serviceHashes.get(host)) servicesChanged = true;
+      const entry = serviceEntry(model, host, rules, before, rulesChanged);
       clusterProblems.push(...entry.problems);
       for (const l of entry.locality) locality.set(l.cluster.name as string, l);
-      nextServices.set(host, entry);
+      entries.set(host, entry);
       for (const c of entry.clusters) clusters.set(c.name, c);
       for (const e of entry.endpoints) endpoints.set(e.name, e);
     }
-    this.services = nextServices;
 
     // The route table depends on service definitions only: an endpoint change keeps it.
     let outboundRoute: EncodedResource;
@@ -348,9 +407,10 @@ export class XdsCache {
     }
 
     const labelled = sourceSelectors(model).length > 0 || (prev !== undefined && sourceSelectors(prev.model).length > 0);
+    const changedEndpoints = diff(prev?.endpoints, endpoints);
     const changed = new Map<TypeUrl, Set<string>>([
       [CLUSTER_TYPE, diff(prev?.clusters, clusters)],
-      [ENDPOINT_TYPE, diff(prev?.endpoints, endpoints)],
+      [ENDPOINT_TYPE, changedEndpoints],
       // Tables built per proxy labels (sourceLabels rules) may change while the shared one does not.
       [ROUTE_TYPE, prev && prev.outboundRoute === outboundRoute && !(servicesChanged && labelled) ? new Set() : new Set([outboundRoute.name])],
       [LISTENER_TYPE, new Set()],
@@ -358,10 +418,55 @@ export class XdsCache {
     // Proxyless target routes follow services and rules: reconcile the ones clients asked for.
     if (prev && servicesChanged) for (const n of prev.targetNames(ROUTE_TYPE)) changed.get(ROUTE_TYPE)!.add(n);
     checkConsistent(model, clusters, endpoints);
-    this.current = new Generation({ seq: ++this.seq, model, clusters, endpoints, outboundRoute, problems, changed, previous: prev, servicesChanged, vips, locality });
-    prev?.forgetPrevious();
-    return this.current;
+    const endpointDigest = digest(
+      prev && this.endpointDigest,
+      [...changedEndpoints].map((n) => [n, endpoints.get(n)?.version]),
+    );
+    return {
+      entries,
+      all: true,
+      endpointDigest,
+      init: { model, clusters, endpoints, endpointsVersion: endpointDigest.version, outboundRoute, problems, changed, servicesChanged, vips, locality },
+    };
   }
+
+  /** DestinationRules by host, rebuilt only when the services or the rules are new objects. */
+  private rulesByHost(model: ModelSnapshot): ReadonlyMap<string, DestinationRule> {
+    const r = this.rules;
+    if (r?.services === model.services && r.drs === model.destinationRules) return r.byHost;
+    const byHost = destinationRulesByHost(model);
+    this.rules = { services: model.services, drs: model.destinationRules, byHost };
+    return byHost;
+  }
+}
+
+/**
+ * The entry of one service: `before` itself while its service and endpoints are unchanged;
+ * else rebuilt, keeping the resources whose content is unchanged.
+ */
+function serviceEntry(model: ModelSnapshot, host: string, rules: ReadonlyMap<string, DestinationRule>, before: ServiceEntryCache | undefined, rulesChanged: boolean): ServiceEntryCache {
+  const svc = model.services.get(host)!;
+  const serviceHash = model.serviceHashes.get(host)!;
+  const endpointHash = model.endpointHashes.get(host)!;
+  if (before && !rulesChanged && before.serviceHash === serviceHash && before.endpointHash === endpointHash) return before;
+  const eps = model.endpoints.get(host) ?? [];
+  const sameService = before?.serviceHash === serviceHash && !rulesChanged;
+  // A DNS cluster carries its endpoints inline, so an endpoint change rebuilds it.
+  const plans = planServiceClusters(svc, eps, rules);
+  const problems: RouteProblem[] = [];
+  const messages = sameService && svc.resolution !== 'DNS' ? undefined : buildServiceClusters(svc, plans, problems);
+  const clusters = messages ? messages.map((c) => reuseIfSame(before?.clusters, new EncodedResource(CLUSTER_TYPE, c.name as string, c))) : before!.clusters;
+  const locality: LocalityCluster[] = [];
+  if (svc.resolution !== 'DNS') {
+    const byName = new Map((messages ?? before!.locality.map((l) => l.cluster)).map((m) => [m.name as string, m]));
+    for (const p of plans) {
+      const cluster = byName.get(p.name);
+      if (p.policy && usesLocalityLb(p.policy) && cluster) locality.push({ cluster, policy: p.policy, assignment: buildLoadAssignment(p.name, p.port, p.endpoints) });
+    }
+  }
+  const endpoints =
+    svc.resolution === 'DNS' ? [] : plans.map((p) => reuseIfSame(before?.endpoints, new EncodedResource(ENDPOINT_TYPE, p.name, buildLoadAssignment(p.name, p.port, p.endpoints))));
+  return { serviceHash, endpointHash, clusters, endpoints, problems: messages ? problems : before!.problems, locality };
 }
 
 /** Keeps the previous object when content is equal, so diffs see only what really changed. */
@@ -370,18 +475,67 @@ function reuseIfSame(previous: readonly EncodedResource[] | undefined, fresh: En
   return before && before.version === fresh.version ? before : fresh;
 }
 
-/** Every EDS cluster has its assignment, and every service port its cluster; else the snapshot is not served. */
-function checkConsistent(model: ModelSnapshot, clusters: ResourceMap, endpoints: ResourceMap): void {
+/**
+ * Adds to `changes` the resources of `after` that replace those of `before`, name for name.
+ * False when the names differ, or when `map` holds another service's resource under a name.
+ */
+function replaces(before: readonly EncodedResource[], after: readonly EncodedResource[], map: ResourceMap, changes: Map<string, EncodedResource>): boolean {
+  if (before.length !== after.length) return false;
+  for (let i = 0; i < after.length; i++) {
+    const a = before[i]!;
+    const b = after[i]!;
+    if (a === b) continue;
+    if (a.name !== b.name || map.get(a.name) !== a) return false;
+    changes.set(b.name, b);
+  }
+  return true;
+}
+
+/**
+ * Hosts whose endpoints differ between two snapshots of one service map. Both list endpoint
+ * hashes in that map's order, so they are compared in one pass, without lookups; undefined
+ * if the hosts do not pair up.
+ */
+function changedEndpointHosts(before: ModelSnapshot, after: ModelSnapshot): string[] | undefined {
+  if (before.endpointHashes.size !== after.endpointHashes.size) return undefined;
+  const out: string[] = [];
+  const was = before.endpointHashes.entries();
+  for (const [host, hash] of after.endpointHashes) {
+    const [h, w] = was.next().value!;
+    if (h !== host) return undefined;
+    if (w !== hash) out.push(host);
+  }
+  return out;
+}
+
+function sameEntries(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a === b) return true;
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}
+
+/**
+ * Every EDS cluster has its assignment, and every service port its cluster; else the snapshot
+ * is not served. With `hosts` and `names`, checks those services' ports and those clusters only.
+ */
+function checkConsistent(
+  model: ModelSnapshot,
+  clusters: ResourceMap,
+  endpoints: ResourceMap,
+  hosts: Iterable<string> = model.services.keys(),
+  names: Iterable<string> = clusters.keys(),
+): void {
   const missing: string[] = [];
-  for (const [host, svc] of model.services) {
-    for (const p of svc.ports) {
+  for (const host of hosts) {
+    for (const p of model.services.get(host)?.ports ?? []) {
       const name = outboundCluster(host, p.number);
       if (!clusters.has(name)) missing.push(`cluster ${name}`);
     }
   }
-  for (const name of clusters.keys()) {
+  for (const name of names) {
     const svc = model.services.get(parseOutboundCluster(name)?.host ?? '');
-    if (svc && svc.resolution !== 'DNS' && !endpoints.has(name)) missing.push(`endpoints of ${name}`);
+    if (svc && svc.resolution !== 'DNS' && clusters.has(name) && !endpoints.has(name)) missing.push(`endpoints of ${name}`);
   }
   if (missing.length) throw new Error(`inconsistent snapshot: missing ${missing.slice(0, 5).join(', ')}`);
 }
@@ -391,4 +545,139 @@ function diff(before: ResourceMap | undefined, after: ResourceMap): Set<string> 
   for (const [name, r] of after) if (before?.get(name) !== r) out.add(name);
   if (before) for (const name of before.keys()) if (!after.has(name)) out.add(name);
   return out;
+}
+
+/** Past this many replacements (or a sixteenth of the map), a patched map is copied into a plain one. */
+const MAX_PATCH = 64;
+
+/**
+ * A resource map that is an earlier one with some resources replaced, same names in the same
+ * order: it shares the earlier map rather than copying it on every endpoint change.
+ */
+class PatchedMap implements ReadonlyMap<string, EncodedResource> {
+  readonly base: ReadonlyMap<string, EncodedResource>;
+  readonly patch: ReadonlyMap<string, EncodedResource>;
+
+  constructor(base: ReadonlyMap<string, EncodedResource>, patch: ReadonlyMap<string, EncodedResource>) {
+    this.base = base;
+    this.patch = patch;
+  }
+
+  get size(): number {
+    return this.base.size;
+  }
+
+  get(name: string): EncodedResource | undefined {
+    return this.patch.get(name) ?? this.base.get(name);
+  }
+
+  has(name: string): boolean {
+    return this.base.has(name);
+  }
+
+  keys(): MapIterator<string> {
+    return this.base.keys();
+  }
+
+  values(): MapIterator<EncodedResource> {
+    return new PatchedIterator(this.base.entries(), this.patch, (_name, r) => r);
+  }
+
+  entries(): MapIterator<[string, EncodedResource]> {
+    return new PatchedIterator(this.base.entries(), this.patch, (name, r): [string, EncodedResource] => [name, r]);
+  }
+
+  [Symbol.iterator](): MapIterator<[string, EncodedResource]> {
+    return this.entries();
+  }
+
+  forEach(fn: (value: EncodedResource, key: string, map: ReadonlyMap<string, EncodedResource>) => void, thisArg?: unknown): void {
+    for (const [name, r] of this) fn.call(thisArg, r, name, this);
+  }
+}
+
+/** Iterates the base map, substituting replaced resources (a plain iterator: generators are slower). */
+class PatchedIterator<T> implements MapIterator<T> {
+  private readonly base: MapIterator<[string, EncodedResource]>;
+  private readonly patch: ReadonlyMap<string, EncodedResource>;
+  private readonly item: (name: string, r: EncodedResource) => T;
+
+  constructor(base: MapIterator<[string, EncodedResource]>, patch: ReadonlyMap<string, EncodedResource>, item: (name: string, r: EncodedResource) => T) {
+    this.base = base;
+    this.patch = patch;
+    this.item = item;
+  }
+
+  next(): IteratorResult<T, undefined> {
+    const n = this.base.next();
+    if (n.done) return { done: true, value: undefined };
+    const [name, r] = n.value;
+    return { done: false, value: this.item(name, this.patch.get(name) ?? r) };
+  }
+
+  [Symbol.iterator](): MapIterator<T> {
+    return this;
+  }
+
+  [Symbol.dispose](): void {
+    this.base[Symbol.dispose]();
+  }
+}
+
+/** `before` with `changes` replacing resources of the same names. */
+function patched(before: ResourceMap, changes: ReadonlyMap<string, EncodedResource>): ResourceMap {
+  if (!changes.size) return before;
+  const base = before instanceof PatchedMap ? before.base : before;
+  const patch = new Map(before instanceof PatchedMap ? before.patch : undefined);
+  for (const [name, r] of changes) patch.set(name, r);
+  if (patch.size <= Math.max(MAX_PATCH, base.size >> 4)) return new PatchedMap(base, patch);
+  const out = new Map<string, EncodedResource>();
+  for (const [name, r] of base) out.set(name, patch.get(name) ?? r);
+  return out;
+}
+
+/**
+ * The version of a resource set, hashed per bucket of names: a change rehashes its bucket and
+ * the bucket hashes, not the whole set. Buckets depend on names only, so equal sets give equal
+ * versions in every process, however they were reached.
+ */
+interface SetDigest {
+  readonly buckets: readonly Bucket[];
+  readonly version: string;
+}
+
+interface Bucket {
+  /** Name → resource version. */
+  readonly versions: ReadonlyMap<string, string>;
+  readonly hash: string;
+}
+
+const BUCKETS = 256;
+const EMPTY_BUCKET: Bucket = { versions: new Map(), hash: '' };
+
+function bucketOf(name: string): number {
+  // FNV-1a: cheap, and the same in every process.
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % BUCKETS;
+}
+
+/** `before` with names set to a version, or removed (undefined); only touched buckets are copied. */
+function digest(before: SetDigest | undefined, changes: Iterable<readonly [string, string | undefined]>): SetDigest {
+  const touched = new Map<number, Map<string, string>>();
+  const buckets = before ? [...before.buckets] : new Array<Bucket>(BUCKETS).fill(EMPTY_BUCKET);
+  for (const [name, version] of changes) {
+    const b = bucketOf(name);
+    let versions = touched.get(b);
+    if (!versions) touched.set(b, (versions = new Map(buckets[b]!.versions)));
+    if (version === undefined) versions.delete(name);
+    else versions.set(name, version);
+  }
+  if (before && !touched.size) return before;
+  for (const [b, versions] of touched) {
+    const lines: string[] = [];
+    for (const name of [...versions.keys()].sort()) lines.push(name, versions.get(name)!);
+    buckets[b] = versions.size ? { versions, hash: contentHash(lines.join('\n')) } : EMPTY_BUCKET;
+  }
+  return { buckets, version: contentHash(buckets.map((b) => b.hash).join('\n')) };
 }

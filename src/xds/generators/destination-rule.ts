@@ -17,8 +17,11 @@ export interface PolicyProblem {
 }
 
 /** The DestinationRule in effect per canonical host (the first one, as checkRules keeps). */
-export function destinationRulesByHost(model: ModelSnapshot, index: HostIndex = hostIndexOf(model)): Map<string, DestinationRule> {
+export function destinationRulesByHost(model: ModelSnapshot, index?: HostIndex): Map<string, DestinationRule> {
   const out = new Map<string, DestinationRule>();
+  // Without rules the host index is not needed (it costs a pass over every service).
+  if (!model.destinationRules.length) return out;
+  index ??= hostIndexOf(model);
   for (const dr of model.destinationRules) {
     const host = canonicalHost(dr.spec.host, dr.namespace, index);
     if (!out.has(host)) out.set(host, dr);

@@ -8,10 +8,10 @@ import { type DecodedNode, type ProxyInfo, ProxyMetadataError, proxyFromNode } f
 import { MESSAGE_OF, SHORT_NAME, TYPE_ORDER, type TypeUrl } from '../resources.ts';
 import type { Connection, ConnectionHooks } from './connection.ts';
 import { DeltaConnection, type DeltaDiscoveryRequest } from './delta.ts';
-import { decodeDiscoveryRequest } from './request.ts';
+import { decodeDiscoveryRequest, decodeDiscoveryRequestParts } from './request.ts';
 import { newShared, type Shared } from './shared.ts';
 import { type DiscoveryRequest, RequestError, SotwConnection } from './sotw.ts';
-import { type CallHandlers, GrpcTransport, type ServerCall, Status } from './transport.ts';
+import { type CallHandlers, GrpcTransport, joinParts, type ServerCall, Status } from './transport.ts';
 import type { ConnectionStatus, SnapshotSource } from './types.ts';
 
 const log = logger('xds');
@@ -81,10 +81,17 @@ export class AdsServer {
     };
     const names = this.shared.names;
     const decodeSotw = lenient((buf: Buffer) => decodeDiscoveryRequest(buf, names));
+    const decodeSotwParts = (parts: readonly Buffer[], length: number): DiscoveryRequest | Malformed => {
+      try {
+        return decodeDiscoveryRequestParts(parts, length, names, joinParts);
+      } catch (e) {
+        return { malformed: (e as Error).message };
+      }
+    };
     const decodeDeltaLenient = lenient(decodeDelta);
     this.server = new GrpcTransport(
       new Map([
-        [SERVICE + 'StreamAggregatedResources', (call: ServerCall) => this.serve(call, 'sotw', decodeSotw)],
+        [SERVICE + 'StreamAggregatedResources', (call: ServerCall) => this.serve(call, 'sotw', decodeSotw, decodeSotwParts)],
         [SERVICE + 'DeltaAggregatedResources', (call: ServerCall) => this.serve(call, 'delta', decodeDeltaLenient)],
       ]),
       { maxMessageBytes: 16 * 1024 * 1024, keepaliveMs: 30_000, keepaliveTimeoutMs: 10_000 },
@@ -166,7 +173,12 @@ export class AdsServer {
     });
   }
 
-  private serve(call: ServerCall, kind: 'sotw' | 'delta', decode: (buf: Buffer) => (DiscoveryRequest | DeltaDiscoveryRequest) | Malformed): CallHandlers {
+  private serve(
+    call: ServerCall,
+    kind: 'sotw' | 'delta',
+    decode: (buf: Buffer) => (DiscoveryRequest | DeltaDiscoveryRequest) | Malformed,
+    decodeParts?: (parts: readonly Buffer[], length: number) => DiscoveryRequest | Malformed,
+  ): CallHandlers {
     let conn: SotwConnection | DeltaConnection | undefined;
     const done = (): void => {
       if (!conn) return;
@@ -182,8 +194,8 @@ export class AdsServer {
       call.finish(code, details);
       done();
     };
-    const message = (buf: Buffer): void => {
-      const req = decode(buf) as ((DiscoveryRequest | DeltaDiscoveryRequest) & { node?: DecodedNode }) | Malformed;
+    const handle = (decoded: (DiscoveryRequest | DeltaDiscoveryRequest) | Malformed): void => {
+      const req = decoded as ((DiscoveryRequest | DeltaDiscoveryRequest) & { node?: DecodedNode }) | Malformed;
       if ('malformed' in req) {
         // What the proxy was sent stays as it is; only this stream ends.
         fail(Status.INVALID_ARGUMENT, `malformed ${kind === 'sotw' ? 'DiscoveryRequest' : 'DeltaDiscoveryRequest'}: ${req.malformed}`);
@@ -217,7 +229,8 @@ export class AdsServer {
       }
     };
     return {
-      message,
+      message: (buf) => handle(decode(buf)),
+      ...(decodeParts ? { messageParts: (parts: readonly Buffer[], length: number) => handle(decodeParts(parts, length)) } : {}),
       end: () => {
         done();
         call.finish(Status.OK);

@@ -85,6 +85,28 @@ function firstName(buf: Buffer, at: number, end: number): string | undefined {
   return i + len <= end ? buf.toString('latin1', i, i + len) : undefined;
 }
 
+function byteAt(parts: readonly Buffer[], i: number): number | undefined {
+  for (const p of parts) {
+    if (i < p.length) return p[i];
+    i -= p.length;
+  }
+  return undefined;
+}
+
+/** Whether `raw` lies in the chunks from offset `at`, compared chunk by chunk. */
+function equalAt(parts: readonly Buffer[], at: number, raw: Buffer): boolean {
+  const stop = at + raw.length;
+  let off = 0;
+  for (const p of parts) {
+    const s = Math.max(at, off);
+    const e = Math.min(stop, off + p.length);
+    if (s < e && p.compare(raw, s - at, e - at, s - off, e - off) !== 0) return false;
+    off += p.length;
+    if (off >= stop) return true;
+  }
+  return off >= stop;
+}
+
 export class NameTable {
   private readonly lists = new Map<string, NameList>();
   /** Lists by the raw bytes of their first name, for recognising a repeated list without walking it. */
@@ -120,6 +142,20 @@ export class NameTable {
     const rest = c.filter((l) => l !== list);
     if (rest.length) this.byFirst.set(first!, rest);
     else this.byFirst.delete(first!);
+  }
+
+  /** As match, over a message still in the chunks it arrived in; the first name must lie in the first chunk. */
+  matchParts(parts: readonly Buffer[], at: number, length: number): NameList | undefined {
+    const head = parts[0];
+    const first = head ? firstName(head, at, head.length) : undefined;
+    const c = first === undefined ? undefined : this.byFirst.get(first);
+    if (!c) return undefined;
+    for (const list of c) {
+      const stop = at + list.raw.length;
+      if (stop > length || (stop < length && byteAt(parts, stop) === TAG)) continue;
+      if (equalAt(parts, at, list.raw)) return list;
+    }
+    return undefined;
   }
 
   /**

@@ -147,6 +147,59 @@ export function decodeDiscoveryRequest(buf: Buffer, known?: NameTable): RawDisco
   return out;
 }
 
+/** Offset of the first resource_names entry if it starts within `head` after whole fields, else -1. */
+function namesOffset(head: Buffer): number {
+  const r = new Reader(head);
+  try {
+    while (r.pos < r.end) {
+      const at = r.pos;
+      const tag = r.varint();
+      if (tag === 0x1a) return at;
+      r.skip(tag & 7);
+    }
+  } catch {
+    // A field running past the first chunk: no fast path.
+  }
+  return -1;
+}
+
+function copyRange(parts: readonly Buffer[], start: number, end: number, into: Buffer, at: number): number {
+  let off = 0;
+  for (const p of parts) {
+    const s = Math.max(start, off);
+    const e = Math.min(end, off + p.length);
+    if (s < e) at += p.copy(into, at, s - off, e - off);
+    off += p.length;
+    if (off >= end) break;
+  }
+  return at;
+}
+
+/**
+ * A request that arrived in several chunks. A name list `known` holds is compared where it
+ * lies and only the fields around it are joined, so a 250 KB ACK is never copied; anything
+ * else is joined by `join` and decoded whole.
+ */
+export function decodeDiscoveryRequestParts(parts: readonly Buffer[], length: number, known: NameTable, join: (parts: readonly Buffer[], length: number) => Buffer): RawDiscoveryRequest {
+  const at = parts[0] ? namesOffset(parts[0]) : -1;
+  const list = at >= 0 ? known.matchParts(parts, at, length) : undefined;
+  if (list) {
+    const stop = at + list.raw.length;
+    const rest = Buffer.allocUnsafe(at + length - stop);
+    copyRange(parts, stop, length, rest, copyRange(parts, 0, at, rest, 0));
+    try {
+      const out = decodeDiscoveryRequest(rest);
+      if (!out.names_raw.length) {
+        out.names_raw = list.raw;
+        return out;
+      }
+    } catch {
+      // Decoded whole below, for an error that points at the right byte.
+    }
+  }
+  return decodeDiscoveryRequest(join(parts, length), known);
+}
+
 /** google.rpc.Status { code = 1; message = 2 } */
 function decodeStatus(r: Reader): { code: number; message: string } {
   const out = { code: 0, message: '' };

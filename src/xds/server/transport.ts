@@ -22,6 +22,11 @@ export const Status = {
 export interface CallHandlers {
   /** One request message: `bytes` is valid only until this returns. */
   message(bytes: Buffer): void;
+  /**
+   * A request message that arrived in several chunks, as those chunks (valid only until this
+   * returns), for a handler that can read it without joining them. Without it, `message`.
+   */
+  messageParts?(parts: readonly Buffer[], length: number): void;
   /** The client half-closed its side. */
   end(): void;
   /** The stream is gone, for whatever reason. */
@@ -37,6 +42,8 @@ export interface TransportOptions {
   keepaliveMs: number;
   /** An unanswered ping after this long closes the connection. */
   keepaliveTimeoutMs: number;
+  /** HTTP/2 receive window per stream and per connection (default: the protocol's 64 KiB). */
+  receiveWindowBytes?: number;
 }
 
 const GRPC_HEADERS = { ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' };
@@ -49,6 +56,14 @@ function scratchOf(len: number): Buffer {
   if (len > SCRATCH_MAX) return Buffer.allocUnsafe(len);
   if (scratch.length < len) scratch = Buffer.allocUnsafeSlow(Math.min(SCRATCH_MAX, 2 ** Math.ceil(Math.log2(len))));
   return scratch;
+}
+
+/** The parts of one message joined, in the shared scratch buffer when small enough: valid until the next join. */
+export function joinParts(parts: readonly Buffer[], length: number): Buffer {
+  const buf = scratchOf(length);
+  let at = 0;
+  for (const p of parts) at += p.copy(buf, at);
+  return buf.subarray(0, length);
 }
 
 /** grpc-message is percent-encoded: printable ASCII except '%' stays as is. */
@@ -67,10 +82,12 @@ export class MessageFramer {
   private got = 0;
   private readonly max: number;
   private readonly deliver: (bytes: Buffer) => void;
+  private readonly deliverParts?: (parts: readonly Buffer[], length: number) => void;
 
-  constructor(max: number, deliver: (bytes: Buffer) => void) {
+  constructor(max: number, deliver: (bytes: Buffer) => void, deliverParts?: (parts: readonly Buffer[], length: number) => void) {
     this.max = max;
     this.deliver = deliver;
+    this.deliverParts = deliverParts;
   }
 
   /** Throws FramingError on a message that cannot be accepted; the call is then ended. */
@@ -107,12 +124,14 @@ export class MessageFramer {
       this.got += take;
       i += take;
       if (this.got < this.len) return;
-      const buf = scratchOf(this.len);
-      let at = 0;
-      for (const p of this.parts) at += p.copy(buf, at);
+      const parts = this.parts;
       this.parts = [];
       this.headGot = 0;
-      this.deliver(buf.subarray(0, this.len));
+      if (this.deliverParts) {
+        this.deliverParts(parts, this.len);
+        continue;
+      }
+      this.deliver(joinParts(parts, this.len));
     }
   }
 }
@@ -204,7 +223,12 @@ export class GrpcTransport {
     this.methods = methods;
     this.opts = opts;
     // No session memory cap: responses for large fleets are big and are bounded by the write budget instead.
-    this.server = http2.createServer({ maxSessionMemory: Number.MAX_SAFE_INTEGER, maxSendHeaderBlockLength: 1 << 20 });
+    const window = opts.receiveWindowBytes;
+    this.server = http2.createServer({
+      maxSessionMemory: Number.MAX_SAFE_INTEGER,
+      maxSendHeaderBlockLength: 1 << 20,
+      ...(window ? { settings: { initialWindowSize: window } } : {}),
+    });
     this.server.on('session', (session) => this.onSession(session));
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     this.server.on('sessionError', (e) => log.debug('HTTP/2 session error', { error: e }));
@@ -247,6 +271,13 @@ export class GrpcTransport {
   private onSession(session: http2.ServerHttp2Session): void {
     this.sessions.add(session);
     session.on('error', (e) => log.debug('HTTP/2 session error', { error: e }));
+    if (this.opts.receiveWindowBytes) {
+      try {
+        session.setLocalWindowSize(this.opts.receiveWindowBytes);
+      } catch (e) {
+        log.debug('cannot set the HTTP/2 connection window', { error: e });
+      }
+    }
     let timer: NodeJS.Timeout | undefined;
     if (this.opts.keepaliveMs > 0) {
       // A proxy that vanished without a FIN is found by an unanswered ping.
@@ -299,9 +330,17 @@ export class GrpcTransport {
       this.calls.delete(call);
       handlers.close();
     };
-    const framer = new MessageFramer(this.opts.maxMessageBytes, (bytes) => {
-      if (call.open) handlers.message(bytes);
-    });
+    const onParts = handlers.messageParts?.bind(handlers);
+    const framer = new MessageFramer(
+      this.opts.maxMessageBytes,
+      (bytes) => {
+        if (call.open) handlers.message(bytes);
+      },
+      onParts &&
+        ((parts, length) => {
+          if (call.open) onParts(parts, length);
+        }),
+    );
     stream.on('data', (chunk: Buffer) => {
       if (!call.open) return;
       try {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { messageType } from '../../../src/xds/proto.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../../src/xds/resources.ts';
 import { encodeNames, NameTable } from '../../../src/xds/server/names.ts';
-import { decodeDiscoveryRequest, MalformedRequest } from '../../../src/xds/server/request.ts';
+import { decodeDiscoveryRequest, decodeDiscoveryRequestParts, MalformedRequest } from '../../../src/xds/server/request.ts';
 import { newShared, WriteBudget, type Writer } from '../../../src/xds/server/shared.ts';
 import { SotwConnection } from '../../../src/xds/server/sotw.ts';
 import { endpoint, model, proxy, service, settle, Sink, Source } from './fixtures.ts';
@@ -84,6 +84,27 @@ test('a repeated name list is recognised by its bytes and handed back as the int
   const shorter = decodeDiscoveryRequest(encodeRequest({ resource_names: names.slice(0, 10), type_url: ENDPOINT_TYPE }), table);
   assert.ok(shorter.names_raw.equals(encodeNames(names.slice(0, 10))));
   assert.equal(shorter.type_url, ENDPOINT_TYPE);
+});
+
+test('a request in several chunks decodes as it would whole; a known list is compared in place', () => {
+  const table = new NameTable();
+  const names = Array.from({ length: 300 }, (_, i) => `outbound|8080||svc-${i}.test`);
+  const held = table.acquire(encodeNames(names));
+  const join = (parts: readonly Buffer[]): Buffer => Buffer.concat(parts);
+  const split = (buf: Buffer, at: number[]): Buffer[] => [0, ...at].map((s, i, all) => buf.subarray(s, all[i + 1] ?? buf.length));
+  const ack = encodeRequest({ version_info: 'v9', resource_names: names, type_url: ENDPOINT_TYPE, response_nonce: 'a1', error_detail: { code: 2, message: 'x' } });
+  const whole = decodeDiscoveryRequest(ack);
+  for (const cuts of [[3], [40], [5000], [ack.length - 3], [10, 2000, 4000, ack.length - 1]]) {
+    const r = decodeDiscoveryRequestParts(split(ack, cuts), ack.length, table, join);
+    assert.equal(r.names_raw, held.raw, `cut at ${cuts.join(',')}`);
+    assert.deepEqual({ ...r, names_raw: undefined }, { ...whole, names_raw: undefined });
+  }
+  // Unknown names: decoded whole.
+  const other = encodeRequest({ resource_names: ['a', 'b'], type_url: ENDPOINT_TYPE });
+  assert.ok(decodeDiscoveryRequestParts(split(other, [4]), other.length, table, join).names_raw.equals(encodeNames(['a', 'b'])));
+  // A known list followed by garbage: the error points into the whole message.
+  const bad = Buffer.concat([encodeNames(names), Buffer.from([0x22, 50, 0x61])]);
+  assert.throws(() => decodeDiscoveryRequestParts(split(bad, [100]), bad.length, table, join), /length 50 past the end of the message at byte/);
 });
 
 class FakeWriter implements Writer {

@@ -50,3 +50,21 @@ test('compressed or oversized messages are refused with the reason', () => {
 test('grpc-message is percent-encoded', () => {
   assert.equal(encodeGrpcMessage('bad 100% "ü"\n'), 'bad 100%25 "%C3%BC"%0A');
 });
+
+test('with a parts handler, a message spanning chunks is handed over as those chunks, uncopied', () => {
+  const body = Buffer.alloc(50_000, 'p');
+  const wire = frame(body);
+  const chunks = [wire.subarray(0, 16_384), wire.subarray(16_384, 32_768), wire.subarray(32_768)];
+  let whole: string[] = [];
+  const got: { parts: readonly Buffer[]; length: number }[] = [];
+  const f = new MessageFramer(1 << 20, (b) => whole.push(b.toString('latin1')), (parts, length) => got.push({ parts: [...parts], length }));
+  for (const c of chunks) f.push(c);
+  assert.deepEqual(whole, []);
+  assert.equal(got.length, 1);
+  assert.equal(got[0]!.length, body.length);
+  assert.ok(Buffer.concat(got[0]!.parts).equals(body));
+  assert.equal(got[0]!.parts[0]!.buffer, chunks[0]!.buffer, 'a view of the chunk, not a copy');
+  whole = [];
+  f.push(frame(Buffer.from('small')));
+  assert.deepEqual(whole, ['small'], 'a message within one chunk still comes whole');
+});

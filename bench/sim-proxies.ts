@@ -222,6 +222,21 @@ class ClusterTable {
 const HEADERS = { ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers' };
 
 /** One simulated Envoy: its connection, stream and reconnects; the xDS logic is in subclasses. */
+/** Requests waiting for the read batch to end, in the order the proxies wrote them. */
+let queued: { s: http2.ClientHttp2Stream; parts: Buffer[] }[] = [];
+
+function writeQueued(): void {
+  const batch = queued;
+  queued = [];
+  for (const { s, parts } of batch) {
+    if (s.destroyed) continue;
+    s.cork();
+    s.write(framePrefix(parts));
+    for (const p of parts) s.write(p);
+    s.uncork();
+  }
+}
+
 abstract class SimProxy {
   readonly index: number;
   protected readonly node: Uint8Array;
@@ -348,14 +363,17 @@ abstract class SimProxy {
     setTimeout(() => this.open(), delay);
   }
 
-  /** A gRPC message from parts, written without joining them. */
+  /**
+   * A gRPC message from parts, written without joining them. Writes are queued and go out
+   * once the responses at hand have all been read and stamped: a thousand Envoys each ACK in
+   * their own process, so here one proxy's 250 KB ACK must not delay when the next proxy
+   * is seen to receive its response.
+   */
   protected write(parts: Buffer[]): void {
     const s = this.stream;
     if (!s || s.destroyed) return;
-    s.cork();
-    s.write(framePrefix(parts));
-    for (const p of parts) s.write(p);
-    s.uncork();
+    queued.push({ s, parts });
+    if (queued.length === 1) setImmediate(writeQueued);
   }
 
   /** After each response: ACKs are written by onEnd; here the bookkeeping. */

@@ -62,17 +62,14 @@ export function encodeDiscoveryResponse(version: string, anys: readonly Uint8Arr
   return w.string(4, typeUrl).string(5, nonce).finish();
 }
 
-/** DeltaDiscoveryResponse { system_version_info = 1; resources = 2; type_url = 4; nonce = 5; removed_resources = 6 } */
-export function encodeDeltaDiscoveryResponse(
-  systemVersion: string,
-  resources: readonly Uint8Array[],
-  typeUrl: string,
-  nonce: string,
-  removed: readonly string[],
-): Buffer {
+/**
+ * DeltaDiscoveryResponse { system_version_info = 1; resources = 2; type_url = 4; nonce = 5; removed_resources = 6 }
+ * without its nonce (appended by nonceField): shareable.
+ */
+export function encodeDeltaBody(systemVersion: string, resources: readonly Uint8Array[], typeUrl: string, removed: readonly string[]): Buffer {
   const w = new Writer().string(1, systemVersion);
   for (const r of resources) w.bytes(2, r);
-  w.string(4, typeUrl).string(5, nonce);
+  w.string(4, typeUrl);
   for (const name of removed) w.bytes(6, enc.encode(name));
   return w.finish();
 }
@@ -84,7 +81,7 @@ export function encodeDiscoveryBody(version: string, anys: readonly Uint8Array[]
   return w.string(4, typeUrl).finish();
 }
 
-/** DiscoveryResponse.nonce (field 5), appended to a shared body. */
+/** DiscoveryResponse.nonce and DeltaDiscoveryResponse.nonce (both field 5), appended to a shared body. */
 export function nonceField(nonce: string): Buffer {
   return new Writer().string(5, nonce).finish();
 }

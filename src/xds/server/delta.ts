@@ -1,6 +1,6 @@
 // Incremental (delta) ADS: per-resource versions, explicit subscribe/unsubscribe, removals.
 import { CLUSTER_TYPE, isTypeUrl, type TypeUrl } from '../resources.ts';
-import { encodeDeltaDiscoveryResponse } from '../wire.ts';
+import { encodeDeltaBody, nonceField } from '../wire.ts';
 import { Connection, type Response } from './connection.ts';
 import { RequestError } from './sotw.ts';
 import { DeltaSubscription } from './subscription.ts';
@@ -92,9 +92,37 @@ export class DeltaConnection extends Connection<DeltaSubscription> {
     const nonce = this.nextNonce();
     sub.sentVersion = snap.model.version;
     sub.sentNonce = nonce;
-    const bytes = encodeDeltaDiscoveryResponse(snap.model.version, toSend.map((r) => r.deltaBytes()), typeUrl, nonce, removed);
-    return { parts: [bytes], bytes: bytes.length, resources: toSend.length };
+    const body = sharedBody(snap.seq, snap.model.version, typeUrl, toSend, removed);
+    const tail = nonceField(nonce);
+    return { parts: [body, tail], bytes: body.length + tail.length, resources: toSend.length };
   }
+}
+
+/** Bodies built for the current generation, per type: proxies syncing alike are sent the same bytes. */
+const bodies = new Map<TypeUrl, { seq: number; built: { resources: readonly Resource[]; removed: readonly string[]; body: Buffer }[] }>();
+/** Bodies kept per type and generation; the oldest goes first. */
+const BODIES_KEPT = 4;
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * The response body (all but the nonce) for these resources and removals. A thousand
+ * proxies subscribing alike get the same list of the same resource objects: one compare
+ * by identity instead of encoding megabytes per proxy.
+ */
+function sharedBody(seq: number, version: string, typeUrl: TypeUrl, resources: readonly Resource[], removed: readonly string[]): Buffer {
+  let memo = bodies.get(typeUrl);
+  if (!memo || memo.seq !== seq) bodies.set(typeUrl, (memo = { seq, built: [] }));
+  const hit = memo.built.find((b) => sameItems(b.resources, resources) && sameItems(b.removed, removed));
+  if (hit) return hit.body;
+  const body = encodeDeltaBody(version, resources.map((r) => r.deltaBytes()), typeUrl, removed);
+  memo.built.push({ resources, removed, body });
+  if (memo.built.length > BODIES_KEPT) memo.built.shift();
+  return body;
 }
 
 /** What changed between two sets of one class, computed once and shared by every proxy moving between them. */

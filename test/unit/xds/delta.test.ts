@@ -96,3 +96,28 @@ test('proxies subscribed to the same names share one set; a reconnecting proxy g
   for (const c of [one, two, three]) c.conn.close();
   assert.equal(shared.sets.size, 0);
 });
+
+test('proxies subscribing alike are sent one shared body, each with its nonce appended; a different subscription gets its own', async () => {
+  const src = new Source();
+  src.publish(services(['a.test', 'b.test', 'c.test']));
+  const shared = newShared();
+  const open = (names: string[]) => {
+    const parts: (readonly Uint8Array[])[] = [];
+    const sink = new Sink(true);
+    const conn = new DeltaConnection(proxy('d'), 'test', { write: (p, done) => (parts.push(p), sink.write(p, done)) }, src, {}, shared);
+    conn.handle({ type_url: ENDPOINT_TYPE, resource_names_subscribe: names });
+    return { parts, sink };
+  };
+  const one = open([A, B]);
+  const two = open([A, B]);
+  const other = open([A, C]);
+  await settle();
+  const [r1] = one.sink.drain();
+  const [r2] = two.sink.drain();
+  const [r3] = other.sink.drain();
+  assert.deepEqual(r1!.names, [A, B]);
+  assert.deepEqual(r2!.names, [A, B]);
+  assert.deepEqual(r3!.names, [A, C]);
+  assert.equal(one.parts[0]![0], two.parts[0]![0], 'the same body bytes, not a copy');
+  assert.notEqual(one.parts[0]![0], other.parts[0]![0]);
+});

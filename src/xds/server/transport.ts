@@ -46,6 +46,11 @@ export interface TransportOptions {
   receiveWindowBytes?: number;
 }
 
+/** Longest stretch of request handling before other I/O gets a turn. */
+const SLICE_MS = 20;
+/** Request bytes waiting to be handled before streams stop being read. */
+const INBOX_LIMIT_BYTES = 32 * 1024 * 1024;
+
 const GRPC_HEADERS = { ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' };
 
 /** Messages larger than this spanning several frames get their own buffer; smaller ones share one. */
@@ -218,6 +223,13 @@ export class GrpcTransport {
   private readonly opts: TransportOptions;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly calls = new Set<ServerCall>();
+  /** Requests of every call in arrival order, handled a slice at a time. */
+  private inbox: { stream: http2.ServerHttp2Stream; bytes: number; run: () => void }[] = [];
+  private inboxHead = 0;
+  private inboxBytes = 0;
+  private draining = false;
+  /** Streams not read from while the inbox is over its limit. */
+  private readonly paused = new Set<http2.ServerHttp2Stream>();
 
   constructor(methods: ReadonlyMap<string, Method>, opts: TransportOptions) {
     this.methods = methods;
@@ -267,6 +279,48 @@ export class GrpcTransport {
     for (const s of this.sessions) s.destroy();
     this.server.close();
   }
+
+  private enqueue(stream: http2.ServerHttp2Stream, bytes: number, run: () => void): void {
+    this.inbox.push({ stream, bytes, run });
+    this.inboxBytes += bytes;
+    if (this.inboxBytes > INBOX_LIMIT_BYTES && !this.paused.has(stream)) {
+      // Flow control holds the rest at the proxy until the backlog is handled.
+      stream.pause();
+      this.paused.add(stream);
+    }
+    if (!this.draining) {
+      this.draining = true;
+      setImmediate(this.drain);
+    }
+  }
+
+  /**
+   * Handles queued requests for at most SLICE_MS, then lets other I/O in: a thousand
+   * proxies reconnecting at once must not keep the admin port (or each other) waiting.
+   */
+  private readonly drain = (): void => {
+    const until = performance.now() + SLICE_MS;
+    while (this.inboxHead < this.inbox.length) {
+      const d = this.inbox[this.inboxHead]!;
+      this.inbox[this.inboxHead++] = undefined as never;
+      this.inboxBytes -= d.bytes;
+      d.run();
+      if (performance.now() >= until) break;
+    }
+    if (this.inboxHead === this.inbox.length) {
+      this.inbox = [];
+      this.inboxHead = 0;
+    } else if (this.inboxHead > 4096) {
+      this.inbox = this.inbox.slice(this.inboxHead);
+      this.inboxHead = 0;
+    }
+    if (this.paused.size && this.inboxBytes <= INBOX_LIMIT_BYTES / 2) {
+      for (const s of this.paused) if (!s.destroyed) s.resume();
+      this.paused.clear();
+    }
+    if (this.inboxHead < this.inbox.length) setImmediate(this.drain);
+    else this.draining = false;
+  };
 
   private onSession(session: http2.ServerHttp2Session): void {
     this.sessions.add(session);
@@ -330,34 +384,35 @@ export class GrpcTransport {
       this.calls.delete(call);
       handlers.close();
     };
-    const onParts = handlers.messageParts?.bind(handlers);
+    // Requests are handled from the inbox, not in the read callback: see drain().
+    const run = (what: () => void): void => {
+      if (!call.open) return;
+      try {
+        what();
+      } catch (e) {
+        // Whatever went wrong ends this call only; the other proxies' streams go on.
+        log.error('xDS request handling failed', { peer: call.peer, error: e });
+        call.finish(Status.INTERNAL, `internal error: ${(e as Error).message}`);
+        close();
+      }
+    };
     const framer = new MessageFramer(
       this.opts.maxMessageBytes,
-      (bytes) => {
-        if (call.open) handlers.message(bytes);
-      },
-      onParts &&
-        ((parts, length) => {
-          if (call.open) onParts(parts, length);
-        }),
+      (bytes) => this.enqueue(stream, bytes.length, () => run(() => handlers.message(bytes))),
+      (parts, length) =>
+        this.enqueue(stream, length, () => run(() => (handlers.messageParts ? handlers.messageParts(parts, length) : handlers.message(joinParts(parts, length))))),
     );
     stream.on('data', (chunk: Buffer) => {
       if (!call.open) return;
       try {
         framer.push(chunk);
       } catch (e) {
-        // Whatever went wrong ends this call only; the other proxies' streams go on.
-        if (e instanceof FramingError) call.finish(e.code, e.message);
-        else {
-          log.error('xDS request handling failed', { peer: call.peer, error: e });
-          call.finish(Status.INTERNAL, `internal error: ${(e as Error).message}`);
-        }
+        if (!(e instanceof FramingError)) throw e;
+        call.finish(e.code, e.message);
         close();
       }
     });
-    stream.on('end', () => {
-      if (!closed) handlers.end();
-    });
+    stream.on('end', () => this.enqueue(stream, 0, () => !closed && handlers.end()));
     stream.once('close', close);
   }
 }

@@ -402,8 +402,10 @@ async function storm(o: {
         progress(`${label} storm: ${((now() - tReady) / 1000).toFixed(1)} s since ready: ${s.live}/${P} streams open, ${s.resynced}/${P} resent everything, ${s.holding}/${P} hold the full config`);
         if (s.live !== P || s.holding !== P) continue;
         if (adminPort) {
+          // Isthmus says when it is done: a quiet spell may only mean it has not read the requests yet.
           const z = await synczCount(adminPort).catch(() => undefined);
           if (z && z.synced === P && z.peers === P) return { t: now(), how: `Isthmus /debug/syncz: ${P} streams SYNCED on all four types, polled every 250 ms` };
+          continue;
         }
         const quietFrom = Math.max(s.lastEvent, tReady);
         if (now() - quietFrom >= QUIET_MS) return { t: quietFrom, how: `every stream open and every proxy holding the full config, then ${QUIET_MS / 1000} s without a response` };

@@ -8,7 +8,7 @@ import { type DecodedNode, type ProxyInfo, ProxyMetadataError, proxyFromNode } f
 import { MESSAGE_OF, SHORT_NAME, TYPE_ORDER, type TypeUrl } from '../resources.ts';
 import type { Connection, ConnectionHooks } from './connection.ts';
 import { DeltaConnection, type DeltaDiscoveryRequest } from './delta.ts';
-import { decodeDiscoveryRequest, decodeDiscoveryRequestParts } from './request.ts';
+import { decodeDeltaRequest, decodeDiscoveryRequest, decodeDiscoveryRequestParts } from './request.ts';
 import { newShared, type Shared } from './shared.ts';
 import { type DiscoveryRequest, RequestError, SotwConnection } from './sotw.ts';
 import { type CallHandlers, GrpcTransport, joinParts, type ServerCall, Status } from './transport.ts';
@@ -24,7 +24,6 @@ const generateErrors = metrics.counter('isthmus_xds_generate_errors_total', 'Fai
 const pushTime = metrics.histogram('isthmus_xds_push_seconds', 'Time from a new snapshot to every connection having flushed it.');
 
 const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService/';
-const deltaRequest = messageType('envoy.service.discovery.v3.DeltaDiscoveryRequest');
 
 /** A request that could not be decoded: answered by closing its stream with the reason. */
 interface Malformed {
@@ -42,8 +41,6 @@ function lenient<T>(decode: (buf: Buffer) => T): (buf: Buffer) => T | Malformed 
   };
 }
 
-const decodeDelta = (buf: Buffer): DeltaDiscoveryRequest =>
-  deltaRequest.toObject(deltaRequest.decode(buf), { longs: String, enums: String, defaults: false, arrays: true, objects: true }) as DeltaDiscoveryRequest;
 
 export interface AdsServerOptions {
   /** Called when a snapshot has been offered to every connection. */
@@ -88,7 +85,7 @@ export class AdsServer {
         return { malformed: (e as Error).message };
       }
     };
-    const decodeDeltaLenient = lenient(decodeDelta);
+    const decodeDeltaLenient = lenient(decodeDeltaRequest);
     this.server = new GrpcTransport(
       new Map([
         [SERVICE + 'StreamAggregatedResources', (call: ServerCall) => this.serve(call, 'sotw', decodeSotw, decodeSotwParts)],

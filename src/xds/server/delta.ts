@@ -2,8 +2,9 @@
 import { CLUSTER_TYPE, isTypeUrl, type TypeUrl } from '../resources.ts';
 import { encodeDeltaBody, nonceField } from '../wire.ts';
 import { Connection, type Response } from './connection.ts';
+import { forEachClaim } from './request.ts';
 import { RequestError } from './sotw.ts';
-import { DeltaSubscription } from './subscription.ts';
+import { type Claims, DeltaSubscription } from './subscription.ts';
 import type { Resource, ResourceSnapshot } from './types.ts';
 
 export interface DeltaDiscoveryRequest {
@@ -11,6 +12,8 @@ export interface DeltaDiscoveryRequest {
   resource_names_subscribe?: string[];
   resource_names_unsubscribe?: string[];
   initial_resource_versions?: Record<string, string>;
+  /** initial_resource_versions as received (request.ts decodeDeltaRequest); valid during handle() only. */
+  claims_raw?: Buffer;
   response_nonce?: string;
   error_detail?: { code?: number; message?: string } | null;
 }
@@ -18,6 +21,8 @@ export interface DeltaDiscoveryRequest {
 export class DeltaConnection extends Connection<DeltaSubscription> {
   readonly stream = 'delta' as const;
   private readonly seen = new Set<string>();
+  /** Claims that came before any snapshot existed, checked at the first flush. */
+  private readonly unchecked = new Map<TypeUrl, Map<string, string>>();
 
   protected newSubscription(typeUrl: TypeUrl): DeltaSubscription {
     return new DeltaSubscription(typeUrl, this.shared.sets);
@@ -36,23 +41,40 @@ export class DeltaConnection extends Connection<DeltaSubscription> {
     }
     const subscribe = req.resource_names_subscribe ?? [];
     const unsubscribe = req.resource_names_unsubscribe ?? [];
+    if (first && subscribe.length === 0) sub.wildcard = true;
+    const added = sub.update(subscribe, unsubscribe);
     if (first) {
       // What a reconnecting client already holds is not sent again.
-      const claims = Object.entries(req.initial_resource_versions ?? {});
-      if (claims.length) sub.claims = new Map(claims);
-      if (subscribe.length === 0) sub.wildcard = true;
+      const each = claimsOf(req);
+      const snap = this.source.current();
+      if (each && snap) sub.claims = checkClaims(sub, snap, this.proxy, each);
+      else if (each) {
+        const m = new Map<string, string>();
+        each((n, v) => m.set(n, v));
+        this.unchecked.set(typeUrl, m);
+      }
+    } else if (sub.claims && added.length) {
+      // Subscribed after the claims were checked: not held.
+      for (const n of added) (sub.claims.notHeld as Set<string>).add(n);
     }
-    sub.update(subscribe, unsubscribe);
     if (first || subscribe.length || unsubscribe.length) this.markDirty(typeUrl, 'request');
   }
 
   protected compute(sub: DeltaSubscription, snap: ResourceSnapshot): Response | null {
     const typeUrl = sub.typeUrl;
+    const early = this.unchecked.get(typeUrl);
+    if (early) {
+      this.unchecked.delete(typeUrl);
+      sub.claims = checkClaims(sub, snap, this.proxy, (fn) => early.forEach((v, n) => fn(n, v)));
+    }
     const claims = sub.claims;
     sub.claims = undefined;
     const toSend: Resource[] = [];
     const removed: string[] = [];
-    const holds = (n: string, r: Resource): boolean => claims?.get(n) === r.version;
+    // Changed since the claims were checked; undefined: too long ago to tell, so nothing is held.
+    const since = claims && claims.seq !== snap.seq ? this.shared.changes.since(typeUrl, claims.seq, snap) : undefined;
+    const claimsCurrent = claims !== undefined && (claims.seq === snap.seq || since !== undefined);
+    const holds = (n: string): boolean => claimsCurrent && !claims!.notHeld.has(n) && !since?.has(n);
 
     if (sub.wildcard) {
       const viewVersion = snap.view(this.proxy).versions[typeUrl];
@@ -62,8 +84,10 @@ export class DeltaConnection extends Connection<DeltaSubscription> {
         const before = sub.sentSet;
         sub.sentSet = desired;
         if (claims) {
-          for (const [n, r] of desired) if (!holds(n, r)) toSend.push(r);
-          for (const n of claims.keys()) if (!desired.has(n) && !sub.names.has(n)) removed.push(n);
+          for (const [n, r] of desired) if (!holds(n)) toSend.push(r);
+          for (const n of claims.absent) if (!desired.has(n) && !sub.names.has(n)) removed.push(n);
+          // Held then, gone since.
+          for (const n of since ?? []) if (!desired.has(n) && !sub.names.has(n) && !claims.notHeld.has(n)) removed.push(n);
         } else {
           const d = diffSets(before, desired);
           toSend.push(...d.changed);
@@ -79,7 +103,7 @@ export class DeltaConnection extends Connection<DeltaSubscription> {
       const r = covered?.get(n) ?? (sub.names.has(n) ? snap.resolve(typeUrl, n, this.proxy) : undefined);
       if (r) {
         if (covered?.has(n) && !sub.pending.has(n)) continue;
-        if (!holds(n, r)) toSend.push(r);
+        if (!holds(n)) toSend.push(r);
       } else if (sub.names.has(n)) {
         // Subscribed by name but absent: say so, so clients need not wait for a timeout.
         removed.push(n);
@@ -96,6 +120,32 @@ export class DeltaConnection extends Connection<DeltaSubscription> {
     const tail = nonceField(nonce);
     return { parts: [body, tail], bytes: body.length + tail.length, resources: toSend.length };
   }
+}
+
+/** A request's claims as (name, version) pairs, raw or (from tools and tests) as an object. */
+function claimsOf(req: DeltaDiscoveryRequest): ((fn: (name: string, version: string) => void) => void) | undefined {
+  const raw = req.claims_raw;
+  if (raw?.length) return (fn) => forEachClaim(raw, fn);
+  const obj = req.initial_resource_versions;
+  if (obj && Object.keys(obj).length) return (fn) => Object.entries(obj).forEach(([n, v]) => fn(n, v));
+  return undefined;
+}
+
+/** Checks claims against a generation, keeping only what the proxy does not hold. */
+function checkClaims(sub: DeltaSubscription, snap: ResourceSnapshot, proxy: DeltaConnection['proxy'], each: (fn: (name: string, version: string) => void) => void): Claims {
+  const desired = sub.wildcard ? snap.wildcard(sub.typeUrl, proxy) : undefined;
+  const matched = new Set<string>();
+  const absent: string[] = [];
+  each((n, v) => {
+    const r = desired?.get(n) ?? (sub.names.has(n) ? snap.resolve(sub.typeUrl, n, proxy) : undefined);
+    if (!r) absent.push(n);
+    else if (r.version === v) matched.add(n);
+  });
+  const notHeld = new Set<string>();
+  for (const n of desired?.keys() ?? []) if (!matched.has(n)) notHeld.add(n);
+  for (const n of sub.names) if (!matched.has(n)) notHeld.add(n);
+  for (const n of sub.pending) if (!matched.has(n)) notHeld.add(n);
+  return { seq: snap.seq, notHeld, absent };
 }
 
 /** Bodies built for the current generation, per type: proxies syncing alike are sent the same bytes. */

@@ -90,11 +90,7 @@ export function decodeDiscoveryRequest(buf: Buffer, known?: NameTable): RawDisco
       case 2: {
         expect(r, wire, 2, 'node');
         const [s, e] = r.span();
-        try {
-          out.node = nodeType.toObject(nodeType.decode(buf.subarray(s, e)), { longs: String, enums: String, defaults: false, arrays: true, objects: true }) as DecodedNode;
-        } catch (err) {
-          throw new MalformedRequest(`node at byte ${s}: ${(err as Error).message}`);
-        }
+        out.node = decodeNode(buf, s, e);
         break;
       }
       case 3: {
@@ -198,6 +194,129 @@ export function decodeDiscoveryRequestParts(parts: readonly Buffer[], length: nu
     }
   }
   return decodeDiscoveryRequest(join(parts, length), known);
+}
+
+/** A DeltaDiscoveryRequest decoded by hand: initial_resource_versions stays raw (see forEachClaim). */
+export interface RawDeltaRequest {
+  type_url: string;
+  resource_names_subscribe: string[];
+  resource_names_unsubscribe: string[];
+  /** initial_resource_versions (field 5) entries back to back, tags included; checked well-formed. */
+  claims_raw: Buffer;
+  response_nonce: string;
+  error_detail: { code: number; message: string } | null;
+  node?: DecodedNode;
+}
+
+/**
+ * envoy.service.discovery.v3.DeltaDiscoveryRequest → RawDeltaRequest. A reconnecting proxy
+ * lists every resource it holds with its version: thousands of map entries, read straight
+ * from the bytes later instead of being built into objects.
+ */
+export function decodeDeltaRequest(buf: Buffer): RawDeltaRequest {
+  const r = new Reader(buf);
+  const out: RawDeltaRequest = { type_url: '', resource_names_subscribe: [], resource_names_unsubscribe: [], claims_raw: EMPTY, response_nonce: '', error_detail: null };
+  let claims: Buffer[] | undefined;
+  let claimsStart = -1;
+  let claimsEnd = -1;
+  while (r.pos < r.end) {
+    const tagStart = r.pos;
+    const tag = r.varint();
+    const field = Math.floor(tag / 8);
+    const wire = tag & 7;
+    switch (field) {
+      case 1: {
+        expect(r, wire, 2, 'node');
+        const [s, e] = r.span();
+        out.node = decodeNode(buf, s, e);
+        break;
+      }
+      case 2:
+      case 3:
+      case 4:
+      case 6: {
+        const name = field === 2 ? 'type_url' : field === 3 ? 'resource_names_subscribe' : field === 4 ? 'resource_names_unsubscribe' : 'response_nonce';
+        expect(r, wire, 2, name);
+        const [s, e] = r.span();
+        const v = buf.toString('utf8', s, e);
+        if (field === 2) out.type_url = v;
+        else if (field === 3) out.resource_names_subscribe.push(v);
+        else if (field === 4) out.resource_names_unsubscribe.push(v);
+        else out.response_nonce = v;
+        break;
+      }
+      case 5: {
+        expect(r, wire, 2, 'initial_resource_versions');
+        const afterTag = r.pos;
+        // Entries come back to back: check each one's shape and keep the run as it is.
+        for (let first = true; first || (r.pos < r.end && buf[r.pos] === 0x2a); first = false) {
+          if (!first) r.pos++;
+          const [s, e] = r.span();
+          checkClaim(new Reader(buf, s, e));
+        }
+        if (buf[tagStart] !== 0x2a) {
+          // A tag in more bytes than needed is legal protobuf: kept rewritten as forEachClaim reads it.
+          (claims ??= claimsStart >= 0 ? [buf.subarray(claimsStart, claimsEnd)] : []).push(Buffer.concat([Buffer.from([0x2a]), buf.subarray(afterTag, r.pos)]));
+          claimsStart = claimsEnd = -2; // nothing more can be appended in place
+        } else if (claimsStart === -1) [claimsStart, claimsEnd] = [tagStart, r.pos];
+        else if (claimsEnd === tagStart && !claims) claimsEnd = r.pos;
+        else (claims ??= [buf.subarray(claimsStart, claimsEnd)]).push(buf.subarray(tagStart, r.pos));
+        break;
+      }
+      case 7: {
+        expect(r, wire, 2, 'error_detail');
+        const [s, e] = r.span();
+        out.error_detail = decodeStatus(new Reader(buf, s, e));
+        break;
+      }
+      default:
+        r.skip(wire);
+    }
+  }
+  if (claims) out.claims_raw = Buffer.concat(claims);
+  else if (claimsStart >= 0) out.claims_raw = buf.subarray(claimsStart, claimsEnd);
+  return out;
+}
+
+/** A map<string, string> entry: key = 1, value = 2. */
+function checkClaim(r: Reader): void {
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    const field = Math.floor(tag / 8);
+    if (field === 1 || field === 2) {
+      expect(r, tag & 7, 2, field === 1 ? 'initial_resource_versions key' : 'initial_resource_versions value');
+      r.span();
+    } else r.skip(tag & 7);
+  }
+}
+
+/** Each name and version of raw initial_resource_versions (as decodeDeltaRequest checked them). */
+export function forEachClaim(raw: Buffer, fn: (name: string, version: string) => void): void {
+  const r = new Reader(raw);
+  while (r.pos < r.end) {
+    r.pos++; // tag
+    const [s, e] = r.span();
+    const entry = new Reader(raw, s, e);
+    let name = '';
+    let version = '';
+    while (entry.pos < entry.end) {
+      const tag = entry.varint();
+      if (tag === 0x0a || tag === 0x12) {
+        const [ks, ke] = entry.span();
+        if (tag === 0x0a) name = raw.toString('utf8', ks, ke);
+        else version = raw.toString('utf8', ks, ke);
+      } else entry.skip(tag & 7);
+    }
+    fn(name, version);
+  }
+}
+
+function decodeNode(buf: Buffer, s: number, e: number): DecodedNode {
+  try {
+    return nodeType.toObject(nodeType.decode(buf.subarray(s, e)), { longs: String, enums: String, defaults: false, arrays: true, objects: true }) as DecodedNode;
+  } catch (err) {
+    throw new MalformedRequest(`node at byte ${s}: ${(err as Error).message}`);
+  }
 }
 
 /** google.rpc.Status { code = 1; message = 2 } */

@@ -179,6 +179,19 @@ export class SotwSubscription extends Subscription {
 }
 
 /**
+ * initial_resource_versions, checked against generation `seq` as they arrive: only what the
+ * proxy does not hold is kept, so a thousand reconnecting proxies do not each keep a map of
+ * every resource they hold.
+ */
+export interface Claims {
+  readonly seq: number;
+  /** Names of the proxy's set at `seq` that it does not hold at that generation's version. */
+  readonly notHeld: ReadonlySet<string>;
+  /** Names it claimed that were not in its set at `seq`. */
+  readonly absent: readonly string[];
+}
+
+/**
  * Delta: explicit subscriptions (an interned set, shared by proxies subscribed to the same
  * names) and, as for SotW, what the proxy holds implied by the generation it was synced to.
  * Per-resource versions are kept only for what a reconnecting proxy says it holds, until
@@ -189,8 +202,8 @@ export class DeltaSubscription extends Subscription {
   names: ReadonlySet<string>;
   /** Wildcard: the set last sent, shared with the snapshot it came from. */
   sentSet?: ReadonlyMap<string, Resource>;
-  /** initial_resource_versions of a reconnecting proxy, until its first response. */
-  claims?: Map<string, string>;
+  /** What a reconnecting proxy said it holds, until its first response. */
+  claims?: Claims;
   /** Names to send on the next flush whatever changed in the model. */
   readonly pending = new Set<string>();
   /** Version of the wildcard set last reconciled. */

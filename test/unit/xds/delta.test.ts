@@ -121,3 +121,23 @@ test('proxies subscribing alike are sent one shared body, each with its nonce ap
   assert.equal(one.parts[0]![0], two.parts[0]![0], 'the same body bytes, not a copy');
   assert.notEqual(one.parts[0]![0], other.parts[0]![0]);
 });
+
+test('claims are checked as they arrive: what changed before the first response is sent, what vanished is removed', async () => {
+  const src = new Source();
+  const shared = newShared();
+  src.publish(services(['a.test', 'b.test', 'c.test']));
+  shared.changes.record(src.current()!);
+  const one = connect(src);
+  await settle();
+  const [held] = one.sink.drain();
+  // A reconnect claiming all three; before its first flush, a changes and c goes.
+  const sink = new Sink(true);
+  const conn = new DeltaConnection(proxy('d'), 'test', sink, src, {}, shared);
+  conn.handle({ type_url: CLUSTER_TYPE, initial_resource_versions: { ...held!.versions } });
+  src.publish(model([service('a.test', 9090), service('b.test')], [endpoint('a.test', '10.0.0.1'), endpoint('b.test', '10.0.0.1')]));
+  shared.changes.record(src.current()!);
+  await settle();
+  const [resp] = sink.drain();
+  assert.deepEqual(resp!.names, ['outbound|9090||a.test'], 'the changed cluster only');
+  assert.deepEqual(resp!.removed.sort(), [A, C].sort(), 'the cluster gone since, and a’s old name');
+});

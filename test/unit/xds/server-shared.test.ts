@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { messageType } from '../../../src/xds/proto.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../../src/xds/resources.ts';
 import { encodeNames, NameTable } from '../../../src/xds/server/names.ts';
-import { decodeDiscoveryRequest, decodeDiscoveryRequestParts, MalformedRequest } from '../../../src/xds/server/request.ts';
+import { decodeDeltaRequest, decodeDiscoveryRequest, decodeDiscoveryRequestParts, forEachClaim, MalformedRequest } from '../../../src/xds/server/request.ts';
 import { newShared, WriteBudget, type Writer } from '../../../src/xds/server/shared.ts';
 import { SotwConnection } from '../../../src/xds/server/sotw.ts';
 import { endpoint, model, proxy, service, settle, Sink, Source } from './fixtures.ts';
@@ -105,6 +105,50 @@ test('a request in several chunks decodes as it would whole; a known list is com
   // A known list followed by garbage: the error points into the whole message.
   const bad = Buffer.concat([encodeNames(names), Buffer.from([0x22, 50, 0x61])]);
   assert.throws(() => decodeDiscoveryRequestParts(split(bad, [100]), bad.length, table, join), /length 50 past the end of the message at byte/);
+});
+
+const deltaType = messageType('envoy.service.discovery.v3.DeltaDiscoveryRequest');
+
+test('the Delta request decoder reads what protobufjs writes; claims stay raw and are read back in order', () => {
+  const versions = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`outbound|8080||s${i}.test`, `v${i}`]));
+  const buf = Buffer.from(
+    deltaType
+      .encode(
+        deltaType.fromObject({
+          node: { id: 'sidecar~10.0.0.1~a.ns~ns.svc.cluster.local', cluster: 'a' },
+          type_url: ENDPOINT_TYPE,
+          resource_names_subscribe: ['x', 'y'],
+          resource_names_unsubscribe: ['z'],
+          initial_resource_versions: versions,
+          response_nonce: 'n1',
+          error_detail: { code: 3, message: 'no' },
+        }),
+      )
+      .finish(),
+  );
+  const r = decodeDeltaRequest(buf);
+  assert.equal(r.type_url, ENDPOINT_TYPE);
+  assert.deepEqual(r.resource_names_subscribe, ['x', 'y']);
+  assert.deepEqual(r.resource_names_unsubscribe, ['z']);
+  assert.equal(r.response_nonce, 'n1');
+  assert.deepEqual(r.error_detail, { code: 3, message: 'no' });
+  assert.equal(r.node?.id, 'sidecar~10.0.0.1~a.ns~ns.svc.cluster.local');
+  const got: Record<string, string> = {};
+  forEachClaim(r.claims_raw, (n, v) => (got[n] = v));
+  assert.deepEqual(got, versions);
+  // A map entry with an over-long tag (0xaa 0x00 for field 5) is legal protobuf.
+  const entry = Buffer.from([0x0a, 1, 0x61, 0x12, 1, 0x31]);
+  const odd = decodeDeltaRequest(Buffer.concat([Buffer.from([0xaa, 0x00, entry.length]), entry, Buffer.from([0x2a, entry.length]), entry]));
+  const pairs: string[] = [];
+  forEachClaim(odd.claims_raw, (n, v) => pairs.push(`${n}=${v}`));
+  assert.deepEqual(pairs, ['a=1', 'a=1']);
+});
+
+test('a malformed Delta request is refused with what is wrong and where', () => {
+  assert.throws(() => decodeDeltaRequest(Buffer.from([0x12, 10, 0x61])), /length 10 past the end of the message at byte 2/);
+  // An initial_resource_versions entry whose key is a varint.
+  assert.throws(() => decodeDeltaRequest(Buffer.from([0x2a, 2, 0x08, 1])), /field initial_resource_versions key has wire type 0/);
+  assert.throws(() => decodeDeltaRequest(Buffer.from([0x10, 1])), /field type_url has wire type 0/);
 });
 
 class FakeWriter implements Writer {

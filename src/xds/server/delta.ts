@@ -47,15 +47,15 @@ export class DeltaConnection extends Connection<DeltaSubscription> {
       // What a reconnecting client already holds is not sent again.
       const each = claimsOf(req);
       const snap = this.source.current();
-      if (each && snap) sub.claims = checkClaims(sub, snap, this.proxy, each);
+      if (each && snap) sub.claims = req.claims_raw?.length ? checkRawClaims(sub, snap, this.proxy, req.claims_raw) : checkClaims(sub, snap, this.proxy, each);
       else if (each) {
         const m = new Map<string, string>();
         each((n, v) => m.set(n, v));
         this.unchecked.set(typeUrl, m);
       }
     } else if (sub.claims && added.length) {
-      // Subscribed after the claims were checked: not held.
-      for (const n of added) (sub.claims.notHeld as Set<string>).add(n);
+      // Subscribed after the claims were checked: not held. (Claims may be shared: copied.)
+      sub.claims = { ...sub.claims, notHeld: new Set([...sub.claims.notHeld, ...added]) };
     }
     if (first || subscribe.length || unsubscribe.length) this.markDirty(typeUrl, 'request');
   }
@@ -129,6 +129,28 @@ function claimsOf(req: DeltaDiscoveryRequest): ((fn: (name: string, version: str
   const obj = req.initial_resource_versions;
   if (obj && Object.keys(obj).length) return (fn) => Object.entries(obj).forEach(([n, v]) => fn(n, v));
   return undefined;
+}
+
+/** Raw claims checked lately, per type: proxies reconnecting alike claim the same bytes. */
+const checked = new Map<TypeUrl, { seq: number; set: object; names: object; pending: number; raw: Buffer; claims: Claims }[]>();
+const CHECKED_KEPT = 4;
+
+/**
+ * checkClaims over raw claims, shared by proxies that claim byte for byte the same for the
+ * same set in the same generation: one compare instead of thousands of lookups per proxy.
+ */
+function checkRawClaims(sub: DeltaSubscription, snap: ResourceSnapshot, proxy: DeltaConnection['proxy'], raw: Buffer): Claims {
+  const set = sub.wildcard ? snap.wildcard(sub.typeUrl, proxy) : sub.names;
+  let memo = checked.get(sub.typeUrl);
+  if (memo?.[0] && memo[0].seq !== snap.seq) memo = undefined;
+  const hit = memo?.find((m) => m.set === set && m.names === sub.names && m.pending === sub.pending.size && m.raw.equals(raw));
+  if (hit) return hit.claims;
+  const claims = checkClaims(sub, snap, proxy, (fn) => forEachClaim(raw, fn));
+  memo ??= [];
+  memo.unshift({ seq: snap.seq, set, names: sub.names, pending: sub.pending.size, raw: Buffer.from(raw), claims });
+  if (memo.length > CHECKED_KEPT) memo.pop();
+  checked.set(sub.typeUrl, memo);
+  return claims;
 }
 
 /** Checks claims against a generation, keeping only what the proxy does not hold. */

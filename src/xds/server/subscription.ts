@@ -245,7 +245,11 @@ export class DeltaSubscription extends Subscription {
   /** Explicit names to reconcile: what is pending and what changed since the last sync, or all when that is not known. */
   candidates(snap: ResourceSnapshot, changes: ChangeLog, reconnecting: boolean): Iterable<string> {
     const since = this.syncedSeq < 0 || reconnecting ? undefined : changes.since(this.typeUrl, this.syncedSeq, snap);
-    if (!since) return new Set([...this.names, ...this.pending]);
+    if (!since) {
+      // Usually every pending name is subscribed: the shared set as it is, not a copy.
+      for (const n of this.pending) if (!this.names.has(n)) return new Set([...this.names, ...this.pending]);
+      return this.names;
+    }
     if (!this.pending.size) {
       const out: string[] = [];
       for (const n of since) if (this.names.has(n)) out.push(n);

@@ -121,8 +121,8 @@ test('an undecodable request ends only its own stream, saying what is wrong and 
   const sotw = await rawRequest(isthmus.xdsAddress, 'StreamAggregatedResources', Buffer.from([0x22, 10, 0x61]));
   assert.equal(sotw.code, grpc.status.INVALID_ARGUMENT);
   assert.match(sotw.details, /^malformed DiscoveryRequest: length 10 past the end of the message at byte 2$/);
-  // A tag with nothing after it.
   // Field 1 (node) with wire type 3, a group.
+  const delta = await rawRequest(isthmus.xdsAddress, 'DeltaAggregatedResources', Buffer.from([0x0b]));
   assert.equal(delta.code, grpc.status.INVALID_ARGUMENT);
   assert.match(delta.details, /^malformed DeltaDiscoveryRequest: field node has wire type 3 at byte 1$/);
   assert.equal(await isthmus.metric('isthmus_xds_rejected_requests_total', { reason: 'invalid' }), rejectedBefore + 2);

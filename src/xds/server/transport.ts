@@ -255,7 +255,8 @@ export class GrpcTransport {
     return new Promise((resolve, reject) => {
       const onError = (e: Error): void => reject(new Error(`cannot listen for xDS on ${address}: ${e.message}`));
       this.server.once('error', onError);
-      this.server.listen(port, host || undefined, () => {
+      // A thousand proxies reconnecting at once overflow the default accept queue of 511: each one dropped waits a 1 s SYN retry.
+      this.server.listen({ port, host: host || undefined, backlog: 4096 }, () => {
         this.server.off('error', onError);
         const a = this.server.address();
         resolve(typeof a === 'object' && a ? a.port : port);

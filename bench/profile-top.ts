@@ -1,7 +1,9 @@
 // Top costs of a V8 CPU profile (node --cpu-prof, or `bench/run.ts --profile`): self and
 // inclusive time per function, as shares of the sampled non-idle time.
-// Usage: node bench/profile-top.ts FILE.cpuprofile [--top 25] [--last SECONDS]
+// Usage: node bench/profile-top.ts FILE.cpuprofile [--top 25] [--last SECONDS] [--stretches N]
 // --last keeps only the samples of the profile's last SECONDS (e.g. the endpoint changes).
+// --stretches N: the N longest runs of samples without idle between them, with their main
+// stacks: where the event loop was held, e.g. what kept an admin request waiting.
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -12,7 +14,7 @@ interface Node {
   children?: number[];
 }
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '25' }, last: { type: 'string' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { top: { type: 'string', default: '25' }, last: { type: 'string' }, stretches: { type: 'string' } } });
 const file = positionals[0];
 if (!file) throw new Error('usage: node bench/profile-top.ts FILE.cpuprofile [--top N]');
 const prof = JSON.parse(fs.readFileSync(file, 'utf8')) as { nodes: Node[]; samples: number[]; timeDeltas: number[] };
@@ -62,3 +64,32 @@ const show = (title: string, m: Map<string, number>): void => {
 show('self time', selfBy);
 inclBy.delete('(root)');
 show('inclusive time', inclBy);
+
+if (values.stretches) {
+  // Consecutive non-idle samples: the loop never got back to I/O in between.
+  const runs: { start: number; end: number; ids: number[] }[] = [];
+  let cur: { start: number; end: number; ids: number[] } | undefined;
+  prof.samples.forEach((id, i) => {
+    if (at[i]! < from) return;
+    if (IDLE.has(byId.get(id)!.callFrame.functionName)) {
+      if (cur) runs.push(cur);
+      cur = undefined;
+    } else {
+      cur ??= { start: at[i]!, end: at[i]!, ids: [] };
+      cur.end = at[i]!;
+      cur.ids.push(id);
+    }
+  });
+  if (cur) runs.push(cur);
+  const stack = (id: number): string => {
+    const names: string[] = [];
+    for (let x: number | undefined = id; x !== undefined; x = parent.get(x)) names.push(byId.get(x)!.callFrame.functionName || '(anonymous)');
+    return names.reverse().slice(1, 10).join(' > ');
+  };
+  for (const r of runs.sort((a, b) => b.end - b.start - (a.end - a.start)).slice(0, Number(values.stretches))) {
+    process.stdout.write(`busy ${((r.end - r.start) / 1000).toFixed(0)} ms from ${((r.start - at[0]!) / 1e6).toFixed(2)} s:\n`);
+    const counts = new Map<string, number>();
+    for (const id of r.ids) counts.set(stack(id), (counts.get(stack(id)) ?? 0) + 1);
+    for (const [st, c] of [...counts].sort((a, b) => b[1] - a[1]).slice(0, 3)) process.stdout.write(`  ${String(c).padStart(5)}  ${st}\n`);
+  }
+}

@@ -173,12 +173,13 @@ export function requestParts(r: { version: string; node?: Uint8Array; names: Buf
   return parts;
 }
 
-/** One initial_resource_versions entry, encoded once per name and version. */
-const versionEntries = new Map<string, Buffer>();
+/** One initial_resource_versions entry, encoded once per name and version (no key strings built per lookup). */
+const versionEntries = new Map<string, Map<string, Buffer>>();
 function versionEntry(name: string, version: string): Buffer {
-  const k = `${name}\n${version}`;
-  let b = versionEntries.get(k);
-  if (!b) versionEntries.set(k, (b = field(F.dreq.initialVersions, Buffer.concat([field(1, name), field(2, version)]))));
+  let byVersion = versionEntries.get(name);
+  if (!byVersion) versionEntries.set(name, (byVersion = new Map()));
+  let b = byVersion.get(version);
+  if (!b) byVersion.set(version, (b = field(F.dreq.initialVersions, Buffer.concat([field(1, name), field(2, version)]))));
   return b;
 }
 

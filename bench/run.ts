@@ -29,7 +29,8 @@ const STORM_GAUGES = ['isthmus_xds_inflight_bytes', 'isthmus_xds_waiting_connect
 const QUIET_MS = 2000;
 
 const USAGE = `Usage: node bench/run.ts (npm run bench --) [--size small|medium|large[,…]] [--proxies P] [--services S]
-       [--endpoints E] [--changes N] [--timeout SECONDS] [--profile]
+       [--endpoints E] [--changes N] [--timeout SECONDS] [--profile] [--keep-logs]
+       [--isthmus-node-flags="FLAGS"]
        [--peer gcp|gcp-snapshot|none] [--delta] [--storm [--storm-cold]]
        [--isthmus-mem GiB] [--peer-mem GiB] [--sim-mem GiB]
 Phases per server: start, full sync of P proxies, N endpoint changes one at a time, and
@@ -45,7 +46,8 @@ the rest; gcp-snapshot: one SnapshotCache for everything (SotW resends every ass
 --*-mem: each process runs in a cgroup v1 memory group with this limit (defaults: Isthmus
 11, peer 11, simulator 9 GiB; 0 = no limit). A process the kernel kills over its limit is
 reported as "failed: OOM at N GiB" in its column and the run goes on; exit status 3.
---profile writes V8 CPU profiles of both Node children next to their logs.
+--profile writes V8 CPU profiles of both Node children next to their logs (kept, as with
+--keep-logs). --isthmus-node-flags="--trace-gc …": extra Node/V8 flags for Isthmus.
 Exit status: 0, 2 if an endpoint change was encoded more than once, 3 if a phase failed.
 `;
 
@@ -57,6 +59,8 @@ const values = benchOptions('bench', USAGE, {
   changes: { type: 'string', default: '20' },
   timeout: { type: 'string', default: '300' },
   profile: { type: 'boolean', default: false },
+  'isthmus-node-flags': { type: 'string', default: '' },
+  'keep-logs': { type: 'boolean', default: false },
   peer: { type: 'string', default: 'gcp' },
   delta: { type: 'boolean', default: false },
   storm: { type: 'boolean', default: false },
@@ -449,11 +453,13 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
   const logDir = fs.mkdtempSync(path.join(os.tmpdir(), `isthmus-bench-${size}-`));
   const label = `[${size} P=${P} S=${S} E=${E}${values.delta ? ' delta' : ''}]`;
   const prof = (name: string): string[] => (values.profile ? ['--cpu-prof', `--cpu-prof-dir=${logDir}`, `--cpu-prof-name=${name}.cpuprofile`] : []);
+  const nodeFlags = values['isthmus-node-flags'].split(' ').filter(Boolean);
+  if (values['keep-logs']) process.stderr.write(`${label} logs go to ${logDir}\n`);
   if (values.profile) process.stderr.write(`${label} CPU profiles go to ${logDir}\n`);
   const serverGroup = memGroup('isthmus', 'isthmus-mem');
   const simGroup = memGroup('sim', 'sim-mem');
   const childArgs = ['--services', String(S), '--endpoints', String(E)];
-  let child = new Peer<FromChild, ToChild>('isthmus', path.join(HERE, 'isthmus-child.ts'), childArgs, path.join(logDir, 'isthmus.log'), ['--expose-gc', ...prof('isthmus')], undefined, serverGroup);
+  let child = new Peer<FromChild, ToChild>('isthmus', path.join(HERE, 'isthmus-child.ts'), childArgs, path.join(logDir, 'isthmus.log'), ['--expose-gc', ...nodeFlags, ...prof('isthmus')], undefined, serverGroup);
   let sim: Peer<FromSim, ToSim> | undefined;
   const out: Outcome<Result> = {};
   try {
@@ -579,7 +585,7 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
         start: async () => {
           // The registry kept the changes while the server was down: the new one starts from them.
           const args = [...childArgs, '--xds-port', String(ready.xdsPort), '--admin-port', String(ready.adminPort), '--apply', applied.join(',')];
-          child = new Peer<FromChild, ToChild>('isthmus', path.join(HERE, 'isthmus-child.ts'), args, path.join(logDir, `isthmus-restart-${++restarts}.log`), ['--expose-gc', ...prof(`isthmus-restart-${restarts}`)], undefined, serverGroup);
+          child = new Peer<FromChild, ToChild>('isthmus', path.join(HERE, 'isthmus-child.ts'), args, path.join(logDir, `isthmus-restart-${++restarts}.log`), ['--expose-gc', ...nodeFlags, ...prof(`isthmus-restart-${restarts}`)], undefined, serverGroup);
           const r = await guard(child.wait('ready', 'the restarted server', left(300_000)), s);
           return { server: child, t: r.t, adminPort: r.adminPort };
         },
@@ -594,7 +600,7 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
     serverGroup?.remove();
     simGroup?.remove();
     // Logs are kept for a failed run or a profiled one; they are named in the error.
-    if (!out.failure && !values.profile) fs.rmSync(logDir, { recursive: true, force: true });
+    if (!out.failure && !values.profile && !values['keep-logs']) fs.rmSync(logDir, { recursive: true, force: true });
   }
   return out;
 }

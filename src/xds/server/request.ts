@@ -65,15 +65,59 @@ function expect(r: Reader, wire: number, want: number, field: string): void {
 }
 
 /**
+ * The entries of one repeated field (names, claims) as they lie in a request: one view while
+ * they come back to back, joined only when other fields split them. An entry whose tag was
+ * written in more bytes than needed (legal protobuf) is kept with the one-byte tag, the
+ * layout the readers of these runs expect.
+ */
+class Runs {
+  private readonly buf: Buffer;
+  private readonly tag: number;
+  private start = -1;
+  private end = -1;
+  private parts?: Buffer[];
+
+  constructor(buf: Buffer, tag: number) {
+    this.buf = buf;
+    this.tag = tag;
+  }
+
+  /** Entries from `tagStart` (their first tag) to `end`; `afterTag` is where the first tag ends. */
+  add(tagStart: number, afterTag: number, end: number): void {
+    if (this.buf[tagStart] !== this.tag) this.push(Buffer.concat([Buffer.from([this.tag]), this.buf.subarray(afterTag, end)]));
+    else if (this.start < 0 && !this.parts) [this.start, this.end] = [tagStart, end];
+    else if (!this.parts && this.end === tagStart) this.end = end;
+    else this.push(this.buf.subarray(tagStart, end));
+  }
+
+  private push(b: Buffer): void {
+    this.parts ??= this.start >= 0 ? [this.buf.subarray(this.start, this.end)] : [];
+    this.parts.push(b);
+  }
+
+  get empty(): boolean {
+    return this.start < 0 && !this.parts;
+  }
+
+  /** One run, in place, of exactly `length` bytes. */
+  isWhole(length: number): boolean {
+    return !this.parts && this.end - this.start === length;
+  }
+
+  bytes(): Buffer {
+    if (this.parts) return Buffer.concat(this.parts);
+    return this.start >= 0 ? this.buf.subarray(this.start, this.end) : EMPTY;
+  }
+}
+
+/**
  * envoy.service.discovery.v3.DiscoveryRequest → RawDiscoveryRequest. With `known`, a name
  * list it already holds is recognised by one compare and handed back as its interned bytes.
  */
 export function decodeDiscoveryRequest(buf: Buffer, known?: NameTable): RawDiscoveryRequest {
   const r = new Reader(buf);
   const out: RawDiscoveryRequest = { version_info: '', type_url: '', response_nonce: '', names_raw: EMPTY, error_detail: null };
-  let namesStart = -1;
-  let namesEnd = -1;
-  let scattered: Buffer[] | undefined;
+  const names = new Runs(buf, 0x1a);
   let interned: Buffer | undefined;
   while (r.pos < r.end) {
     const tagStart = r.pos;
@@ -95,11 +139,11 @@ export function decodeDiscoveryRequest(buf: Buffer, known?: NameTable): RawDisco
       }
       case 3: {
         expect(r, wire, 2, 'resource_names');
-        const list = namesStart < 0 ? known?.match(buf, tagStart, r.end) : undefined;
+        const afterTag = r.pos;
+        const list = names.empty ? known?.match(buf, tagStart, r.end) : undefined;
         if (list) {
           r.pos = tagStart + list.raw.length;
-          namesStart = tagStart;
-          namesEnd = r.pos;
+          names.add(tagStart, afterTag, r.pos);
           interned = list.raw;
           break;
         }
@@ -110,9 +154,7 @@ export function decodeDiscoveryRequest(buf: Buffer, known?: NameTable): RawDisco
           r.span();
         }
         interned = undefined;
-        if (namesStart < 0) [namesStart, namesEnd] = [tagStart, r.pos];
-        else if (namesEnd === tagStart && !scattered) namesEnd = r.pos;
-        else (scattered ??= [buf.subarray(namesStart, namesEnd)]).push(buf.subarray(tagStart, r.pos));
+        names.add(tagStart, afterTag, r.pos);
         break;
       }
       case 4: {
@@ -137,9 +179,7 @@ export function decodeDiscoveryRequest(buf: Buffer, known?: NameTable): RawDisco
         r.skip(wire);
     }
   }
-  if (scattered) out.names_raw = Buffer.concat(scattered);
-  else if (interned && namesEnd === namesStart + interned.length) out.names_raw = interned;
-  else if (namesStart >= 0) out.names_raw = buf.subarray(namesStart, namesEnd);
+  out.names_raw = interned && names.isWhole(interned.length) ? interned : names.bytes();
   return out;
 }
 
@@ -216,9 +256,7 @@ export interface RawDeltaRequest {
 export function decodeDeltaRequest(buf: Buffer): RawDeltaRequest {
   const r = new Reader(buf);
   const out: RawDeltaRequest = { type_url: '', resource_names_subscribe: [], resource_names_unsubscribe: [], claims_raw: EMPTY, response_nonce: '', error_detail: null };
-  let claims: Buffer[] | undefined;
-  let claimsStart = -1;
-  let claimsEnd = -1;
+  const claims = new Runs(buf, 0x2a);
   while (r.pos < r.end) {
     const tagStart = r.pos;
     const tag = r.varint();
@@ -254,13 +292,7 @@ export function decodeDeltaRequest(buf: Buffer): RawDeltaRequest {
           const [s, e] = r.span();
           checkClaim(new Reader(buf, s, e));
         }
-        if (buf[tagStart] !== 0x2a) {
-          // A tag in more bytes than needed is legal protobuf: kept rewritten as forEachClaim reads it.
-          (claims ??= claimsStart >= 0 ? [buf.subarray(claimsStart, claimsEnd)] : []).push(Buffer.concat([Buffer.from([0x2a]), buf.subarray(afterTag, r.pos)]));
-          claimsStart = claimsEnd = -2; // nothing more can be appended in place
-        } else if (claimsStart === -1) [claimsStart, claimsEnd] = [tagStart, r.pos];
-        else if (claimsEnd === tagStart && !claims) claimsEnd = r.pos;
-        else (claims ??= [buf.subarray(claimsStart, claimsEnd)]).push(buf.subarray(tagStart, r.pos));
+        claims.add(tagStart, afterTag, r.pos);
         break;
       }
       case 7: {
@@ -273,8 +305,7 @@ export function decodeDeltaRequest(buf: Buffer): RawDeltaRequest {
         r.skip(wire);
     }
   }
-  if (claims) out.claims_raw = Buffer.concat(claims);
-  else if (claimsStart >= 0) out.claims_raw = buf.subarray(claimsStart, claimsEnd);
+  out.claims_raw = claims.bytes();
   return out;
 }
 

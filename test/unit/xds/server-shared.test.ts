@@ -42,6 +42,13 @@ test('names split by other fields are gathered in order', () => {
   assert.ok(r.names_raw.equals(names));
 });
 
+test('a resource_names entry whose tag takes more bytes than needed is read like any other', () => {
+  // 0x9a 0x00: field 3, length-delimited, in two bytes.
+  const r = decodeDiscoveryRequest(Buffer.concat([Buffer.from([0x9a, 0x00, 1, 0x61]), encodeNames(['b']), Buffer.from([0x22, 3]), Buffer.from('t/x')]));
+  assert.equal(r.type_url, 't/x');
+  assert.deepEqual(new NameTable().acquire(r.names_raw).names, ['a', 'b']);
+});
+
 test('a malformed request is refused with what is wrong', () => {
   assert.throws(() => decodeDiscoveryRequest(Buffer.from([0x22, 10, 0x61])), MalformedRequest);
   assert.throws(() => decodeDiscoveryRequest(Buffer.from([0x20, 1])), /field type_url has wire type 0/);

@@ -3,6 +3,7 @@ import type { Registry } from './registry.ts';
 import type { DestinationRule, VirtualService } from './rules.ts';
 import type { Endpoint, RegistryState, Service, ServicePort, Workload } from './types.ts';
 import { type Conflict, ModelSnapshot, registryStatus } from './snapshot.ts';
+import { sameEntries, sameItems } from './same.ts';
 import { checkRules, hostIndex, type RuleCheckResult } from '../rules/index.ts';
 import { metrics } from '../metrics.ts';
 
@@ -103,7 +104,7 @@ export function mergeStates(states: readonly RegistryState[], previous?: ModelSn
   const vss = states.flatMap((s) => s.virtualServices ?? []);
   const drs = states.flatMap((s) => s.destinationRules ?? []);
   let rules = memo?.rules;
-  if (!rules || !sameItems(rules.vss, vss) || !sameItems(rules.drs, drs) || !sameServices(previous!.services, services)) {
+  if (!rules || !sameItems(rules.vss, vss) || !sameItems(rules.drs, drs) || !sameEntries(previous!.services, services)) {
     // Without rules the host index is not needed (it costs a pass over every service).
     const result = checkRules(vss, drs, vss.length || drs.length ? hostIndex(ordered.values()) : undefined);
     rules = { vss, drs, result };
@@ -234,19 +235,6 @@ function push<K, V>(m: Map<K, V[]>, k: K, v: V): void {
   const list = m.get(k);
   if (list) list.push(v);
   else m.set(k, [v]);
-}
-
-function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function sameServices(a: ReadonlyMap<string, Service>, b: ReadonlyMap<string, Service>): boolean {
-  if (a === b) return true;
-  if (a.size !== b.size) return false;
-  for (const [host, svc] of b) if (a.get(host) !== svc) return false;
-  return true;
 }
 
 /** Workloads by namespace and by namespace and label, in registry order. */

@@ -3,7 +3,8 @@
 // carried over byte-for-byte from the previous generation, never re-encoded.
 import type { ModelSnapshot } from '../model/snapshot.ts';
 import { contentHash } from '../model/hash.ts';
-import { digest, patched, type SetDigest } from './resource-sets.ts';
+import { sameEntries } from '../model/same.ts';
+import { digest, patched, type SetDigest, setVersion } from './resource-sets.ts';
 import { messageType } from './proto.ts';
 import type { ProxyInfo } from './proxy.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, MESSAGE_OF, ROUTE_TYPE, type TypeUrl } from './resources.ts';
@@ -73,12 +74,6 @@ interface LocalityCluster {
   readonly cluster: Record<string, unknown>;
   readonly assignment: Record<string, unknown>;
   readonly policy: PolicySettings;
-}
-
-function setVersion(map: ResourceMap): string {
-  const h: string[] = [];
-  for (const [name, r] of map) h.push(name, r.version);
-  return contentHash(h.join('\n'));
 }
 
 /** What an update computes for a generation; the cache adds the sequence number and the link back. */
@@ -507,13 +502,6 @@ function changedEndpointHosts(before: ModelSnapshot, after: ModelSnapshot): stri
     if (w !== hash) out.push(host);
   }
   return out;
-}
-
-function sameEntries(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
-  if (a === b) return true;
-  if (a.size !== b.size) return false;
-  for (const [k, v] of a) if (b.get(k) !== v) return false;
-  return true;
 }
 
 /**

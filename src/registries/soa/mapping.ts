@@ -2,6 +2,7 @@
 // (with version and group) becomes a first-class name of it, with its own provider set.
 import type { Endpoint, Protocol, Rejection, RpcInterface, Service, ServicePort } from '../../model/types.ts';
 import { canonicalJson } from '../../model/hash.ts';
+import { sameItems } from '../../model/same.ts';
 import { applicationHostname, DEFAULT_ZONE, interfaceHostname, NamingError } from '../../model/naming.ts';
 import type { Provider } from './provider.ts';
 
@@ -276,12 +277,6 @@ function appClaims(application: string, list: readonly Provider[], hostOf: (p: P
   for (const p of list) add(hostOf(p), `${application}|${ifaceKey(p)}`);
   add(appHost, `${application}|`);
   return claims;
-}
-
-function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function describeClaim(c: string): string {

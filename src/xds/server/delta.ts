@@ -1,5 +1,6 @@
 // Incremental (delta) ADS: per-resource versions, explicit subscribe/unsubscribe, removals.
 import { CLUSTER_TYPE, isTypeUrl, type TypeUrl } from '../resources.ts';
+import { sameItems } from '../../model/same.ts';
 import { encodeDeltaBody, nonceField } from '../wire.ts';
 import { Connection, type Response } from './connection.ts';
 import { forEachClaim } from './request.ts';
@@ -174,12 +175,6 @@ function checkClaims(sub: DeltaSubscription, snap: ResourceSnapshot, proxy: Delt
 const bodies = new Map<TypeUrl, { seq: number; built: { resources: readonly Resource[]; removed: readonly string[]; body: Buffer }[] }>();
 /** Bodies kept per type and generation; the oldest goes first. */
 const BODIES_KEPT = 4;
-
-function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 /**
  * The response body (all but the nonce) for these resources and removals. A thousand

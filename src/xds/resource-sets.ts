@@ -1,6 +1,13 @@
-// Resource maps that change a few entries per generation: a map sharing its predecessor
-// with the replaced entries on top, and a set version rehashed per bucket of names.
+// Versions and maps of resource sets: a set's version, a map sharing its predecessor with
+// the replaced entries on top, and a set version rehashed per bucket of names.
 import { contentHash } from '../model/hash.ts';
+
+/** Version of a set of resources: its names and their versions, in order. */
+export function setVersion(map: ReadonlyMap<string, { readonly version: string }>): string {
+  const h: string[] = [];
+  for (const [name, r] of map) h.push(name, r.version);
+  return contentHash(h.join('\n'));
+}
 
 /** Past this many replacements (or a sixteenth of the map), a patched map is copied into a plain one. */
 const MAX_PATCH = 64;

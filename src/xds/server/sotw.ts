@@ -1,6 +1,6 @@
 // State-of-the-world ADS. Clusters and listeners are sent as whole sets; endpoints and
 // routes only where they changed (the protocol lets omitted ones stand).
-import { contentHash } from '../../model/hash.ts';
+import { setVersion } from '../resource-sets.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, isStateOfWorldType, isTypeUrl, type TypeUrl } from '../resources.ts';
 import { encodeDiscoveryBody, nonceField } from '../wire.ts';
 import { Connection, type Response } from './connection.ts';
@@ -20,12 +20,6 @@ export interface DiscoveryRequest {
 }
 
 export class RequestError extends Error {}
-
-function versionOf(resources: ReadonlyMap<string, Resource>): string {
-  const parts: string[] = [];
-  for (const [n, r] of resources) parts.push(n, r.version);
-  return contentHash(parts.join('\n'));
-}
 
 /** Response bodies (everything but the nonce) of whole sets, shared by every proxy sent the same set. */
 const setBodies = new WeakMap<ReadonlyMap<string, Resource>, { version: string; body: Buffer }>();
@@ -67,7 +61,7 @@ export class SotwConnection extends Connection<SotwSubscription> {
       sub.syncedSeq = snap.seq;
       if (wildcardVersion !== undefined && wildcardVersion === sub.sentVersion && !sub.awaitingFirst) return null;
       const desired = sub.desired(snap, this.proxy);
-      const version = wildcardVersion ?? versionOf(desired);
+      const version = wildcardVersion ?? setVersion(desired);
       if (version === sub.sentVersion && !sub.awaitingFirst) return null;
       const before = sub.sentSet;
       sub.sentSet = desired;
@@ -88,7 +82,7 @@ export class SotwConnection extends Connection<SotwSubscription> {
     }
 
     // Endpoints and routes: only what the proxy does not hold yet.
-    const version = typeUrl === ENDPOINT_TYPE ? snap.endpointsVersion : versionOf(sub.desired(snap, this.proxy));
+    const version = typeUrl === ENDPOINT_TYPE ? snap.endpointsVersion : setVersion(sub.desired(snap, this.proxy));
     if (claimed !== undefined && claimed === version) {
       sub.synced(snap.seq);
       sub.sentVersion = sub.ackedVersion = version;

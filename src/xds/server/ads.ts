@@ -31,10 +31,10 @@ interface Malformed {
 }
 
 /** Decoding errors become a value, so the stream is closed with what is wrong. */
-function lenient<T>(decode: (buf: Buffer) => T): (buf: Buffer) => T | Malformed {
-  return (buf) => {
+function lenient<A extends unknown[], T>(decode: (...args: A) => T): (...args: A) => T | Malformed {
+  return (...args) => {
     try {
-      return decode(buf);
+      return decode(...args);
     } catch (e) {
       return { malformed: (e as Error).message };
     }
@@ -78,13 +78,7 @@ export class AdsServer {
     };
     const names = this.shared.names;
     const decodeSotw = lenient((buf: Buffer) => decodeDiscoveryRequest(buf, names));
-    const decodeSotwParts = (parts: readonly Buffer[], length: number): DiscoveryRequest | Malformed => {
-      try {
-        return decodeDiscoveryRequestParts(parts, length, names, joinParts);
-      } catch (e) {
-        return { malformed: (e as Error).message };
-      }
-    };
+    const decodeSotwParts = lenient((parts: readonly Buffer[], length: number) => decodeDiscoveryRequestParts(parts, length, names, joinParts));
     const decodeDeltaLenient = lenient(decodeDeltaRequest);
     this.server = new GrpcTransport(
       new Map([

@@ -289,7 +289,8 @@ export class Isthmus implements SnapshotSource {
     clearTimeout(this.retireTimer);
     for (const s of this.subs) s.unsubscribe();
     this.subs = [];
-    this.ads.forceClose();
+    // Proxies are told the server is going (UNAVAILABLE), not cut off: they reconnect at once.
+    await this.ads.close();
     await this.recordsApi?.close();
     await this.dns?.close();
     await this.recordStore?.close();

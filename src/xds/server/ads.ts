@@ -107,17 +107,11 @@ export class AdsServer {
     return port;
   }
 
+  /** Ends every stream with UNAVAILABLE, so proxies reconnect to the next instance at once; connections still open after 1 s are dropped. */
   async close(): Promise<void> {
     this.snapshotSub?.unsubscribe();
     for (const c of this.connections) c.close();
     await this.server.close();
-  }
-
-  /** Stops without waiting for proxies to go: they reconnect to the next instance. */
-  forceClose(): void {
-    this.snapshotSub?.unsubscribe();
-    for (const c of this.connections) c.close();
-    this.server.forceClose();
   }
 
   /**

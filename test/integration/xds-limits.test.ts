@@ -176,3 +176,49 @@ test('what the xDS port cannot take (unknown method, compressed or oversized req
   await waitFor(() => good.responsesFor(TYPE.cluster).some((r) => r.names.length === SERVICES + 2), { what: 'the new cluster to reach the good proxy', timeoutMs: 10_000 });
   assert.equal(good.error, undefined);
 });
+
+test('a proxy whose EDS requests span several HTTP/2 frames gets every endpoint change, and a change to its names is honoured', async () => {
+  const cluster = (i: number): string => `outbound|8080||svc-${i}.limits.local`;
+  // Hundreds of names beyond the served ones: each ACK is over 30 KB, more than one DATA frame.
+  const absent = Array.from({ length: 800 }, (_, i) => `outbound|8080||absent-${i}.limits.local`);
+  const all = [...Array.from({ length: SERVICES }, (_, i) => cluster(i)), ...absent];
+  const big = new AdsClient({ address: isthmus.xdsAddress, nodeId: 'big-list' });
+  clients.push(big);
+  big.subscribe(TYPE.endpoint, all);
+  await waitFor(() => big.responsesFor(TYPE.endpoint).some((r) => r.names.length === SERVICES), { what: 'every served assignment', timeoutMs: 20_000 });
+
+  const moved = (i: number, address: string) => serviceEntry(`svc-${i}`, { hosts: [`svc-${i}.limits.local`], ports: [{ number: 8080, name: 'http', protocol: 'HTTP' }], endpoints: [{ address }] });
+  const write = (changes: Record<number, string>): void => {
+    const docs = services(SERVICES) as object[];
+    for (const [i, address] of Object.entries(changes)) docs[Number(i)] = moved(Number(i), address);
+    manifests.write('services.yaml', docs);
+  };
+  const since = (t: number) => big.responsesFor(TYPE.endpoint).filter((r) => r.at >= t);
+
+  let t = Date.now();
+  write({ 0: '10.9.9.1' });
+  await waitFor(() => since(t).some((r) => r.names.includes(cluster(0))), { what: 'the changed assignment of svc-0', timeoutMs: 10_000 });
+
+  // The same long list without svc-1: svc-1 changes are no longer sent, svc-2 changes are.
+  big.subscribe(TYPE.endpoint, all.filter((n) => n !== cluster(1)));
+  t = Date.now();
+  write({ 0: '10.9.9.1', 1: '10.9.9.2', 2: '10.9.9.3' });
+  await waitFor(() => since(t).some((r) => r.names.includes(cluster(2))), { what: 'the changed assignment of svc-2', timeoutMs: 10_000 });
+  assert.ok(!since(t).some((r) => r.names.includes(cluster(1))), 'svc-1 is no longer asked for');
+  assert.equal(big.error, undefined);
+});
+
+test('an Isthmus that is stopped ends every proxy stream with UNAVAILABLE, so proxies reconnect elsewhere at once', async () => {
+  const dir = new ManifestDir();
+  dir.write('services.yaml', services(3));
+  const own = await startIsthmus({ name: 'isthmus-limits-stop', registries: [dir.url] });
+  const proxy = new AdsClient({ address: own.xdsAddress, nodeId: 'leaving' });
+  clients.push(proxy);
+  proxy.subscribe(TYPE.cluster);
+  await waitFor(() => proxy.responsesFor(TYPE.cluster).length > 0, { what: 'the proxy to be served', timeoutMs: 20_000 });
+  await own.stop();
+  await waitFor(() => proxy.error, { what: 'the stream to end', timeoutMs: 10_000 });
+  const e = proxy.error as grpc.ServiceError;
+  assert.equal(e.code, grpc.status.UNAVAILABLE);
+  assert.equal(e.details, 'server shutting down');
+});

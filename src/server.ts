@@ -29,6 +29,8 @@ export interface IsthmusOptions {
   readonly debounceMaxMs: number;
   /** Bytes of xDS responses in flight across all proxies before further ones wait. */
   readonly xdsMaxInflightBytes?: number;
+  /** Ping a proxy connection silent this long (0: never); see AdsServerOptions. */
+  readonly xdsKeepaliveMs?: number;
   /** How long to wait for every registry to sync before serving what is there. */
   readonly syncTimeoutMs: number;
   /** DNS for VIPs and interface names; off when absent. */
@@ -50,6 +52,7 @@ export const DEFAULTS = {
   debounceQuietMs: 100,
   debounceMaxMs: 10_000,
   syncTimeoutMs: 10_000,
+  xdsKeepaliveMs: 30_000,
 } as const;
 
 /** etcd://HOST:PORT[,HOST:PORT][/KEY] → the etcd VIP store's options. */
@@ -90,7 +93,10 @@ export class Isthmus implements SnapshotSource {
   constructor(opts: IsthmusOptions) {
     this.opts = opts;
     this.snapshots = this.generations.pipe(filter((g): g is Generation => g !== undefined));
-    this.ads = new AdsServer(this, opts.xdsMaxInflightBytes ? { maxInflightBytes: opts.xdsMaxInflightBytes } : {});
+    this.ads = new AdsServer(this, {
+      ...(opts.xdsMaxInflightBytes ? { maxInflightBytes: opts.xdsMaxInflightBytes } : {}),
+      ...(opts.xdsKeepaliveMs !== undefined ? { keepaliveMs: opts.xdsKeepaliveMs } : {}),
+    });
     this.admin = new AdminServer({
       ready: () => this.readiness(),
       model: () => this.model,

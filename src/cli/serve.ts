@@ -20,6 +20,8 @@ Options:
   --xds-inflight-limit SIZE
                           bytes of xDS responses in flight to all proxies at once; more wait
                           their turn, so a reconnect storm cannot exhaust memory (default 64MiB)
+  --xds-keepalive DUR     ping a proxy connection silent this long; one that does not answer
+                          within as long again (at most 10s) is closed (default 30s; 0 never)
   --debounce-quiet DUR    push after the model is quiet this long (default ${DEFAULTS.debounceQuietMs}ms)
   --debounce-max DUR      push at the latest this long after a change (default ${DEFAULTS.debounceMaxMs}ms)
   --sync-timeout DUR      serve without registries that have not synced by then (default ${DEFAULTS.syncTimeoutMs}ms)
@@ -52,6 +54,7 @@ export async function serve(argv: string[]): Promise<number> {
     'xds-address': { type: 'string' },
     'admin-address': { type: 'string' },
     'xds-inflight-limit': { type: 'string' },
+    'xds-keepalive': { type: 'string' },
     'debounce-quiet': { type: 'string' },
     'debounce-max': { type: 'string' },
     'sync-timeout': { type: 'string' },
@@ -130,6 +133,7 @@ export async function serve(argv: string[]): Promise<number> {
     xdsAddress: address('xds-address', values['xds-address'], DEFAULTS.xdsAddress),
     adminAddress: address('admin-address', values['admin-address'], DEFAULTS.adminAddress),
     xdsMaxInflightBytes: byteSize('xds-inflight-limit', values['xds-inflight-limit'], DEFAULT_INFLIGHT_BYTES),
+    xdsKeepaliveMs: durationMs('xds-keepalive', values['xds-keepalive'], DEFAULTS.xdsKeepaliveMs),
     debounceQuietMs: quiet,
     debounceMaxMs: max,
     syncTimeoutMs: durationMs('sync-timeout', values['sync-timeout'], DEFAULTS.syncTimeoutMs),

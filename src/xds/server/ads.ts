@@ -47,6 +47,8 @@ export interface AdsServerOptions {
   onPushed?(seq: number, seconds: number): void;
   /** Bytes of responses in flight across all proxies before further ones wait (default 64 MiB). */
   maxInflightBytes?: number;
+  /** Ping a connection silent this long (default 30 s, 0 never); unanswered within as long again, at most 10 s, it is closed. */
+  keepaliveMs?: number;
 }
 
 export class AdsServer {
@@ -77,6 +79,7 @@ export class AdsServer {
       },
     };
     const names = this.shared.names;
+    const keepaliveMs = opts.keepaliveMs ?? 30_000;
     const decodeSotw = lenient((buf: Buffer) => decodeDiscoveryRequest(buf, names));
     const decodeSotwParts = lenient((parts: readonly Buffer[], length: number) => decodeDiscoveryRequestParts(parts, length, names, joinParts));
     const decodeDeltaLenient = lenient(decodeDeltaRequest);
@@ -86,7 +89,7 @@ export class AdsServer {
         [SERVICE + 'DeltaAggregatedResources', (call: ServerCall) => this.serve(call, 'delta', decodeDeltaLenient)],
       ]),
       // A 1 MiB window takes a 250 KB SotW ACK in one go instead of four window round trips.
-      { maxMessageBytes: 16 * 1024 * 1024, keepaliveMs: 30_000, keepaliveTimeoutMs: 10_000, receiveWindowBytes: 1 << 20 },
+      { maxMessageBytes: 16 * 1024 * 1024, keepaliveMs, keepaliveTimeoutMs: Math.min(keepaliveMs, 10_000), receiveWindowBytes: 1 << 20 },
     );
   }
 

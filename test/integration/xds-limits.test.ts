@@ -10,6 +10,7 @@ import { messageType } from '../../src/xds/proto.ts';
 import { AdsClient, TYPE } from '../helpers/ads-client.ts';
 import { type Isthmus, ManifestDir, serviceEntry, startIsthmus } from '../helpers/isthmus.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, stopAll } from '../helpers/processes.ts';
+import { TcpProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const SERVICES = 150;
@@ -221,4 +222,25 @@ test('an Isthmus that is stopped ends every proxy stream with UNAVAILABLE, so pr
   const e = proxy.error as grpc.ServiceError;
   assert.equal(e.code, grpc.status.UNAVAILABLE);
   assert.equal(e.details, 'server shutting down');
+});
+
+test('a proxy that vanished without closing its connection is found by an unanswered ping and dropped; a live one stays', async () => {
+  const dir = new ManifestDir();
+  dir.write('services.yaml', services(2));
+  const own = await startIsthmus({ name: 'isthmus-limits-keepalive', registries: [dir.url], args: ['--xds-keepalive', '1s'] });
+  const port = Number(own.xdsAddress.slice(own.xdsAddress.lastIndexOf(':') + 1));
+  const path = await TcpProxy.start(port);
+  const vanishing = new AdsClient({ address: path.endpoint, nodeId: 'vanishing' });
+  const live = new AdsClient({ address: own.xdsAddress, nodeId: 'live' });
+  clients.push(vanishing, live);
+  for (const c of [vanishing, live]) c.subscribe(TYPE.cluster);
+  const ids = async (): Promise<string[]> => (await own.syncz()).map((s) => s.id);
+  await waitFor(async () => (await ids()).length === 2, { what: 'both proxies connected', timeoutMs: 20_000 });
+  // Packets to and from the proxy stop, and no FIN or RST ever comes.
+  path.partition('blackhole');
+  await waitFor(async () => !(await ids()).includes('vanishing'), { what: 'the vanished proxy to be dropped', timeoutMs: 10_000 });
+  await new Promise((r) => setTimeout(r, 2500));
+  assert.deepEqual(await ids(), ['live'], 'the live proxy answers its pings and stays');
+  await path.close();
+  await own.stop();
 });

@@ -88,7 +88,7 @@ export class AdsServer {
         [SERVICE + 'StreamAggregatedResources', (call: ServerCall) => this.serve(call, 'sotw', decodeSotw, decodeSotwParts)],
         [SERVICE + 'DeltaAggregatedResources', (call: ServerCall) => this.serve(call, 'delta', decodeDeltaLenient)],
       ]),
-      // A 1 MiB window takes a 250 KB SotW ACK in one go instead of four window round trips.
+      // A 1 MiB window (once a connection has been served) takes a 250 KB SotW ACK in one go instead of four window round trips.
       { maxMessageBytes: 16 * 1024 * 1024, keepaliveMs, keepaliveTimeoutMs: Math.min(keepaliveMs, 10_000), receiveWindowBytes: 1 << 20 },
     );
   }

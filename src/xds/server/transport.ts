@@ -5,6 +5,7 @@
 // nothing per message, where a general gRPC server allocates two copies of each.
 import http2 from 'node:http2';
 import { logger } from '../../log.ts';
+import { metrics } from '../../metrics.ts';
 
 const log = logger('xds');
 
@@ -42,14 +43,21 @@ export interface TransportOptions {
   keepaliveMs: number;
   /** An unanswered ping after this long closes the connection. */
   keepaliveTimeoutMs: number;
-  /** HTTP/2 receive window per stream and per connection (default: the protocol's 64 KiB). */
+  /**
+   * HTTP/2 receive window per stream once a connection has been served while the server
+   * was not busy; a new connection starts with the protocol's 64 KiB.
+   */
   receiveWindowBytes?: number;
+  /** Request bytes received and not yet handled before streams stop being read (default 32 MiB). */
+  intakeLimitBytes?: number;
 }
 
 /** Longest stretch of request handling before other I/O gets a turn. */
 const SLICE_MS = 20;
-/** Request bytes waiting to be handled before streams stop being read. */
-const INBOX_LIMIT_BYTES = 32 * 1024 * 1024;
+const INTAKE_LIMIT_BYTES = 32 * 1024 * 1024;
+
+const intakeGauge = metrics.gauge('isthmus_xds_request_bytes_held', 'Bytes of xDS requests received and not yet handled, whole or partial.');
+const parkedGauge = metrics.gauge('isthmus_xds_streams_unread', 'xDS streams not read from until the requests already received are handled.');
 
 const GRPC_HEADERS = { ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity' };
 
@@ -93,6 +101,11 @@ export class MessageFramer {
     this.max = max;
     this.deliver = deliver;
     this.deliverParts = deliverParts;
+  }
+
+  /** Bytes of a message begun and not yet delivered. */
+  get held(): number {
+    return this.headGot < 5 ? this.headGot : 5 + this.got;
   }
 
   /** Throws FramingError on a message that cannot be accepted; the call is then ended. */
@@ -217,6 +230,14 @@ export class ServerCall {
   }
 }
 
+/** What the transport knows of a stream being read. */
+interface Reader {
+  readonly stream: http2.ServerHttp2Stream;
+  /** Bytes of a message begun, as last counted. */
+  held: number;
+  parked: boolean;
+}
+
 export class GrpcTransport {
   private readonly server: http2.Http2Server;
   private readonly methods: ReadonlyMap<string, Method>;
@@ -224,23 +245,30 @@ export class GrpcTransport {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly calls = new Set<ServerCall>();
   /** Requests of every call in arrival order, handled a slice at a time. */
-  private inbox: { stream: http2.ServerHttp2Stream; bytes: number; run: () => void }[] = [];
+  private inbox: { bytes: number; run: () => void }[] = [];
   private inboxHead = 0;
   private inboxBytes = 0;
   private draining = false;
-  /** Streams not read from while the inbox is over its limit. */
-  private readonly paused = new Set<http2.ServerHttp2Stream>();
+  /** Bytes of messages begun on streams being read. */
+  private partialBytes = 0;
+  /**
+   * Streams not read from while the intake is over its limit, in the order they stopped,
+   * with what they hold of a message begun. Flow control keeps the rest at the proxy.
+   */
+  private readonly parked = new Set<Reader>();
+  private parkedBytes = 0;
+  private readonly intakeLimit: number;
+  /** Sessions whose streams got the full receive window. */
+  private readonly widened = new WeakSet<http2.Http2Session>();
 
   constructor(methods: ReadonlyMap<string, Method>, opts: TransportOptions) {
     this.methods = methods;
     this.opts = opts;
+    this.intakeLimit = opts.intakeLimitBytes ?? INTAKE_LIMIT_BYTES;
     // No session memory cap: responses for large fleets are big and are bounded by the write budget instead.
-    const window = opts.receiveWindowBytes;
-    this.server = http2.createServer({
-      maxSessionMemory: Number.MAX_SAFE_INTEGER,
-      maxSendHeaderBlockLength: 1 << 20,
-      ...(window ? { settings: { initialWindowSize: window } } : {}),
-    });
+    // New streams keep the protocol's 64 KiB window: a thousand proxies reconnecting at once can then
+    // send 64 MB before they are read, not the whole of their (Delta: 1 MB each) first requests.
+    this.server = http2.createServer({ maxSessionMemory: Number.MAX_SAFE_INTEGER, maxSendHeaderBlockLength: 1 << 20 });
     this.server.on('session', (session) => this.onSession(session));
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     this.server.on('sessionError', (e) => log.debug('HTTP/2 session error', { error: e }));
@@ -281,17 +309,74 @@ export class GrpcTransport {
     this.server.close();
   }
 
-  private enqueue(stream: http2.ServerHttp2Stream, bytes: number, run: () => void): void {
-    this.inbox.push({ stream, bytes, run });
+  /** Request bytes received and not yet handled. */
+  get intakeBytes(): number {
+    return this.inboxBytes + this.partialBytes + this.parkedBytes;
+  }
+
+  /** Streams not read from until the requests already received are handled. */
+  get unreadStreams(): number {
+    return this.parked.size;
+  }
+
+  private enqueue(bytes: number, run: () => void): void {
+    this.inbox.push({ bytes, run });
     this.inboxBytes += bytes;
-    if (this.inboxBytes > INBOX_LIMIT_BYTES && !this.paused.has(stream)) {
-      // Flow control holds the rest at the proxy until the backlog is handled.
-      stream.pause();
-      this.paused.add(stream);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.draining) return;
+    this.draining = true;
+    setImmediate(this.drain);
+  }
+
+  /** Stops reading a stream until the requests already received are handled. */
+  private park(r: Reader): void {
+    r.stream.pause();
+    r.parked = true;
+    this.parked.add(r);
+    this.partialBytes -= r.held;
+    this.parkedBytes += r.held;
+    parkedGauge.set({}, this.parked.size);
+    intakeGauge.set({}, this.intakeBytes);
+    // With nothing else queued, the drain is what resumes the oldest.
+    this.schedule();
+  }
+
+  /** Resumes parked streams, oldest first, while the intake is at most half its limit. */
+  private unpark(): void {
+    for (const r of this.parked) {
+      if (this.inboxBytes + this.partialBytes > this.intakeLimit / 2) break;
+      this.parked.delete(r);
+      r.parked = false;
+      this.parkedBytes -= r.held;
+      this.partialBytes += r.held;
+      if (!r.stream.destroyed) r.stream.resume();
     }
-    if (!this.draining) {
-      this.draining = true;
-      setImmediate(this.drain);
+    parkedGauge.set({}, this.parked.size);
+  }
+
+  /** A stream that is gone holds nothing any more. */
+  private forget(r: Reader): void {
+    if (r.parked) {
+      this.parked.delete(r);
+      this.parkedBytes -= r.held;
+      parkedGauge.set({}, this.parked.size);
+    } else this.partialBytes -= r.held;
+    r.held = 0;
+  }
+
+  /** Gives a session's streams the full window once it has been served while the server was not busy. */
+  private widen(session: http2.Http2Session | undefined): void {
+    const window = this.opts.receiveWindowBytes;
+    if (!window || !session || this.widened.has(session) || session.destroyed || session.closed) return;
+    if (this.intakeBytes > this.intakeLimit / 4) return;
+    this.widened.add(session);
+    try {
+      session.settings({ initialWindowSize: window });
+    } catch (e) {
+      log.debug('cannot widen the HTTP/2 stream window', { error: e });
     }
   }
 
@@ -315,10 +400,8 @@ export class GrpcTransport {
       this.inbox = this.inbox.slice(this.inboxHead);
       this.inboxHead = 0;
     }
-    if (this.paused.size && this.inboxBytes <= INBOX_LIMIT_BYTES / 2) {
-      for (const s of this.paused) if (!s.destroyed) s.resume();
-      this.paused.clear();
-    }
+    if (this.parked.size) this.unpark();
+    intakeGauge.set({}, this.intakeBytes);
     if (this.inboxHead < this.inbox.length) setImmediate(this.drain);
     else this.draining = false;
   };
@@ -397,12 +480,18 @@ export class GrpcTransport {
         close();
       }
     };
+    const session = stream.session;
+    const handled = (what: () => void): void => {
+      run(what);
+      this.widen(session);
+    };
     const framer = new MessageFramer(
       this.opts.maxMessageBytes,
-      (bytes) => this.enqueue(stream, bytes.length, () => run(() => handlers.message(bytes))),
+      (bytes) => this.enqueue(bytes.length, () => handled(() => handlers.message(bytes))),
       (parts, length) =>
-        this.enqueue(stream, length, () => run(() => (handlers.messageParts ? handlers.messageParts(parts, length) : handlers.message(joinParts(parts, length))))),
+        this.enqueue(length, () => handled(() => (handlers.messageParts ? handlers.messageParts(parts, length) : handlers.message(joinParts(parts, length))))),
     );
+    const reader: Reader = { stream, held: 0, parked: false };
     stream.on('data', (chunk: Buffer) => {
       if (!call.open) return;
       try {
@@ -411,9 +500,21 @@ export class GrpcTransport {
         if (!(e instanceof FramingError)) throw e;
         call.finish(e.code, e.message);
         close();
+        return;
       }
+      const grew = framer.held - reader.held;
+      reader.held = framer.held;
+      if (reader.parked) {
+        this.parkedBytes += grew;
+        return;
+      }
+      this.partialBytes += grew;
+      if (this.inboxBytes + this.partialBytes > this.intakeLimit) this.park(reader);
     });
-    stream.on('end', () => this.enqueue(stream, 0, () => !closed && handlers.end()));
-    stream.once('close', close);
+    stream.on('end', () => this.enqueue(0, () => !closed && handlers.end()));
+    stream.once('close', () => {
+      this.forget(reader);
+      close();
+    });
   }
 }

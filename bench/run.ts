@@ -24,7 +24,7 @@ const HEALTHZ = '/healthz/ready';
 const HEALTHZ_EVERY_MS = 100;
 const HEALTHZ_TIMEOUT_MS = 10_000;
 /** Gauges sampled during the storm, when the server exposes them. */
-const STORM_GAUGES = ['isthmus_xds_inflight_bytes', 'isthmus_xds_waiting_connections'];
+const STORM_GAUGES = ['isthmus_xds_inflight_bytes', 'isthmus_xds_waiting_connections', 'isthmus_xds_request_bytes_held', 'isthmus_xds_streams_unread'];
 /** With no other sign of the end of a resync: this long without a reconnect or a response. */
 const QUIET_MS = 2000;
 

@@ -108,6 +108,14 @@ export class MessageFramer {
     return this.headGot < 5 ? this.headGot : 5 + this.got;
   }
 
+  /** Bytes still to come of a message begun (0 until its length is known). */
+  get remaining(): number {
+    return this.headGot < 5 ? 0 : this.len - this.got;
+  }
+
+  /** Messages delivered so far. */
+  delivered = 0;
+
   /** Throws FramingError on a message that cannot be accepted; the call is then ended. */
   push(chunk: Buffer): void {
     let i = 0;
@@ -124,6 +132,7 @@ export class MessageFramer {
         this.got = 0;
         if (this.len === 0) {
           this.headGot = 0;
+          this.delivered++;
           this.deliver(Buffer.alloc(0));
         }
         continue;
@@ -133,6 +142,7 @@ export class MessageFramer {
         // The whole message is in this chunk: no copy.
         const end = i + this.len;
         this.headGot = 0;
+        this.delivered++;
         this.deliver(chunk.subarray(i, end));
         i = end;
         continue;
@@ -145,6 +155,7 @@ export class MessageFramer {
       const parts = this.parts;
       this.parts = [];
       this.headGot = 0;
+      this.delivered++;
       if (this.deliverParts) {
         this.deliverParts(parts, this.len);
         continue;
@@ -234,8 +245,11 @@ export class ServerCall {
 interface Reader {
   readonly stream: http2.ServerHttp2Stream;
   /** Bytes of a message begun, as last counted. */
+  readonly framer: MessageFramer;
   held: number;
   parked: boolean;
+  /** Bytes set aside for the rest of the message it was resumed in: it is read until that is in. */
+  reserve: number;
 }
 
 export class GrpcTransport {
@@ -257,6 +271,9 @@ export class GrpcTransport {
    */
   private readonly parked = new Set<Reader>();
   private parkedBytes = 0;
+  /** What resumed streams still have to send of the messages they began. */
+  private reservedBytes = 0;
+  private retry: NodeJS.Timeout | undefined;
   private readonly intakeLimit: number;
   /** Sessions whose streams got the full receive window. */
   private readonly widened = new WeakSet<http2.Http2Session>();
@@ -294,6 +311,7 @@ export class GrpcTransport {
 
   /** Ends every call with UNAVAILABLE (proxies reconnect elsewhere) and stops listening. */
   async close(graceMs = 1000): Promise<void> {
+    clearTimeout(this.retry);
     for (const c of this.calls) c.finish(Status.UNAVAILABLE, 'server shutting down');
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sessions) s.close();
@@ -344,21 +362,48 @@ export class GrpcTransport {
     this.schedule();
   }
 
-  /** Resumes parked streams, oldest first, while the intake is at most half its limit. */
+  /**
+   * Resumes parked streams, oldest first, while the intake (counting what they still have to
+   * send of a message begun) stays within half its limit. A resumed stream is read until that
+   * message is in, so messages are finished rather than begun everywhere at once. With no
+   * whole request left to handle, one is resumed whatever it holds: a proxy that stopped
+   * sending mid-message cannot keep the others waiting.
+   */
   private unpark(): void {
+    let resumed = 0;
     for (const r of this.parked) {
-      if (this.inboxBytes + this.partialBytes > this.intakeLimit / 2) break;
+      const need = r.framer.remaining;
+      const force = resumed === 0 && this.inboxBytes === 0;
+      if (!force && this.inboxBytes + this.partialBytes + this.reservedBytes + need > this.intakeLimit / 2) break;
       this.parked.delete(r);
       r.parked = false;
       this.parkedBytes -= r.held;
       this.partialBytes += r.held;
+      r.reserve = need;
+      this.reservedBytes += need;
+      resumed++;
       if (!r.stream.destroyed) r.stream.resume();
     }
     parkedGauge.set({}, this.parked.size);
+    // Nothing may come to run the drain again (the resumed proxies may send nothing): look again soon.
+    if (this.parked.size && !this.retry) {
+      this.retry = setTimeout(() => {
+        this.retry = undefined;
+        if (!this.draining) this.unpark();
+      }, SLICE_MS);
+      this.retry.unref();
+    }
+  }
+
+  /** A resumed stream whose message is in: it is read like any other again. */
+  private release(r: Reader): void {
+    this.reservedBytes -= r.reserve;
+    r.reserve = 0;
   }
 
   /** A stream that is gone holds nothing any more. */
   private forget(r: Reader): void {
+    this.release(r);
     if (r.parked) {
       this.parked.delete(r);
       this.parkedBytes -= r.held;
@@ -491,9 +536,10 @@ export class GrpcTransport {
       (parts, length) =>
         this.enqueue(length, () => handled(() => (handlers.messageParts ? handlers.messageParts(parts, length) : handlers.message(joinParts(parts, length))))),
     );
-    const reader: Reader = { stream, held: 0, parked: false };
+    const reader: Reader = { stream, framer, held: 0, parked: false, reserve: 0 };
     stream.on('data', (chunk: Buffer) => {
       if (!call.open) return;
+      const delivered = framer.delivered;
       try {
         framer.push(chunk);
       } catch (e) {
@@ -509,7 +555,17 @@ export class GrpcTransport {
         return;
       }
       this.partialBytes += grew;
-      if (this.inboxBytes + this.partialBytes > this.intakeLimit) this.park(reader);
+      if (reader.reserve) {
+        if (framer.delivered === delivered) {
+          // Still finishing the message it was resumed in.
+          const used = Math.min(reader.reserve, chunk.length);
+          reader.reserve -= used;
+          this.reservedBytes -= used;
+          return;
+        }
+        this.release(reader);
+      }
+      if (this.inboxBytes + this.partialBytes + this.reservedBytes > this.intakeLimit) this.park(reader);
     });
     stream.on('end', () => this.enqueue(0, () => !closed && handlers.end()));
     stream.once('close', () => {

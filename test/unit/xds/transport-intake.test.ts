@@ -97,6 +97,27 @@ test('many clients sending at once: what is held unhandled stays near the limit,
   }
 });
 
+test('a proxy that stops sending in the middle of a message does not keep the others waiting', async () => {
+  const s = await serve({ intakeLimitBytes: 64 * 1024, handleMs: 0 });
+  const stalled = http2.connect(`http://127.0.0.1:${s.port}`);
+  try {
+    const st = stalled.request({ ':method': 'POST', ':path': PATH, 'content-type': 'application/grpc', te: 'trailers' });
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(100_000, 1);
+    // 40 KB of a 100 KB message, and then nothing.
+    st.write(Buffer.concat([head, body(99, 0, 40_000)]));
+    await new Promise((r) => setTimeout(r, 200));
+    const cs = Array.from({ length: 5 }, (_, i) => client(s.port, i, 2, 100_000));
+    await Promise.all(cs.map((c) => c.done));
+    for (let i = 0; i < 5; i++) assert.deepEqual(s.got.get(i), [`${i}:0`, `${i}:1`]);
+    assert.equal(s.got.get(99), undefined, 'the unfinished message is not handled');
+    for (const c of cs) c.session.close();
+  } finally {
+    stalled.destroy();
+    await s.transport.close(100);
+  }
+});
+
 test('a new connection may send 64 KiB before it is read; once served while the server is idle it gets the full window', async () => {
   const s = await serve({ intakeLimitBytes: 1 << 20, handleMs: 0 });
   try {

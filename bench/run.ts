@@ -119,6 +119,27 @@ async function scrape(adminPort: number): Promise<Map<string, number>> {
   return parseMetrics(await (await admin(adminPort, '/metrics')).text());
 }
 
+const RETURNED = 'isthmus_memory_returned_bytes_total';
+const SETTLE_MS = 25_000;
+
+interface Settled {
+  memory: Memory;
+  returnedBytes: number;
+  waitedMs: number;
+}
+
+/** Waits (at most SETTLE_MS, proxies idle) for Isthmus to return freed memory by itself, then measures. */
+async function settle(adminPort: number, measure: () => Promise<Memory>): Promise<Settled | undefined> {
+  const t0 = performance.now();
+  const start = (await scrape(adminPort)).get(RETURNED) ?? 0;
+  while (performance.now() - t0 < SETTLE_MS) {
+    await sleep(500);
+    const now = (await scrape(adminPort)).get(RETURNED) ?? 0;
+    if (now > start) return { memory: await measure(), returnedBytes: now - start, waitedMs: performance.now() - t0 };
+  }
+  return undefined;
+}
+
 /** Per metric-with-labels growth between two scrapes, for the metric `name`. */
 function growth(before: Map<string, number>, after: Map<string, number>, name: string): Map<string, number> {
   const out = new Map<string, number>();
@@ -169,6 +190,8 @@ interface Result {
   edsBytes: number;
   before: Memory;
   synced: Memory;
+  /** After the sync, once Isthmus returned freed heap pages on its own (quiet for a while). */
+  settled?: Settled;
   end: Memory;
   sim: Memory;
   clocks: string;
@@ -492,6 +515,7 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
       await sleep(200);
     }
     const syncedMem = await guard(childMem(), sim);
+    const settled = await guard(settle(ready.adminPort, childMem), sim);
 
     // Endpoint changes, one at a time, each awaited at every proxy.
     const lastProxy: number[] = [];
@@ -558,6 +582,7 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
       edsBytes: edsBytes / N,
       before,
       synced: syncedMem,
+      settled,
       end,
       sim: simMem,
       clocks,
@@ -818,6 +843,9 @@ function report(r: Result, N: number): void {
     `Isthmus RSS / heap after sync       ${mib(r.synced.rss)} / ${mib(r.synced.heapUsed)} (external ${mib(r.synced.external)}, array buffers ${mib(r.synced.arrayBuffers)})`,
     `Isthmus RSS / heap at end           ${mib(r.end.rss)} / ${mib(r.end.heapUsed)}, peak RSS ${mib(r.end.peakRss)}`,
     `memory per connected proxy          ${(perProxyRss / 1024).toFixed(1)} KiB RSS, ${((r.synced.heapUsed - r.before.heapUsed) / r.P / 1024).toFixed(1)} KiB heap (after GC)`,
+    r.settled
+      ? `  once Isthmus returned freed pages ${((r.settled.memory.rss - r.before.rss) / r.P / 1024).toFixed(1)} KiB RSS per proxy (RSS ${mib(r.settled.memory.rss)}; it returned ${mib(r.settled.returnedBytes)} by itself ${(r.settled.waitedMs / 1000).toFixed(1)} s after the sync)`
+      : `  once Isthmus returned freed pages (it returned nothing within ${SETTLE_MS / 1000} s of the sync)`,
     `  RSS outside the V8 heap           ${(nativePerProxy(r) / 1024).toFixed(1)} KiB per proxy (the rest of the RSS growth is heap the GC keeps committed: ${mib(r.before.heapTotal)} → ${mib(r.synced.heapTotal)})`,
     `simulated proxies' process          RSS ${mib(r.sim.rss)} (${(r.sim.rss / r.P / 1024).toFixed(0)} KiB per proxy), peak ${mib(r.sim.peakRss)}`,
     `clock offsets vs runner             ${r.clocks}`,
@@ -831,12 +859,12 @@ function table(rs: { size: string; o: Outcome<Result> }[]): void {
     const r = o.main;
     if (!r) return `| ${size} | ${o.failure ?? '—'} |`;
     const l = r.usage.lastProxy;
-    return `| ${r.size} | ${r.P} | ${r.S} | ${r.E} | ${(r.usage.syncMs / 1000).toFixed(2)} s | ${l.p50.toFixed(0)} / ${l.p99.toFixed(0)} / ${l.max.toFixed(0)} ms | ${(l.p50 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.p99 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.max - DEBOUNCE_QUIET_MS).toFixed(0)} ms | ${[...new Set(r.claEncodes)].join(',')} | ${mib(r.synced.rss)} / ${mib(r.synced.heapUsed)} | ${mib(r.end.peakRss)} | ${((r.synced.rss - r.before.rss) / r.P / 1024).toFixed(0)} / ${(nativePerProxy(r) / 1024).toFixed(0)} / ${((r.synced.heapUsed - r.before.heapUsed) / r.P / 1024).toFixed(0)} KiB |`;
+    return `| ${r.size} | ${r.P} | ${r.S} | ${r.E} | ${(r.usage.syncMs / 1000).toFixed(2)} s | ${l.p50.toFixed(0)} / ${l.p99.toFixed(0)} / ${l.max.toFixed(0)} ms | ${(l.p50 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.p99 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.max - DEBOUNCE_QUIET_MS).toFixed(0)} ms | ${[...new Set(r.claEncodes)].join(',')} | ${mib(r.synced.rss)} / ${mib(r.synced.heapUsed)} | ${mib(r.end.peakRss)} | ${((r.synced.rss - r.before.rss) / r.P / 1024).toFixed(0)} / ${(nativePerProxy(r) / 1024).toFixed(0)} / ${((r.synced.heapUsed - r.before.heapUsed) / r.P / 1024).toFixed(0)} KiB | ${r.settled ? `${((r.settled.memory.rss - r.before.rss) / r.P / 1024).toFixed(0)} KiB` : '—'} |`;
   };
   process.stdout.write(
     [
-      '| size | P | S | E | full sync | change→all p50/p99/max | minus debounce | CLA encodes/change | RSS / heap after sync | peak RSS | RSS / native / heap per proxy |',
-      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      '| size | P | S | E | full sync | change→all p50/p99/max | minus debounce | CLA encodes/change | RSS / heap after sync | peak RSS | RSS / native / heap per proxy | RSS per proxy settled |',
+      '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...rs.map(row),
       '',
     ].join('\n'),

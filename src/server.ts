@@ -13,6 +13,7 @@ import { AdminServer } from './admin/server.ts';
 import { DnsService, type DnsServiceOptions, EtcdRecordStore, EtcdVipStore, parseEtcdStoreUrl, RecordsApiServer, recordsApiStore, type RecordsApiFlags } from './dns/index.ts';
 import { logger } from './log.ts';
 import { metrics } from './metrics.ts';
+import { MemoryReturner } from './memory.ts';
 
 const log = logger('server');
 const snapshotsBuilt = metrics.counter('isthmus_snapshots_total', 'xDS snapshots built from the model.');
@@ -33,6 +34,8 @@ export interface IsthmusOptions {
   readonly xdsKeepaliveMs?: number;
   /** How long to wait for every registry to sync before serving what is there. */
   readonly syncTimeoutMs: number;
+  /** Return freed heap pages to the OS when quiet after growth (default on); see MemoryReturner. */
+  readonly memoryReturn?: boolean;
   /** DNS for VIPs and interface names; off when absent. */
   readonly dns?: Omit<DnsServiceOptions, 'beforePublish' | 'stores' | 'vipStore'> & {
     /** Longest wait for sidecars to ACK new VIPs before their names are published. */
@@ -87,6 +90,7 @@ export class Isthmus implements SnapshotSource {
   private lastXds?: { model: ModelSnapshot; vips: ReadonlyMap<string, string> };
   private readonly retiring = new Map<string, { svc: Service; vips: Map<string, string>; until: number }>();
   private retireTimer?: NodeJS.Timeout;
+  private memoryReturner?: MemoryReturner;
   xdsPort = 0;
   adminPort = 0;
 
@@ -142,6 +146,7 @@ export class Isthmus implements SnapshotSource {
 
   async start(): Promise<void> {
     this.adminPort = await this.admin.listen(this.opts.adminAddress);
+    if (this.opts.memoryReturn !== false) this.memoryReturner = new MemoryReturner();
     // Debounce registry states before merging them: a burst of registry events costs one
     // merge and one build, not one per event.
     this.subs.push(
@@ -291,6 +296,7 @@ export class Isthmus implements SnapshotSource {
   }
 
   async close(): Promise<void> {
+    this.memoryReturner?.stop();
     clearTimeout(this.syncTimer);
     clearTimeout(this.retireTimer);
     for (const s of this.subs) s.unsubscribe();

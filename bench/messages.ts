@@ -50,7 +50,7 @@ export async function memory(): Promise<Memory> {
 export type ToChild =
   | { type: 'ping'; id: number }
   | { type: 'change'; id: number; service: number; endpoint: number; address: string }
-  | { type: 'memory'; id: number };
+  | { type: 'memory'; id: number; returnFreed?: boolean };
 
 // isthmus-child.ts → run.ts
 export type FromChild =

@@ -66,6 +66,7 @@ export class Peer<In extends { type: string }, Out> implements Proc {
     execArgv: string[] = [],
     lines?: { parse: (line: string) => In | undefined; encode: (m: Out) => string },
     cgroup?: MemCgroup,
+    env?: NodeJS.ProcessEnv,
   ) {
     this.name = name;
     this.logFile = logFile;
@@ -83,7 +84,7 @@ export class Peer<In extends { type: string }, Out> implements Proc {
       });
       this.child.stdin!.on('error', () => undefined); // gone: the exit handler reports it
     } else {
-      this.child = fork(script, args, { execPath: process.execPath, execArgv, stdio: ['ignore', fd, fd, 'ipc'] });
+      this.child = fork(script, args, { execPath: process.execPath, execArgv, stdio: ['ignore', fd, fd, 'ipc'], ...(env ? { env } : {}) });
     }
     fs.closeSync(fd);
     live.add(this.child);

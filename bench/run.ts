@@ -2,6 +2,7 @@
 // then, in the same run, the go-control-plane peer (bench/gcp) serving the same config to
 // the same simulated Envoys; reported side by side with Isthmus/peer ratios.
 // Options: see USAGE below (`node bench/run.ts --help`).
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,7 +31,7 @@ const QUIET_MS = 2000;
 
 const USAGE = `Usage: node bench/run.ts (npm run bench --) [--size small|medium|large[,…]] [--proxies P] [--services S]
        [--endpoints E] [--changes N] [--timeout SECONDS] [--profile] [--keep-logs]
-       [--isthmus-node-flags="FLAGS"]
+       [--isthmus-node-flags="FLAGS"] [--isthmus-malloc auto|jemalloc|system]
        [--peer gcp|gcp-snapshot|none] [--delta] [--storm [--storm-cold]]
        [--isthmus-mem GiB] [--peer-mem GiB] [--sim-mem GiB]
 Phases per server: start, full sync of P proxies, N endpoint changes one at a time, and
@@ -46,6 +47,9 @@ the rest; gcp-snapshot: one SnapshotCache for everything (SotW resends every ass
 --*-mem: each process runs in a cgroup v1 memory group with this limit (defaults: Isthmus
 11, peer 11, simulator 9 GiB; 0 = no limit). A process the kernel kills over its limit is
 reported as "failed: OOM at N GiB" in its column and the run goes on; exit status 3.
+--isthmus-malloc: the allocator Isthmus runs with, chosen as bin/isthmus does (bin/allocator.sh,
+ISTHMUS_MALLOC): auto (default) is jemalloc where installed; the runner, the simulator and the
+peer keep the system's.
 --profile writes V8 CPU profiles of both Node children next to their logs (kept, as with
 --keep-logs). --isthmus-node-flags="--trace-gc …": extra Node/V8 flags for Isthmus.
 Exit status: 0, 2 if an endpoint change was encoded more than once, 3 if a phase failed.
@@ -60,6 +64,7 @@ const values = benchOptions('bench', USAGE, {
   timeout: { type: 'string', default: '300' },
   profile: { type: 'boolean', default: false },
   'isthmus-node-flags': { type: 'string', default: '' },
+  'isthmus-malloc': { type: 'string', default: 'auto' },
   'keep-logs': { type: 'boolean', default: false },
   peer: { type: 'string', default: 'gcp' },
   delta: { type: 'boolean', default: false },
@@ -69,6 +74,26 @@ const values = benchOptions('bench', USAGE, {
   'peer-mem': { type: 'string', default: '11' },
   'sim-mem': { type: 'string', default: '9' },
 });
+
+/** Isthmus's environment: the allocator bin/isthmus would preload (bin/allocator.sh). */
+const ISTHMUS_ENV = isthmusEnv(values['isthmus-malloc']);
+const ALLOCATOR = ISTHMUS_ENV.LD_PRELOAD ? `jemalloc (${ISTHMUS_ENV.LD_PRELOAD}, MALLOC_CONF=${ISTHMUS_ENV.MALLOC_CONF ?? ''})` : 'the system\'s (glibc)';
+
+function isthmusEnv(malloc: string): NodeJS.ProcessEnv {
+  const script = path.join(HERE, '..', 'bin', 'allocator.sh');
+  const r = spawnSync('bash', ['-c', '. "$0" && isthmus_malloc && printf "%s\\n%s" "${LD_PRELOAD:-}" "${MALLOC_CONF:-}"', script], {
+    env: { ...process.env, ISTHMUS_MALLOC: malloc },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) {
+    process.stderr.write(`bench: --isthmus-malloc ${malloc}: ${r.stderr.trim() || `bash exited ${r.status}`}\n`);
+    process.exit(2);
+  }
+  const [preload = '', conf = ''] = r.stdout.split('\n');
+  const env = { ...process.env };
+  if (preload) Object.assign(env, { LD_PRELOAD: preload, MALLOC_CONF: conf });
+  return env;
+}
 
 const tty = process.stderr.isTTY;
 let lastProgress = 0;
@@ -484,7 +509,7 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
   const serverGroup = memGroup('isthmus', 'isthmus-mem');
   const simGroup = memGroup('sim', 'sim-mem');
   const childArgs = ['--services', String(S), '--endpoints', String(E)];
-  let child = new Peer<FromChild, ToChild>('isthmus', path.join(HERE, 'isthmus-child.ts'), childArgs, path.join(logDir, 'isthmus.log'), ['--expose-gc', ...nodeFlags, ...prof('isthmus')], undefined, serverGroup);
+  let child = new Peer<FromChild, ToChild>('isthmus', path.join(HERE, 'isthmus-child.ts'), childArgs, path.join(logDir, 'isthmus.log'), ['--expose-gc', ...nodeFlags, ...prof('isthmus')], undefined, serverGroup, ISTHMUS_ENV);
   let sim: Peer<FromSim, ToSim> | undefined;
   const out: Outcome<Result> = {};
   try {
@@ -615,7 +640,7 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
         start: async () => {
           // The registry kept the changes while the server was down: the new one starts from them.
           const args = [...childArgs, '--xds-port', String(ready.xdsPort), '--admin-port', String(ready.adminPort), '--apply', applied.join(',')];
-          child = new Peer<FromChild, ToChild>('isthmus', path.join(HERE, 'isthmus-child.ts'), args, path.join(logDir, `isthmus-restart-${++restarts}.log`), ['--expose-gc', ...nodeFlags, ...prof(`isthmus-restart-${restarts}`)], undefined, serverGroup);
+          child = new Peer<FromChild, ToChild>('isthmus', path.join(HERE, 'isthmus-child.ts'), args, path.join(logDir, `isthmus-restart-${++restarts}.log`), ['--expose-gc', ...nodeFlags, ...prof(`isthmus-restart-${restarts}`)], undefined, serverGroup, ISTHMUS_ENV);
           const r = await guard(child.wait('ready', 'the restarted server', left(300_000)), s);
           return { server: child, t: r.t, adminPort: r.adminPort };
         },
@@ -831,6 +856,7 @@ function report(r: Result, N: number): void {
   const perProxyRss = (r.synced.rss - r.before.rss) / r.P;
   const lines = [
     `== ${r.size}${values.delta ? ' (Delta ADS)' : ' (SotW ADS)'}: P=${r.P} proxies, S=${r.S} services, E=${r.E} endpoints each (${r.S * r.E} endpoints) ==`,
+    `Isthmus allocator                   ${ALLOCATOR}`,
     `initial snapshot build              ${ms(r.initialBuildMs)}`,
     `all proxies hold the full config    ${ms(u.syncMs)} after the first connect`,
     `server view after sync              ${r.syncz}`,

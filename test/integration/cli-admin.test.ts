@@ -2,9 +2,12 @@
 // the xDS port that is refused without disturbing connected proxies.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { AdsClient, TYPE } from '../helpers/ads-client.ts';
 import { MAIN, ManifestDir, REPO, startIsthmus, type Isthmus } from '../helpers/isthmus.ts';
-import { assertNoLeftovers, runCommand, stopAll } from '../helpers/processes.ts';
+import { assertNoLeftovers, runCommand, scratchDir, spawnTracked, stopAll } from '../helpers/processes.ts';
+import { freePort } from '../helpers/ports.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const run = (args: string[]) => runCommand(process.execPath, [MAIN, ...args], { cwd: REPO, timeoutMs: 20_000 });
@@ -114,4 +117,41 @@ test('xDS: a stream without a node id or with bad metadata is refused; others ar
   } finally {
     for (const c of [good, anonymous, badMeta]) c.close();
   }
+});
+
+/** Runs `bin/isthmus serve` as an operator would, with ISTHMUS_MALLOC set; resolves with its mapped libraries once ready, or how it exited. */
+async function launcher(malloc: string): Promise<{ maps?: string; code?: number | null; log: string }> {
+  const [xds, admin] = [await freePort(), await freePort()];
+  const proc = spawnTracked(
+    `launcher-${malloc}`,
+    path.join(REPO, 'bin', 'isthmus'),
+    ['serve', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--dns-listen', 'off', '--vip-store', path.join(scratchDir('vips'), 'vips.json')],
+    { cwd: REPO, env: { ...process.env, ISTHMUS_MALLOC: malloc } },
+  );
+  try {
+    await waitFor(
+      async () => proc.exit !== undefined || (await fetch(`http://127.0.0.1:${admin}/healthz/ready`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false)),
+      { what: `bin/isthmus serve (ISTHMUS_MALLOC=${malloc}) to be ready or gone`, timeoutMs: 20_000 },
+    );
+    if (proc.exit !== undefined) return { code: proc.exit.code, log: proc.tail() };
+    return { maps: fs.readFileSync(`/proc/${proc.pid}/maps`, 'utf8'), log: proc.tail() };
+  } finally {
+    await proc.stop();
+  }
+}
+
+test('bin/isthmus runs on jemalloc where it is installed, on the system allocator when told, and refuses a bad choice', async () => {
+  const je = await launcher('jemalloc');
+  if (je.maps) assert.match(je.maps, /libjemalloc\.so/, 'jemalloc is mapped into the serving process');
+  else {
+    // Not installed here: the launcher says so and how to get it.
+    assert.equal(je.code, 2, je.log);
+    assert.match(je.log, /libjemalloc\.so\.2 is not installed \(Debian: apt-get install libjemalloc2\)/);
+  }
+  const sys = await launcher('system');
+  assert.ok(sys.maps, sys.log);
+  assert.doesNotMatch(sys.maps, /libjemalloc/);
+  const bad = await launcher('tcmalloc');
+  assert.equal(bad.code, 2);
+  assert.match(bad.log, /ISTHMUS_MALLOC must be auto, jemalloc or system, not "tcmalloc"/);
 });

@@ -217,8 +217,6 @@ interface Result {
   synced: Memory;
   /** After the sync, once Isthmus returned freed heap pages on its own (quiet for a while). */
   settled?: Settled;
-  /** Before any proxy, after returning the start-up's freed pages: the settled figure's baseline. */
-  beforeReturned: Memory;
   end: Memory;
   sim: Memory;
   clocks: string;
@@ -522,9 +520,8 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
       child.send({ type: 'memory', id, returnFreed });
       return (await child.wait('memory', 'memory', left(30_000), (m) => m.id === id)).memory;
     };
-    const before = await childMem();
-    // The baseline for the settled figure: the start-up's freed pages returned as well.
-    const beforeReturned = await childMem(true);
+    // The baseline: the start-up's freed pages returned, as Isthmus does by itself when quiet.
+    const before = await childMem(true);
 
     sim = startSim(ready.xdsPort, P, S, E, logDir, simGroup, prof('sim'));
     await guard(sim.wait('started', 'start', left(60_000)), child);
@@ -612,7 +609,6 @@ async function runSize(size: string, P: number, S: number, E: number, N: number,
       before,
       synced: syncedMem,
       settled,
-      beforeReturned,
       end,
       sim: simMem,
       clocks,
@@ -870,12 +866,12 @@ function report(r: Result, N: number): void {
     `resources encoded per change        ${r.encodes}`,
     `  ClusterLoadAssignment per change  ${[...new Set(r.claEncodes)].join(', ')} ${r.claEncodes.every((n) => n === 1) ? '(OK: exactly 1)' : '(EXPECTED exactly 1)'}`,
     `EDS bytes pushed per change         ${(r.edsBytes / 1024).toFixed(1)} KiB (${(r.edsBytes / r.P).toFixed(0)} B per proxy)`,
-    `Isthmus RSS before proxies          ${mib(r.before.rss)} (heap ${mib(r.before.heapUsed)})`,
+    `Isthmus RSS before proxies          ${mib(r.before.rss)} (heap ${mib(r.before.heapUsed)}; the start-up's freed heap pages returned)`,
     `Isthmus RSS / heap after sync       ${mib(r.synced.rss)} / ${mib(r.synced.heapUsed)} (external ${mib(r.synced.external)}, array buffers ${mib(r.synced.arrayBuffers)})`,
     `Isthmus RSS / heap at end           ${mib(r.end.rss)} / ${mib(r.end.heapUsed)}, peak RSS ${mib(r.end.peakRss)}`,
     `memory per connected proxy          ${(perProxyRss / 1024).toFixed(1)} KiB RSS, ${((r.synced.heapUsed - r.before.heapUsed) / r.P / 1024).toFixed(1)} KiB heap (after GC)`,
     r.settled
-      ? `  once Isthmus returned freed pages ${((r.settled.memory.rss - r.beforeReturned.rss) / r.P / 1024).toFixed(1)} KiB RSS per proxy (RSS ${mib(r.beforeReturned.rss)} → ${mib(r.settled.memory.rss)}, both after returning freed pages; it returned ${mib(r.settled.returnedBytes)} by itself ${(r.settled.waitedMs / 1000).toFixed(1)} s after the sync)`
+      ? `  once Isthmus returned freed pages ${((r.settled.memory.rss - r.before.rss) / r.P / 1024).toFixed(1)} KiB RSS per proxy (RSS ${mib(r.before.rss)} → ${mib(r.settled.memory.rss)}; it returned ${mib(r.settled.returnedBytes)} by itself ${(r.settled.waitedMs / 1000).toFixed(1)} s after the sync)`
       : `  once Isthmus returned freed pages (it returned nothing within ${SETTLE_MS / 1000} s of the sync)`,
     `  RSS outside the V8 heap           ${(nativePerProxy(r) / 1024).toFixed(1)} KiB per proxy (the rest of the RSS growth is heap the GC keeps committed: ${mib(r.before.heapTotal)} → ${mib(r.synced.heapTotal)})`,
     `simulated proxies' process          RSS ${mib(r.sim.rss)} (${(r.sim.rss / r.P / 1024).toFixed(0)} KiB per proxy), peak ${mib(r.sim.peakRss)}`,
@@ -890,7 +886,7 @@ function table(rs: { size: string; o: Outcome<Result> }[]): void {
     const r = o.main;
     if (!r) return `| ${size} | ${o.failure ?? '—'} |`;
     const l = r.usage.lastProxy;
-    return `| ${r.size} | ${r.P} | ${r.S} | ${r.E} | ${(r.usage.syncMs / 1000).toFixed(2)} s | ${l.p50.toFixed(0)} / ${l.p99.toFixed(0)} / ${l.max.toFixed(0)} ms | ${(l.p50 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.p99 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.max - DEBOUNCE_QUIET_MS).toFixed(0)} ms | ${[...new Set(r.claEncodes)].join(',')} | ${mib(r.synced.rss)} / ${mib(r.synced.heapUsed)} | ${mib(r.end.peakRss)} | ${((r.synced.rss - r.before.rss) / r.P / 1024).toFixed(0)} / ${(nativePerProxy(r) / 1024).toFixed(0)} / ${((r.synced.heapUsed - r.before.heapUsed) / r.P / 1024).toFixed(0)} KiB | ${r.settled ? `${((r.settled.memory.rss - r.beforeReturned.rss) / r.P / 1024).toFixed(0)} KiB` : '—'} |`;
+    return `| ${r.size} | ${r.P} | ${r.S} | ${r.E} | ${(r.usage.syncMs / 1000).toFixed(2)} s | ${l.p50.toFixed(0)} / ${l.p99.toFixed(0)} / ${l.max.toFixed(0)} ms | ${(l.p50 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.p99 - DEBOUNCE_QUIET_MS).toFixed(0)} / ${(l.max - DEBOUNCE_QUIET_MS).toFixed(0)} ms | ${[...new Set(r.claEncodes)].join(',')} | ${mib(r.synced.rss)} / ${mib(r.synced.heapUsed)} | ${mib(r.end.peakRss)} | ${((r.synced.rss - r.before.rss) / r.P / 1024).toFixed(0)} / ${(nativePerProxy(r) / 1024).toFixed(0)} / ${((r.synced.heapUsed - r.before.heapUsed) / r.P / 1024).toFixed(0)} KiB | ${r.settled ? `${((r.settled.memory.rss - r.before.rss) / r.P / 1024).toFixed(0)} KiB` : '—'} |`;
   };
   process.stdout.write(
     [

@@ -64,6 +64,27 @@ function expect(r: Reader, wire: number, want: number, field: string): void {
   if (wire !== want) throw r.fail(`field ${field} has wire type ${wire}`);
 }
 
+/** A string field's value. */
+function stringField(r: Reader, wire: number, field: string): string {
+  expect(r, wire, 2, field);
+  const [s, e] = r.span();
+  return r.buf.toString('utf8', s, e);
+}
+
+/** The node field, decoded. */
+function nodeField(r: Reader, wire: number): DecodedNode {
+  expect(r, wire, 2, 'node');
+  const [s, e] = r.span();
+  return decodeNode(r.buf, s, e);
+}
+
+/** The error_detail field (google.rpc.Status), decoded. */
+function statusField(r: Reader, wire: number): { code: number; message: string } {
+  expect(r, wire, 2, 'error_detail');
+  const [s, e] = r.span();
+  return decodeStatus(new Reader(r.buf, s, e));
+}
+
 /**
  * The entries of one repeated field (names, claims) as they lie in a request: one view while
  * they come back to back, joined only when other fields split them. An entry whose tag was
@@ -125,18 +146,12 @@ export function decodeDiscoveryRequest(buf: Buffer, known?: NameTable): RawDisco
     const field = Math.floor(tag / 8);
     const wire = tag & 7;
     switch (field) {
-      case 1: {
-        expect(r, wire, 2, 'version_info');
-        const [s, e] = r.span();
-        out.version_info = buf.toString('utf8', s, e);
+      case 1:
+        out.version_info = stringField(r, wire, 'version_info');
         break;
-      }
-      case 2: {
-        expect(r, wire, 2, 'node');
-        const [s, e] = r.span();
-        out.node = decodeNode(buf, s, e);
+      case 2:
+        out.node = nodeField(r, wire);
         break;
-      }
       case 3: {
         expect(r, wire, 2, 'resource_names');
         const afterTag = r.pos;
@@ -157,24 +172,15 @@ export function decodeDiscoveryRequest(buf: Buffer, known?: NameTable): RawDisco
         names.add(tagStart, afterTag, r.pos);
         break;
       }
-      case 4: {
-        expect(r, wire, 2, 'type_url');
-        const [s, e] = r.span();
-        out.type_url = buf.toString('utf8', s, e);
+      case 4:
+        out.type_url = stringField(r, wire, 'type_url');
         break;
-      }
-      case 5: {
-        expect(r, wire, 2, 'response_nonce');
-        const [s, e] = r.span();
-        out.response_nonce = buf.toString('utf8', s, e);
+      case 5:
+        out.response_nonce = stringField(r, wire, 'response_nonce');
         break;
-      }
-      case 6: {
-        expect(r, wire, 2, 'error_detail');
-        const [s, e] = r.span();
-        out.error_detail = decodeStatus(new Reader(buf, s, e));
+      case 6:
+        out.error_detail = statusField(r, wire);
         break;
-      }
       default:
         r.skip(wire);
     }
@@ -263,26 +269,21 @@ export function decodeDeltaRequest(buf: Buffer): RawDeltaRequest {
     const field = Math.floor(tag / 8);
     const wire = tag & 7;
     switch (field) {
-      case 1: {
-        expect(r, wire, 2, 'node');
-        const [s, e] = r.span();
-        out.node = decodeNode(buf, s, e);
+      case 1:
+        out.node = nodeField(r, wire);
         break;
-      }
       case 2:
-      case 3:
-      case 4:
-      case 6: {
-        const name = field === 2 ? 'type_url' : field === 3 ? 'resource_names_subscribe' : field === 4 ? 'resource_names_unsubscribe' : 'response_nonce';
-        expect(r, wire, 2, name);
-        const [s, e] = r.span();
-        const v = buf.toString('utf8', s, e);
-        if (field === 2) out.type_url = v;
-        else if (field === 3) out.resource_names_subscribe.push(v);
-        else if (field === 4) out.resource_names_unsubscribe.push(v);
-        else out.response_nonce = v;
+        out.type_url = stringField(r, wire, 'type_url');
         break;
-      }
+      case 3:
+        out.resource_names_subscribe.push(stringField(r, wire, 'resource_names_subscribe'));
+        break;
+      case 4:
+        out.resource_names_unsubscribe.push(stringField(r, wire, 'resource_names_unsubscribe'));
+        break;
+      case 6:
+        out.response_nonce = stringField(r, wire, 'response_nonce');
+        break;
       case 5: {
         expect(r, wire, 2, 'initial_resource_versions');
         const afterTag = r.pos;
@@ -295,12 +296,9 @@ export function decodeDeltaRequest(buf: Buffer): RawDeltaRequest {
         claims.add(tagStart, afterTag, r.pos);
         break;
       }
-      case 7: {
-        expect(r, wire, 2, 'error_detail');
-        const [s, e] = r.span();
-        out.error_detail = decodeStatus(new Reader(buf, s, e));
+      case 7:
+        out.error_detail = statusField(r, wire);
         break;
-      }
       default:
         r.skip(wire);
     }

@@ -30,6 +30,8 @@ export interface IsthmusOptions {
   readonly debounceMaxMs: number;
   /** Bytes of xDS responses in flight across all proxies before further ones wait. */
   readonly xdsMaxInflightBytes?: number;
+  /** Bytes of xDS requests received and not yet handled before streams stop being read. */
+  readonly xdsIntakeLimitBytes?: number;
   /** Ping a proxy connection silent this long (0: never); see AdsServerOptions. */
   readonly xdsKeepaliveMs?: number;
   /** How long to wait for every registry to sync before serving what is there. */
@@ -99,6 +101,7 @@ export class Isthmus implements SnapshotSource {
     this.snapshots = this.generations.pipe(filter((g): g is Generation => g !== undefined));
     this.ads = new AdsServer(this, {
       ...(opts.xdsMaxInflightBytes ? { maxInflightBytes: opts.xdsMaxInflightBytes } : {}),
+      ...(opts.xdsIntakeLimitBytes ? { intakeLimitBytes: opts.xdsIntakeLimitBytes } : {}),
       ...(opts.xdsKeepaliveMs !== undefined ? { keepaliveMs: opts.xdsKeepaliveMs } : {}),
     });
     this.admin = new AdminServer({

@@ -1,5 +1,6 @@
 import { Isthmus, DEFAULTS } from '../server.ts';
 import { DEFAULT_INFLIGHT_BYTES } from '../xds/server/shared.ts';
+import { DEFAULT_INTAKE_BYTES } from '../xds/server/transport.ts';
 import { registryFromUrl, RegistryUrlError, REGISTRY_SCHEMES } from '../registries/index.ts';
 import { address, byteSize, durationMs, parse, UsageError } from './args.ts';
 import { logger } from '../log.ts';
@@ -20,6 +21,8 @@ Options:
   --xds-inflight-limit SIZE
                           bytes of xDS responses in flight to all proxies at once; more wait
                           their turn, so a reconnect storm cannot exhaust memory (default 64MiB)
+  --xds-intake-limit SIZE bytes of xDS requests received and not yet handled; over it, proxy
+                          streams are not read (flow control holds the rest) (default 32MiB)
   --xds-keepalive DUR     ping a proxy connection silent this long; one that does not answer
                           within as long again (at most 10s) is closed (default 30s; 0 never)
   --debounce-quiet DUR    push after the model is quiet this long (default ${DEFAULTS.debounceQuietMs}ms)
@@ -54,6 +57,7 @@ export async function serve(argv: string[]): Promise<number> {
     'xds-address': { type: 'string' },
     'admin-address': { type: 'string' },
     'xds-inflight-limit': { type: 'string' },
+    'xds-intake-limit': { type: 'string' },
     'xds-keepalive': { type: 'string' },
     'debounce-quiet': { type: 'string' },
     'debounce-max': { type: 'string' },
@@ -133,6 +137,7 @@ export async function serve(argv: string[]): Promise<number> {
     xdsAddress: address('xds-address', values['xds-address'], DEFAULTS.xdsAddress),
     adminAddress: address('admin-address', values['admin-address'], DEFAULTS.adminAddress),
     xdsMaxInflightBytes: byteSize('xds-inflight-limit', values['xds-inflight-limit'], DEFAULT_INFLIGHT_BYTES),
+    xdsIntakeLimitBytes: byteSize('xds-intake-limit', values['xds-intake-limit'], DEFAULT_INTAKE_BYTES),
     xdsKeepaliveMs: durationMs('xds-keepalive', values['xds-keepalive'], DEFAULTS.xdsKeepaliveMs),
     debounceQuietMs: quiet,
     debounceMaxMs: max,

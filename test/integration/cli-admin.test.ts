@@ -155,3 +155,11 @@ test('bin/isthmus runs on jemalloc where it is installed, on the system allocato
   assert.equal(bad.code, 2);
   assert.match(bad.log, /ISTHMUS_MALLOC must be auto, jemalloc or system, not "tcmalloc"/);
 });
+
+test('serve --xds-intake-limit takes a size and names itself when it is not one', async () => {
+  const r = await run(['serve', '--xds-intake-limit', 'plenty']);
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--xds-intake-limit "plenty": expected a size like 64MiB/);
+  const help = await run(['serve', '--help']);
+  assert.match(help.stdout, /--xds-intake-limit SIZE/);
+});

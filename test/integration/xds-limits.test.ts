@@ -245,3 +245,35 @@ test('a proxy that vanished without closing its connection is found by an unansw
   await path.close();
   await own.stop();
 });
+
+test('with the intake full, a proxy that stops sending in the middle of a request does not keep real proxies from being served', async () => {
+  const dir = new ManifestDir();
+  dir.write('services.yaml', services(SERVICES));
+  const own = await startIsthmus({ name: 'isthmus-limits-intake', registries: [dir.url], args: ['--xds-intake-limit', '64KiB'] });
+  // 60 KB of a request announced as 1 MB, and then nothing: more than half the limit held for good.
+  const session = http2.connect(`http://${own.xdsAddress}`);
+  session.on('error', () => undefined);
+  const stalled = session.request({ ':method': 'POST', ':path': `${ADS}StreamAggregatedResources`, 'content-type': 'application/grpc', te: 'trailers' });
+  stalled.on('error', () => undefined);
+  const head = Buffer.alloc(5);
+  head.writeUInt32BE(1_000_000, 1);
+  stalled.write(Buffer.concat([head, Buffer.alloc(60_000)]));
+  try {
+    await new Promise((r) => setTimeout(r, 300));
+    // EDS requests of ~35 KB each: every one takes the intake over its limit, so their streams stop being read.
+    const cluster = (i: number): string => `outbound|8080||svc-${i}.limits.local`;
+    const names = [...Array.from({ length: SERVICES }, (_, i) => cluster(i)), ...Array.from({ length: 800 }, (_, i) => `outbound|8080||absent-${i}.limits.local`)];
+    const proxies = Array.from({ length: 3 }, (_, i) => new AdsClient({ address: own.xdsAddress, nodeId: `behind-${i}` }));
+    clients.push(...proxies);
+    for (const p of proxies) p.subscribe(TYPE.endpoint, names);
+    await waitFor(() => proxies.every((p) => p.responsesFor(TYPE.endpoint).some((r) => r.names.length === SERVICES)), {
+      what: 'every proxy to receive all assignments despite the stalled request',
+      timeoutMs: 20_000,
+    });
+    for (const p of proxies) assert.equal(p.error, undefined);
+    assert.equal((await own.syncz()).filter((s) => s.id.startsWith('behind-')).length, proxies.length);
+  } finally {
+    session.destroy();
+    await own.stop();
+  }
+});

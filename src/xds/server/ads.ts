@@ -49,6 +49,8 @@ export interface AdsServerOptions {
   maxInflightBytes?: number;
   /** Ping a connection silent this long (default 30 s, 0 never); unanswered within as long again, at most 10 s, it is closed. */
   keepaliveMs?: number;
+  /** Request bytes received and not yet handled before streams stop being read (default 32 MiB). */
+  intakeLimitBytes?: number;
 }
 
 export class AdsServer {
@@ -89,7 +91,7 @@ export class AdsServer {
         [SERVICE + 'DeltaAggregatedResources', (call: ServerCall) => this.serve(call, 'delta', decodeDeltaLenient)],
       ]),
       // A 1 MiB window (once a connection has been served) takes a 250 KB SotW ACK in one go instead of four window round trips.
-      { maxMessageBytes: 16 * 1024 * 1024, keepaliveMs, keepaliveTimeoutMs: Math.min(keepaliveMs, 10_000), receiveWindowBytes: 1 << 20 },
+      { maxMessageBytes: 16 * 1024 * 1024, keepaliveMs, keepaliveTimeoutMs: Math.min(keepaliveMs, 10_000), receiveWindowBytes: 1 << 20, ...(opts.intakeLimitBytes ? { intakeLimitBytes: opts.intakeLimitBytes } : {}) },
     );
   }
 

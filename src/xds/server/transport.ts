@@ -54,7 +54,8 @@ export interface TransportOptions {
 
 /** Longest stretch of request handling before other I/O gets a turn. */
 const SLICE_MS = 20;
-const INTAKE_LIMIT_BYTES = 32 * 1024 * 1024;
+/** Request bytes received and not yet handled before streams stop being read. */
+export const DEFAULT_INTAKE_BYTES = 32 * 1024 * 1024;
 
 const intakeGauge = metrics.gauge('isthmus_xds_request_bytes_held', 'Bytes of xDS requests received and not yet handled, whole or partial.');
 const parkedGauge = metrics.gauge('isthmus_xds_streams_unread', 'xDS streams not read from until the requests already received are handled.');
@@ -281,7 +282,7 @@ export class GrpcTransport {
   constructor(methods: ReadonlyMap<string, Method>, opts: TransportOptions) {
     this.methods = methods;
     this.opts = opts;
-    this.intakeLimit = opts.intakeLimitBytes ?? INTAKE_LIMIT_BYTES;
+    this.intakeLimit = opts.intakeLimitBytes ?? DEFAULT_INTAKE_BYTES;
     // No session memory cap: responses for large fleets are big and are bounded by the write budget instead.
     // New streams keep the protocol's 64 KiB window: a thousand proxies reconnecting at once can then
     // send 64 MB before they are read, not the whole of their (Delta: 1 MB each) first requests.

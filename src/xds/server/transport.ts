@@ -386,6 +386,7 @@ export class GrpcTransport {
       if (!r.stream.destroyed) r.stream.resume();
     }
     parkedGauge.set({}, this.parked.size);
+    intakeGauge.set({}, this.intakeBytes);
     // Nothing may come to run the drain again (the resumed proxies may send nothing): look again soon.
     if (this.parked.size && !this.retry) {
       this.retry = setTimeout(() => {

@@ -4,8 +4,8 @@
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { logger } from './log.ts';
-import { metrics } from './metrics.ts';
+import { logger } from './shared/log.ts';
+import { metrics } from './shared/metrics.ts';
 
 const log = logger('memory');
 const returned = metrics.counter('isthmus_memory_returned_bytes_total', 'Resident memory returned to the OS by GCs run while the process was quiet.');

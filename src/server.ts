@@ -11,8 +11,8 @@ import { AdsServer } from './xds/server/ads.ts';
 import type { ResourceSnapshot, SnapshotSource } from './xds/server/types.ts';
 import { AdminServer } from './admin/server.ts';
 import { DnsService, type DnsServiceOptions, EtcdRecordStore, EtcdVipStore, parseEtcdStoreUrl, RecordsApiServer, recordsApiStore, type RecordsApiFlags } from './dns/index.ts';
-import { logger } from './log.ts';
-import { metrics } from './metrics.ts';
+import { logger } from './shared/log.ts';
+import { metrics } from './shared/metrics.ts';
 import { MemoryReturner } from './memory.ts';
 
 const log = logger('server');
@@ -111,7 +111,7 @@ export class Isthmus implements SnapshotSource {
       syncz: () => this.ads.status(),
       configDump: (id) => this.ads.configDump(id),
       dnsz: () => this.dns?.status(),
-      instances: () => instanceStatus(this.model, this.ads.proxies()),
+      instances: () => instanceStatus(this.model, this.ads.proxies().map(({ proxy, peer }) => ({ ...proxy, peer }))),
     });
     if (opts.dns) {
       const d = opts.dns;

@@ -1,11 +1,16 @@
 // Per-instance view for /debug/registryz: where each endpoint came from, whether a
 // connected transparent sidecar fronts it, and so which path a call to it takes.
 import type { ModelSnapshot } from '../model/snapshot.ts';
-import { META, type ProxyInfo } from '../xds/proxy.ts';
 
-/** A connected proxy and the address its xDS stream comes from. */
+/** What this view needs of a connected proxy (the composer maps the ADS server's proxies onto it). */
 export interface ConnectedProxy {
-  readonly proxy: ProxyInfo;
+  readonly id: string;
+  readonly kind: 'envoy' | 'grpc';
+  readonly mode: 'explicit' | 'transparent';
+  readonly appPorts: readonly { readonly port: number }[];
+  /** Addresses the proxy says it fronts (node metadata ISTHMUS_INSTANCE_IPS); empty: its peer address. */
+  readonly instanceIps: readonly string[];
+  /** The address its xDS stream comes from. */
   readonly peer: string;
 }
 
@@ -36,20 +41,18 @@ export function peerAddress(peer: string): string {
  * Addresses a proxy answers for: node metadata ISTHMUS_INSTANCE_IPS (`isthmus bootstrap
  * --instance-ip`, e.g. the pod IP) or, without it, the address its xDS stream comes from.
  */
-export function proxyAddresses(p: ConnectedProxy): string[] {
-  const raw = p.proxy.metadata[META.instanceIps];
-  const listed = typeof raw === 'string' ? raw.split(',').map((s) => s.trim()).filter(Boolean) : [];
-  return listed.length ? listed : [peerAddress(p.peer)];
+export function proxyAddresses(p: ConnectedProxy): readonly string[] {
+  return p.instanceIps.length ? p.instanceIps : [peerAddress(p.peer)];
 }
 
 export function instanceStatus(model: ModelSnapshot, proxies: readonly ConnectedProxy[]): InstanceStatus[] {
   // Only transparent Envoy sidecars intercept inbound calls sent to the app's own address.
   const fronting = new Map<string, { id: string; appPorts: ReadonlySet<number> }[]>();
   for (const p of proxies) {
-    if (p.proxy.kind !== 'envoy' || p.proxy.mode !== 'transparent') continue;
+    if (p.kind !== 'envoy' || p.mode !== 'transparent') continue;
     for (const a of proxyAddresses(p)) {
       const list = fronting.get(a) ?? fronting.set(a, []).get(a)!;
-      list.push({ id: p.proxy.id, appPorts: new Set(p.proxy.appPorts.map((x) => x.port)) });
+      list.push({ id: p.id, appPorts: new Set(p.appPorts.map((x) => x.port)) });
     }
   }
   const out: InstanceStatus[] = [];

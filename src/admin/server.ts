@@ -1,8 +1,8 @@
 // Admin HTTP: readiness, Prometheus metrics and debug views of the model and of xDS sync.
 import http from 'node:http';
 import type { ModelSnapshot } from '../model/snapshot.ts';
-import { logger } from '../log.ts';
-import { metrics } from '../metrics.ts';
+import { logger } from '../shared/log.ts';
+import { metrics } from '../shared/metrics.ts';
 
 const log = logger('admin');
 

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import { mergeStates } from '../model/aggregate.ts';
 import type { RegistryState } from '../model/types.ts';
-import { FileVipStore } from '../dns/vip-file-store.ts';
+import { FileVipStore } from '../addresses/file-store.ts';
 import { registryFromUrl } from '../registries/index.ts';
 import { XdsCache, type Generation } from '../xds/cache.ts';
 import { proxyFromNode, type ProxyInfo } from '../xds/proxy.ts';

@@ -4,7 +4,7 @@ import type { ProviderSpec } from '../registries/soa/provider.ts';
 import type { Registrar } from '../registries/soa/registrar.ts';
 import { parseSoaUrl, SoaUrlError } from '../registries/soa/url.ts';
 import { ZkRegistrar } from '../registries/soa/zk-registrar.ts';
-import { logger } from '../log.ts';
+import { logger } from '../shared/log.ts';
 import { durationMs, parse, portNumber, UsageError } from './args.ts';
 
 export const REGISTER_HELP = `Usage: isthmus register --registry URL --application NAME --address IP --port PORT

@@ -3,9 +3,9 @@ import { DEFAULT_INFLIGHT_BYTES } from '../xds/server/shared.ts';
 import { DEFAULT_INTAKE_BYTES } from '../xds/server/transport.ts';
 import { registryFromUrl, RegistryUrlError, REGISTRY_SCHEMES } from '../registries/index.ts';
 import { address, byteSize, durationMs, parse, UsageError } from './args.ts';
-import { logger } from '../log.ts';
+import { logger } from '../shared/log.ts';
 import { DNS_DEFAULTS, defaultVipStorePath } from '../dns/index.ts';
-import { parseCidr } from '../dns/ip.ts';
+import { parseCidr } from '../shared/ip.ts';
 
 export const SERVE_HELP = `Usage: isthmus serve [options]
 

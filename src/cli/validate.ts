@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Rejection } from '../model/types.ts';
 import { collect, isManifestName, KINDS, parseManifests, serveFailure, serveFile, type ServedFile } from '../registries/file/index.ts';
-import { checkRules, hostIndex } from '../rules/index.ts';
+import { checkRules, hostIndex } from '../model/rules/index.ts';
 import { UsageError } from './args.ts';
 
 export const VALIDATE_HELP = `Usage: isthmus validate [options] FILE|DIR...

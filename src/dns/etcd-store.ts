@@ -30,9 +30,10 @@
 // they were altered. Writes go in transactions of `batchSize` records (all or nothing per batch).
 import { createHash } from 'node:crypto';
 import { Etcd3, type IKeyValue, type IRequestOp, type ICompare } from 'etcd3';
-import { logger } from '../log.ts';
-import { metrics } from '../metrics.ts';
-import { clientOptions, normalizeRoot } from '../registries/soa/etcd.ts';
+import { logger } from '../shared/log.ts';
+import { metrics } from '../shared/metrics.ts';
+import { clientOptions } from '../shared/etcd.ts';
+import { normalizeRoot } from '../shared/paths.ts';
 import type { Plan, RecordStore } from './plan.ts';
 import { compareRecords, type DnsRecord, rdataText } from './rr.ts';
 

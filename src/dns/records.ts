@@ -27,10 +27,9 @@
 // '-' turned into '-'. SRV weights are endpoint weights in hundredths, as Envoy gets them
 // (a normal instance is 100; clamped to 65535), priority 0.
 // Output is sorted (canonical name order, then type, then data) and free of duplicates.
-import { lbWeight } from '../xds/generators/endpoint.ts';
 import type { ModelSnapshot } from '../model/snapshot.ts';
-import type { Endpoint, RpcInterface, Service, ServicePort } from '../model/types.ts';
-import { formatIp, parseIp } from './ip.ts';
+import { type Endpoint, endpointPort, lbWeight, type RpcInterface, type Service, type ServicePort } from '../model/types.ts';
+import { formatIp, parseIp } from '../shared/ip.ts';
 import { type DnsRecord, inZone, recordKey, sortRecords, type SrvRecord } from './rr.ts';
 
 export const DEFAULT_TTL = 30;
@@ -79,10 +78,6 @@ export function instanceName(address: string, zone: string): string | undefined 
 export function portLabel(port: ServicePort): string {
   const l = port.name.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/^-+|-+$/g, '').slice(0, 62);
   return `_${l || `port-${port.number}`}`;
-}
-
-function endpointPort(ep: Endpoint, port: ServicePort): number {
-  return ep.ports[port.name] ?? port.targetPort ?? port.number;
 }
 
 const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;

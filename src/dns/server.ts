@@ -8,8 +8,8 @@
 // (when there is a query to answer) and a log line.
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { logger } from '../log.ts';
-import { metrics } from '../metrics.ts';
+import { logger } from '../shared/log.ts';
+import { metrics } from '../shared/metrics.ts';
 import { splitHostPort } from './address.ts';
 import { Forwarder } from './forward.ts';
 import { respond, type ResponderOptions, servfail, type Transport } from './responder.ts';

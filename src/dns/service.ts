@@ -8,16 +8,16 @@
 import os from 'node:os';
 import path from 'node:path';
 import { BehaviorSubject, filter, type Observable, type Subscription } from 'rxjs';
-import { logger } from '../log.ts';
-import { metrics } from '../metrics.ts';
+import { logger } from '../shared/log.ts';
+import { metrics } from '../shared/metrics.ts';
 import { DEFAULT_ZONE } from '../model/naming.ts';
 import type { ModelSnapshot } from '../model/snapshot.ts';
 import { emptyPlan, type RecordStore, sync } from './plan.ts';
 import { DEFAULT_TTL, desiredRecords, type RecordProblem, vipNames } from './records.ts';
 import { type DnsRecord, recordText, sortRecords } from './rr.ts';
 import { DEFAULT_DNS_LISTEN, DnsServer } from './server.ts';
-import { DEFAULT_VIP_CIDR, type VipExhaustedError, VipAllocator, type VipStore } from './vip.ts';
-import { FileVipStore } from './vip-file-store.ts';
+import { DEFAULT_VIP_CIDR, type VipExhaustedError, VipAllocator, type VipStore } from '../addresses/allocator.ts';
+import { FileVipStore } from '../addresses/file-store.ts';
 import { Zone } from './zone.ts';
 
 const log = logger('dns');

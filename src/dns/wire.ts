@@ -5,7 +5,7 @@
 // section counts cannot make it loop past the end of the buffer. Anything else is a
 // WireError. Names are text with '.' between labels; a '.' or '\' inside a label is escaped
 // with '\' and other bytes outside printable ASCII as \DDD, so text maps to one label list.
-import { ipBytes, ipFromBytes } from './ip.ts';
+import { ipBytes, ipFromBytes } from '../shared/ip.ts';
 import { type DnsRecord, TYPE } from './rr.ts';
 
 export const CLASS_IN = 1;

@@ -4,7 +4,7 @@
 // The apex carries a synthesized SOA and NS (`ns.dns.<zone>`, with A/AAAA glue when the
 // server listens on a specific address). Every name between a record's owner and the apex
 // exists, records or not (an empty non-terminal answers NODATA, not NXDOMAIN).
-import { parseIp } from './ip.ts';
+import { parseIp } from '../shared/ip.ts';
 import { type DnsRecord, inZone, type RecordType, type SoaRecord, TYPE } from './rr.ts';
 
 export interface ZoneOptions {

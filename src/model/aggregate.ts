@@ -1,11 +1,11 @@
 import { combineLatest, distinctUntilChanged, type Observable, scan, startWith } from 'rxjs';
 import type { Registry } from './registry.ts';
-import type { DestinationRule, VirtualService } from './rules.ts';
+import type { DestinationRule, VirtualService } from './rules/types.ts';
 import type { Endpoint, RegistryState, Service, ServicePort, Workload } from './types.ts';
 import { type Conflict, ModelSnapshot, registryStatus } from './snapshot.ts';
 import { sameEntries, sameItems } from './same.ts';
-import { checkRules, hostIndex, type RuleCheckResult } from '../rules/index.ts';
-import { metrics } from '../metrics.ts';
+import { checkRules, hostIndex, type RuleCheckResult } from './rules/index.ts';
+import { metrics } from '../shared/metrics.ts';
 
 const ruleRejectionsGauge = metrics.gauge('isthmus_rules_rejected', 'Routing rules currently refused at serve time (see /debug/registryz).');
 

@@ -1,4 +1,4 @@
-import type { DestinationRule, VirtualService } from './rules.ts';
+import type { DestinationRule, VirtualService } from './rules/types.ts';
 import type { Endpoint, Rejection, RegistryState, RpcInterface, Service } from './types.ts';
 import { createHash, type Hash } from 'node:crypto';
 import { canonicalJson, contentHash } from './hash.ts';

@@ -1,5 +1,8 @@
 // The unified service model: what every registry produces and every output consumes.
-import type { DestinationRule, VirtualService } from './rules.ts';
+import type { DestinationRule, VirtualService } from './rules/types.ts';
+import type { Origin } from './origin.ts';
+
+export type { Origin } from './origin.ts';
 
 export type Protocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'TCP' | 'TLS' | 'HTTPS';
 export const PROTOCOLS: readonly Protocol[] = ['HTTP', 'HTTP2', 'GRPC', 'TCP', 'TLS', 'HTTPS'];
@@ -7,6 +10,19 @@ export const PROTOCOLS: readonly Protocol[] = ['HTTP', 'HTTP2', 'GRPC', 'TCP', '
 /** Protocols Envoy can route by Host/:authority. */
 export function isHttpProtocol(p: Protocol): boolean {
   return p === 'HTTP' || p === 'HTTP2' || p === 'GRPC';
+}
+
+/**
+ * Model weights are relative with 1 for a normal instance (a Dubbo weight of 100); Envoy
+ * wants whole numbers of at least 1, so they are sent in hundredths (SRV weights too).
+ */
+export function lbWeight(weight: number): number {
+  return Math.max(1, Math.round(weight * 100));
+}
+
+/** The port an endpoint serves a service port on. */
+export function endpointPort(ep: Endpoint, port: ServicePort): number {
+  return ep.ports[port.name] ?? port.targetPort ?? port.number;
 }
 
 export interface ServicePort {
@@ -37,14 +53,6 @@ export interface Locality {
   readonly region?: string;
   readonly zone?: string;
   readonly subzone?: string;
-}
-
-/** Where a piece of the model came from, for debugging and migration status. */
-export interface Origin {
-  /** Registry id, e.g. "file:///etc/isthmus" or "etcd://10.0.0.1:2379/dubbo". */
-  readonly registry: string;
-  /** The object inside the registry, e.g. "config/demo.yaml#2 ServiceEntry default/web". */
-  readonly ref: string;
 }
 
 export interface Service {

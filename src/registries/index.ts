@@ -2,7 +2,8 @@
 import type { Registry } from '../model/registry.ts';
 import { FileRegistry } from './file/index.ts';
 import { KubeRegistry } from './kube/kube-registry.ts';
-import { KubeUrlError, parseKubeUrl } from './kube/url.ts';
+import { KubeUrlError } from './kube/errors.ts';
+import { parseKubeUrl } from './kube/url.ts';
 import { EtcdRegistry } from './soa/etcd.ts';
 import { parseSoaUrl, SoaUrlError } from './soa/url.ts';
 import { ZkRegistry } from './soa/zk.ts';

@@ -1,5 +1,5 @@
 // Metrics every registry adapter shares, declared once so that name, type and help agree.
-import { metrics } from '../metrics.ts';
+import { metrics } from '../shared/metrics.ts';
 
 export const registryRejections = metrics.gauge('isthmus_registry_rejections', 'Documents, files or provider keys a registry currently rejects.');
 export const registryEvents = metrics.counter('isthmus_registry_events_total', 'Registry events by kind (fs_event, reload, dir_error, watch_error, ...).');

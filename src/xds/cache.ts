@@ -17,9 +17,9 @@ import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget,
 import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
 import { destinationRulesByHost, labelsMatch, localityAssignment, usesLocalityLb } from './generators/destination-rule.ts';
 import { proxyLabels, sourceSelectors } from './generators/http-route.ts';
-import type { DestinationRule, PolicySettings } from '../model/rules.ts';
+import type { DestinationRule, PolicySettings } from '../model/rules/types.ts';
 import type { Service } from '../model/types.ts';
-import { metrics } from '../metrics.ts';
+import { metrics } from '../shared/metrics.ts';
 
 const encodes = metrics.counter('isthmus_xds_resource_encodes_total', 'Resources encoded to protobuf, by type (once per content version).');
 

@@ -23,6 +23,8 @@ export interface ProxyInfo {
   readonly appAddress: string;
   readonly appPorts: readonly AppPort[];
   readonly metadata: Readonly<Record<string, unknown>>;
+  /** Addresses of the instance it fronts (ISTHMUS_INSTANCE_IPS); empty when not given. */
+  readonly instanceIps: readonly string[];
   /** node.locality: where the proxy runs, for locality-aware load balancing. */
   readonly locality: Locality;
   /**
@@ -129,5 +131,7 @@ export function proxyFromNode(node: DecodedNode | undefined | null): ProxyInfo {
   };
   const l = node.locality ?? {};
   const locality = { ...(l.region ? { region: l.region } : {}), ...(l.zone ? { zone: l.zone } : {}), ...(l.sub_zone ? { subzone: l.sub_zone } : {}) };
-  return { id: node.id, cluster: node.cluster ?? '', kind, metadata, locality, ...base, classKey: JSON.stringify(base) };
+  const ips = metadata[META.instanceIps];
+  const instanceIps = typeof ips === 'string' ? ips.split(',').map((s) => s.trim()).filter(Boolean) : [];
+  return { id: node.id, cluster: node.cluster ?? '', kind, metadata, locality, instanceIps, ...base, classKey: JSON.stringify(base) };
 }

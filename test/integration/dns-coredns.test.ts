@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { Etcd3 } from 'etcd3';
 import { EtcdRecordStore, encodeRecord, namePath } from '../../src/dns/etcd-store.ts';
 import { sync } from '../../src/dns/plan.ts';
-import { EtcdVipStore } from '../../src/dns/etcd-vip-store.ts';
+import { EtcdVipStore } from '../../src/addresses/etcd-store.ts';
 import { DnsService } from '../../src/dns/service.ts';
 import path from 'node:path';
 import { aggregate } from '../../src/model/aggregate.ts';

@@ -7,7 +7,7 @@ import { Observable } from 'rxjs';
 import { canonicalJson, contentHash } from '../../model/hash.ts';
 import type { Registry } from '../../model/registry.ts';
 import type { Rejection, RegistryState } from '../../model/types.ts';
-import { logger } from '../../log.ts';
+import { logger } from '../../shared/log.ts';
 import { parseManifests } from './manifest.ts';
 import { collect, type ServedFile, serveFailure, serveFile } from './serving.ts';
 import { registryEvents as events, registryRejections as rejectionsGauge } from '../metrics.ts';

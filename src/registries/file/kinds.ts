@@ -2,7 +2,7 @@
 // then mapped to the model. Problems go to the Checker; results are only used when none.
 
 import type { Endpoint, Locality, Origin, Protocol, Resolution, Service, ServicePort, Workload } from '../../model/types.ts';
-import { Checker, describe, isDns1123Label, isHostname, isIpAddress, isIpOrCidr, isMapping, isWildcardHostname, sub } from './checks.ts';
+import { Checker, describe, isDns1123Label, isHostname, isIpAddress, isIpOrCidr, isMapping, isWildcardHostname, sub } from '../../shared/checks.ts';
 
 const SE_KEYS = ['hosts', 'addresses', 'ports', 'location', 'resolution', 'endpoints', 'workloadSelector', 'exportTo', 'subjectAltNames'];
 const PORT_KEYS = ['number', 'protocol', 'name', 'targetPort'];

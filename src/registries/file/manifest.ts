@@ -5,13 +5,13 @@
 
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import type { DestinationRule, VirtualService } from '../../model/rules.ts';
+import type { DestinationRule, VirtualService } from '../../model/rules/types.ts';
 import type { Endpoint, Origin, Rejection, Service, Workload } from '../../model/types.ts';
-import { destinationRule } from '../../rules/destination-rule.ts';
-import { Warnings } from '../../rules/fields.ts';
-import type { RuleMeta } from '../../rules/meta.ts';
-import { virtualService } from '../../rules/virtual-service.ts';
-import { Checker, describe, isDns1123Label, isDns1123Subdomain, isMapping } from './checks.ts';
+import { destinationRule } from '../../model/rules/destination-rule.ts';
+import { Warnings } from '../../model/rules/fields.ts';
+import type { RuleMeta } from '../../model/rules/meta.ts';
+import { virtualService } from '../../model/rules/virtual-service.ts';
+import { Checker, describe, isDns1123Label, isDns1123Subdomain, isMapping } from '../../shared/checks.ts';
 import { serviceEntry, workloadEntry } from './kinds.ts';
 
 export const API_VERSIONS: readonly string[] = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];

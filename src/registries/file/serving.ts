@@ -1,7 +1,7 @@
 // What a set of parsed files serves: the last good version of anything broken, and the
 // first definition of any kind/namespace/name defined twice.
 
-import type { DestinationRule, VirtualService } from '../../model/rules.ts';
+import type { DestinationRule, VirtualService } from '../../model/rules/types.ts';
 import type { Endpoint, Rejection, Service, Workload } from '../../model/types.ts';
 import { docKey, type ParsedFile, type ValidDoc } from './manifest.ts';
 

@@ -7,7 +7,8 @@ export { describeFailures, KINDS, KubeRegistry, type KubeRegistryOptions } from 
 export { ListWatch, type ListWatchOptions, type WatchPhase, type WatchStatus } from './list-watch.ts';
 export { RPC_GROUP, RPC_VERSION } from './resources.ts';
 export { type RpcServiceStatus } from './rpcservice.ts';
-export { KubeUrlError, parseKubeUrl } from './url.ts';
+export { KubeUrlError } from './errors.ts';
+export { parseKubeUrl } from './url.ts';
 
 /** `--registry kube://[CONTEXT][?OPTIONS]` → a KubeRegistry (throws KubeUrlError or a kubeconfig error). */
 export function kubeRegistryFromUrl(url: string): KubeRegistry {

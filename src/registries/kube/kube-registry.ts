@@ -10,10 +10,10 @@ import { Observable } from 'rxjs';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { canonicalJson } from '../../model/hash.ts';
 import type { Registry } from '../../model/registry.ts';
-import type { DestinationRule, VirtualService } from '../../model/rules.ts';
+import type { DestinationRule, VirtualService } from '../../model/rules/types.ts';
 import type { Endpoint, Rejection, RegistryState, Service, Workload } from '../../model/types.ts';
-import { logger } from '../../log.ts';
-import { metrics } from '../../metrics.ts';
+import { logger } from '../../shared/log.ts';
+import { metrics } from '../../shared/metrics.ts';
 import { type KubeApi, KubeConfigApi, type KubeConfigOptions, type KubeObject, loadKubeConfig } from './client.ts';
 import { type IstioResult, parseIstioObject } from './istio.ts';
 import { ListWatch, type ListWatchOptions, type WatchStatus } from './list-watch.ts';
@@ -22,7 +22,7 @@ import { ENDPOINT_SLICES, ISTIO_KINDS, NODES, PODS, type ResourceRef, RPC_SERVIC
 import { mapRpcServices, type RpcServiceLike, type RpcServiceStatus } from './rpcservice.ts';
 import { type EndpointSliceLike, mapServices, type ServiceLike } from './services.ts';
 import { StatusWriter } from './status-writer.ts';
-import { KubeUrlError } from './url.ts';
+import { KubeUrlError } from './errors.ts';
 import { registryRejections as rejectionsGauge } from '../metrics.ts';
 
 export interface KubeRegistryOptions {

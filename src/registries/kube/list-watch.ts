@@ -11,7 +11,8 @@
 //
 // The store is replaced only by a complete list, so a relist never empties it first: objects
 // that still exist stay, deleted ones go, in one change. Errors never clear the store.
-import { metrics } from '../../metrics.ts';
+import { backoffDelay } from '../../shared/backoff.ts';
+import { metrics } from '../../shared/metrics.ts';
 import { type KubeApi, KubeApiError, type KubeList, type KubeObject, type KubeStatus, statusError, toKubeError, type WatchEvent } from './client.ts';
 import { collectionPath, type ResourceRef } from './resources.ts';
 
@@ -345,8 +346,7 @@ export class ListWatch {
   }
 
   private backoffMs(): number {
-    const base = Math.min(this.opts.maxBackoffMs, this.opts.minBackoffMs * 2 ** Math.max(0, this.failures - 1));
-    return Math.round(base * (0.75 + Math.random() / 2));
+    return backoffDelay(this.failures - 1, { initialMs: this.opts.minBackoffMs, maxMs: this.opts.maxBackoffMs });
   }
 
   private sleep(ms: number): Promise<void> {

@@ -21,7 +21,7 @@
 import type { Protocol, Rejection, RpcInterface, Service, ServicePort } from '../../model/types.ts';
 import { applicationHostname, DEFAULT_ZONE, interfaceHostname, NamingError } from '../../model/naming.ts';
 import { portProtocol } from '../soa/mapping.ts';
-import { Checker, isDns1123Label, sub } from '../file/checks.ts';
+import { Checker, isDns1123Label, sub } from '../../shared/checks.ts';
 import type { KubeObject } from './client.ts';
 import { type ClusterContext, podAddress, type PodLike, podReady, selects } from './pods.ts';
 

@@ -2,9 +2,10 @@
 // differs from what the object already says, one write at a time. A conflict (409) or a
 // vanished object needs no retry: the watch event that caused it triggers a new round.
 // Two replicas compute the same status, so the second finds nothing to write.
+import { backoffDelay } from '../../shared/backoff.ts';
 import { canonicalJson } from '../../model/hash.ts';
-import { logger } from '../../log.ts';
-import { metrics } from '../../metrics.ts';
+import { logger } from '../../shared/log.ts';
+import { metrics } from '../../shared/metrics.ts';
 import { type KubeApi, KubeApiError } from './client.ts';
 import { objectPath, RPC_SERVICES } from './resources.ts';
 import { type RpcServiceLike, type RpcServiceStatus, withConditions } from './rpcservice.ts';
@@ -99,7 +100,7 @@ export class StatusWriter {
       this.failures++;
       log.warn('cannot write RPCService status; will retry', { registry: this.registry, rpcservice: key, err });
       clearTimeout(this.retryTimer);
-      this.retryTimer = setTimeout(() => this.retry(), Math.min(30_000, 500 * 2 ** Math.min(this.failures, 6)));
+      this.retryTimer = setTimeout(() => this.retry(), backoffDelay(this.failures - 1, { initialMs: 500, maxMs: 30_000 }));
     }
   }
 }

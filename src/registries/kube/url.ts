@@ -8,9 +8,9 @@
 // often contain ':', '/' or '@' (e.g. arn:aws:eks:…:cluster/x, user@cluster).
 // Options: kubeconfig, cluster (cluster name), region (region/IDC), namespaces (comma
 // list), domain, zone, status (true/false: write RPCService status), shortnames (true/false).
+import { KubeUrlError } from './errors.ts';
 import type { KubeRegistryOptions } from './kube-registry.ts';
 
-export class KubeUrlError extends Error {}
 
 const KEYS = ['kubeconfig', 'cluster', 'region', 'namespaces', 'domain', 'zone', 'status', 'shortnames'];
 

@@ -3,9 +3,12 @@
 // kept alive. A lost lease (expired while etcd could not be reached, or revoked) is granted
 // again and the keys written again, once etcd answers. stop() revokes the lease, which
 // deregisters every key at once.
+import { backoffDelay } from '../../shared/backoff.ts';
 import { Etcd3, EtcdLeaseInvalidError, type IDuplexStream, type ILeaseKeepAliveRequest, type ILeaseKeepAliveResponse, type IRequestOp } from 'etcd3';
-import { logger } from '../../log.ts';
-import { clientOptions, describeError, normalizeRoot } from './etcd.ts';
+import { logger } from '../../shared/log.ts';
+import { clientOptions } from '../../shared/etcd.ts';
+import { normalizeRoot } from '../../shared/paths.ts';
+import { describeError } from './etcd.ts';
 import { buildProviderUrl, providerKey, type ProviderSpec } from './provider.ts';
 import type { Registrar } from './registrar.ts';
 import { soaRegistrarErrors as registrarErrors, soaRegistrations as registrations } from '../metrics.ts';
@@ -250,9 +253,7 @@ export class EtcdRegistrar implements Registrar {
   }
 
   private backoff(): number {
-    const base = Math.min(this.backoffMaxMs, this.backoffInitialMs * 2 ** Math.min(this.failures, 30));
-    this.failures++;
-    return Math.round(base / 2 + (Math.random() * base) / 2);
+    return backoffDelay(this.failures++, { initialMs: this.backoffInitialMs, maxMs: this.backoffMaxMs });
   }
 
   private sleep(ms: number): Promise<void> {

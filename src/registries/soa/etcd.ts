@@ -3,13 +3,16 @@
 // revision; when the session fails the last known providers stay, the state says why, and
 // a new session starts after a capped, jittered backoff. Providers leave only when etcd
 // deletes their keys (a delete or an expired lease), never because a connection dropped.
+import { backoffDelay } from '../../shared/backoff.ts';
 import { createHash } from 'node:crypto';
-import { Etcd3, type IKeyValue, type IOptions, type IRangeResponse, isRecoverableError, Range, type Watcher } from 'etcd3';
+import { Etcd3, type IKeyValue, type IRangeResponse, Range, type Watcher } from 'etcd3';
+import { clientOptions } from '../../shared/etcd.ts';
+import { normalizeRoot } from '../../shared/paths.ts';
 import { Observable } from 'rxjs';
 import { canonicalJson } from '../../model/hash.ts';
 import type { Registry } from '../../model/registry.ts';
 import type { RegistryState, Rejection } from '../../model/types.ts';
-import { logger } from '../../log.ts';
+import { logger } from '../../shared/log.ts';
 import { SoaMapper } from './mapping.ts';
 import { parseProviderKey, type Provider, ProviderError } from './provider.ts';
 import { registryEvents as events, soaConnected as connectedGauge, soaMalformed as malformedTotal, soaProviders as providersGauge, soaRejected as rejectedGauge } from '../metrics.ts';
@@ -205,9 +208,7 @@ class EtcdWatch {
     // A session that stayed up a while starts the backoff over.
     if (this.watchingSince && Date.now() - this.watchingSince > this.s.backoffMaxMs) this.failures = 0;
     this.watchingSince = 0;
-    const base = Math.min(this.s.backoffMaxMs, this.s.backoffInitialMs * 2 ** Math.min(this.failures, 30));
-    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
-    this.failures++;
+    const delay = backoffDelay(this.failures++, { initialMs: this.s.backoffInitialMs, maxMs: this.s.backoffMaxMs });
     this.phase = 'backoff';
     log.debug('etcd session failed; retrying', { registry: this.s.id, event, delayMs: delay, err: describeError(err) });
     this.schedulePublish(true);
@@ -407,63 +408,6 @@ async function listPrefix(client: Etcd3, prefix: string, pageSize: number): Prom
     if (!res.more || res.kvs.length === 0) return { revision, kvs };
     start = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
   }
-}
-
-type FaultHandling = NonNullable<IOptions['faultHandling']>;
-type Policy = NonNullable<FaultHandling['global']>;
-
-/** Thrown instead of calling a member that failed a moment ago, so the pool tries the next one. */
-class MemberResting extends Error {}
-
-/**
- * With several members, one that just failed (refused, dropped) rests for `restMs` and calls
- * go to the others; the library moves on to the next member only when a policy declines to
- * call one. With one member there is nothing to move to, and the caller's backoff decides.
- */
-function memberPolicy(restMs: number): Policy {
-  let restingUntil = 0;
-  return {
-    async execute(fn: () => unknown): Promise<unknown> {
-      if (Date.now() < restingUntil) throw new MemberResting('member resting after a failure');
-      try {
-        return await fn();
-      } catch (err) {
-        if (err instanceof Error && isRecoverableError(err)) restingUntil = Date.now() + restMs;
-        throw err;
-      }
-    },
-  } as unknown as Policy;
-}
-
-/**
- * Etcd3 options shared by the registry and the registrar: no retries of the library (callers
- * own their retry and backoff), failover between members, a deadline on every unary call,
- * keepalive pings so a silent peer is noticed, and room for large listings.
- */
-export function clientOptions(endpoints: readonly string[], requestTimeoutMs: number): IOptions {
-  const noop = { execute: async (fn: () => unknown) => fn() } as unknown as Policy;
-  // Only used by the library to re-open a watch stream we have already given up on.
-  const watchBackoff = { duration: 100, next() { return this; } } as unknown as NonNullable<FaultHandling['watchBackoff']>;
-  return {
-    hosts: endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `http://${e}`)),
-    dialTimeout: requestTimeoutMs,
-    defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + requestTimeoutMs }),
-    grpcOptions: {
-      'grpc.keepalive_time_ms': 10_000,
-      'grpc.keepalive_timeout_ms': 5_000,
-      'grpc.max_receive_message_length': 256 * 1024 * 1024,
-      'grpc.initial_reconnect_backoff_ms': 100,
-      'grpc.max_reconnect_backoff_ms': 1000,
-    },
-    faultHandling: { host: () => (endpoints.length > 1 ? memberPolicy(1000) : noop), global: noop, watchBackoff },
-  };
-}
-
-/** `/dubbo/` → `/dubbo`; `dubbo` → `/dubbo`; `/` stays. */
-export function normalizeRoot(root: string): string {
-  const trimmed = root.replace(/\/+$/, '');
-  if (!trimmed) return '/';
-  return trimmed.startsWith('/') ? trimmed : `/${trimmed}`;
 }
 
 function stripScheme(endpoint: string): string {

@@ -5,6 +5,7 @@
 //    nothing has been heard for 2/3 of the session timeout, and the library reconnects;
 //  - a close that always ends, even when the server never answers the close request;
 //  - errors as a class with a numeric code, and watches as plain callbacks.
+import { normalizeRoot } from '../../shared/paths.ts';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
@@ -443,8 +444,3 @@ export function parseZkTarget(target: string): { connect: string; root: string }
   return { connect, root };
 }
 
-/** `/dubbo/` → `/dubbo`; `` → `/`. */
-export function normalizeRoot(root: string): string {
-  const r = `/${root.replace(/^\/+|\/+$/g, '')}`;
-  return r;
-}

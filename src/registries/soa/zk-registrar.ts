@@ -2,10 +2,12 @@
 // `/<root>/<interface>/providers` and one ephemeral node per provider URL, owned by this
 // registrar's session. The nodes vanish when the session ends (stop, crash, expiry); after
 // an expired session the registrar opens a new one and creates them again.
-import { logger } from '../../log.ts';
+import { backoffDelay } from '../../shared/backoff.ts';
+import { logger } from '../../shared/log.ts';
 import { buildProviderUrl, providerKey, type ProviderSpec } from './provider.ts';
 import type { Registrar } from './registrar.ts';
-import { normalizeRoot, ZK_CODES, ZkClient, ZkError } from './zk-client.ts';
+import { normalizeRoot } from '../../shared/paths.ts';
+import { ZK_CODES, ZkClient, ZkError } from './zk-client.ts';
 import { soaRegistrarErrors as registrarErrors, soaRegistrations as registrations } from '../metrics.ts';
 
 export interface ZkRegistrarOptions {
@@ -22,7 +24,7 @@ const log = logger('register.zk');
 
 /** Pause before retrying a failed registration: 250 ms doubling to 10 s. */
 function backoff(attempt: number): number {
-  return Math.min(10_000, 250 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() / 2);
+  return backoffDelay(attempt, { initialMs: 250, maxMs: 10_000 });
 }
 
 export class ZkRegistrar implements Registrar {

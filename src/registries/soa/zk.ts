@@ -9,14 +9,16 @@
 //    as one new state (no flap through empty);
 // so a provider disappears only when ZooKeeper deletes its node (deletion, or the end of
 // its owner's session).
+import { backoffDelay } from '../../shared/backoff.ts';
 import { createHash } from 'node:crypto';
 import { Observable } from 'rxjs';
 import type { Registry } from '../../model/registry.ts';
 import type { Rejection, RegistryState } from '../../model/types.ts';
-import { logger } from '../../log.ts';
+import { logger } from '../../shared/log.ts';
 import { SoaMapper } from './mapping.ts';
 import { parseProviderKey, ProviderError, type Provider } from './provider.ts';
-import { normalizeRoot, ZK_CODES, ZkClient, ZkError, type ZkWatcher } from './zk-client.ts';
+import { normalizeRoot } from '../../shared/paths.ts';
+import { ZK_CODES, ZkClient, ZkError, type ZkWatcher } from './zk-client.ts';
 import { registryEvents as events, registryRejections as rejectionsGauge, soaConnected as connectedGauge, soaMalformed as malformedTotal, soaProviders as providersGauge, soaRejected as rejectedGauge } from '../metrics.ts';
 
 export interface ZkRegistryOptions {
@@ -247,8 +249,7 @@ class ZkWatch {
 
   private retrySession(s: Session): void {
     void s.client.close();
-    const base = Math.min(this.s.retryMaxMs, this.s.retryInitialMs * 2 ** Math.min(this.attempt++, 20));
-    const delay = base * (0.75 + Math.random() / 2);
+    const delay = backoffDelay(this.attempt++, { initialMs: this.s.retryInitialMs, maxMs: this.s.retryMaxMs });
     this.session = undefined;
     this.later(delay, () => this.openSession());
   }
@@ -318,7 +319,7 @@ class ZkWatch {
         if (!(err instanceof ZkError)) throw err;
         if (err.code === ZK_CODES.SESSION_EXPIRED) return undefined;
         if (!err.connectionLoss) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** Math.min(i, 5))).unref());
+        await new Promise((r) => setTimeout(r, backoffDelay(i, { initialMs: 100, maxMs: 2000 })).unref());
       }
     }
     return undefined;

@@ -1,5 +1,5 @@
 // CDS: one outbound cluster per service port; one inbound cluster per app port of a proxy.
-import type { DestinationRule, PolicySettings } from '../../model/rules.ts';
+import type { DestinationRule, PolicySettings } from '../../model/rules/types.ts';
 import type { Endpoint, Service, ServicePort } from '../../model/types.ts';
 import { isHttpProtocol } from '../../model/types.ts';
 import type { AppPort } from '../proxy.ts';

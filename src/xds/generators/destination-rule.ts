@@ -6,9 +6,9 @@
 // and holds only providers of that interface. Subset names are DNS labels and interface names
 // contain dots, so the two uses of the subset slot never collide.
 import type { ModelSnapshot } from '../../model/snapshot.ts';
-import type { DestinationRule, PolicySettings, Subset } from '../../model/rules.ts';
+import type { DestinationRule, PolicySettings, Subset } from '../../model/rules/types.ts';
 import type { Endpoint, Locality, Service, ServicePort } from '../../model/types.ts';
-import { canonicalHost, hostIndexOf, type HostIndex } from '../../rules/hosts.ts';
+import { canonicalHost, hostIndexOf, type HostIndex } from '../../model/rules/hosts.ts';
 import { toAny } from '../proto.ts';
 
 export interface PolicyProblem {

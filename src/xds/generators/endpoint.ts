@@ -1,23 +1,11 @@
 // EDS: ClusterLoadAssignments, endpoints grouped by locality and labelled with their source.
-import type { Endpoint, Locality, ServicePort } from '../../model/types.ts';
+import { type Endpoint, endpointPort, lbWeight, type Locality, type ServicePort } from '../../model/types.ts';
 import { struct } from './common.ts';
 
 const HEALTH = { HEALTHY: 'HEALTHY', UNHEALTHY: 'UNHEALTHY', DRAINING: 'DRAINING' } as const;
 
 function localityKey(l: Locality): string {
   return `${l.region ?? ''}/${l.zone ?? ''}/${l.subzone ?? ''}`;
-}
-
-/**
- * Model weights are relative with 1 for a normal instance (a Dubbo weight of 100); Envoy
- * wants whole numbers of at least 1, so they are sent in hundredths.
- */
-export function lbWeight(weight: number): number {
-  return Math.max(1, Math.round(weight * 100));
-}
-
-export function endpointPort(ep: Endpoint, port: ServicePort): number {
-  return ep.ports[port.name] ?? port.targetPort ?? port.number;
 }
 
 export function buildLoadAssignment(clusterName: string, port: ServicePort, endpoints: readonly Endpoint[]): Record<string, unknown> {

@@ -14,9 +14,9 @@ import type {
   HttpRoute,
   StringMatch,
   VirtualService,
-} from '../../model/rules.ts';
+} from '../../model/rules/types.ts';
 import type { Service } from '../../model/types.ts';
-import { canonicalHost, type HostIndex } from '../../rules/hosts.ts';
+import { canonicalHost, type HostIndex } from '../../model/rules/hosts.ts';
 import { toAny } from '../proto.ts';
 import { FAULT_FILTER, FAULT_TYPE } from './common.ts';
 import { effectivePolicy, hashPolicy, labelsMatch, subsetCluster, subsetsOf } from './destination-rule.ts';

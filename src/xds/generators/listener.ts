@@ -5,20 +5,12 @@ import { isHttpProtocol } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
 import type { ProxyInfo } from '../proxy.ts';
 import { ADS_SOURCE, routerFilter, socketAddress, tcpProxy } from './common.ts';
-import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener } from './names.ts';
+import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener, type VipTarget } from './names.ts';
 import type { RouteProblem } from './route.ts';
 import { tcpProxyFor, tcpRouter } from './tcp-route.ts';
 import { buildTransparentListeners, transparentHcm } from './transparent.ts';
 
 /** Where traffic addressed to one VIP and port goes. */
-export interface VipTarget {
-  readonly vip: string;
-  readonly port: number;
-  readonly http: boolean;
-  readonly cluster: string;
-  /** The service or interface name the VIP stands for. */
-  readonly name: string;
-}
 
 /**
  * Every VIP:port a sidecar intercepts: services' own addresses and allocated VIPs, and each

@@ -36,3 +36,13 @@ export function defaultHttpPort(svc: Service): ServicePort | undefined {
   const http = svc.ports.filter((p) => isHttpProtocol(p.protocol));
   return http.find((p) => p.number === 80) ?? [...http].sort((a, b) => a.number - b.number)[0];
 }
+
+/** A VIP:port a sidecar intercepts, and the cluster it leads to. */
+export interface VipTarget {
+  readonly vip: string;
+  readonly port: number;
+  readonly http: boolean;
+  readonly cluster: string;
+  /** The service or interface name the VIP stands for. */
+  readonly name: string;
+}

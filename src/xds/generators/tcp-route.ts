@@ -1,8 +1,8 @@
 // VirtualService tcp routes: which cluster(s) an opaque TCP service port forwards to.
 // The listener generator asks per (host, port); the answer plugs into tcp_proxy.
 import type { ModelSnapshot } from '../../model/snapshot.ts';
-import type { VirtualService } from '../../model/rules.ts';
-import { hostIndexOf } from '../../rules/hosts.ts';
+import type { VirtualService } from '../../model/rules/types.ts';
+import { hostIndexOf } from '../../model/rules/hosts.ts';
 import { toAny } from '../proto.ts';
 import { destinationRulesByHost } from './destination-rule.ts';
 import { Refusal, resolveDestination, type RuleContext, virtualServicesByHost } from './http-route.ts';

@@ -11,9 +11,8 @@ import { toAny } from '../proto.ts';
 import type { AppPort, ProxyInfo } from '../proxy.ts';
 import { buildInboundCluster } from './cluster.ts';
 import { faultFilter, socketAddress, tcpProxy } from './common.ts';
-import { inboundCluster, INBOUND_LISTENER, OUTBOUND_LISTENER, OUTBOUND_ROUTE } from './names.ts';
+import { inboundCluster, INBOUND_LISTENER, OUTBOUND_LISTENER, OUTBOUND_ROUTE, type VipTarget } from './names.ts';
 import type { RouteProblem } from './route.ts';
-import type { VipTarget } from './listener.ts';
 import { tcpProxyFor, type TcpRoute } from './tcp-route.ts';
 
 /** Outbound connections to destinations Isthmus does not route: sent on to where they were going. */

@@ -1,8 +1,8 @@
 // The AggregatedDiscoveryService front: decodes requests, dispatches to SotW or delta
 // connections, and exposes status. It depends only on the SnapshotSource interface.
 import type { Subscription as RxSubscription } from 'rxjs';
-import { logger } from '../../log.ts';
-import { metrics } from '../../metrics.ts';
+import { logger } from '../../shared/log.ts';
+import { metrics } from '../../shared/metrics.ts';
 import { decodeToJson, messageType } from '../proto.ts';
 import { type DecodedNode, type ProxyInfo, ProxyMetadataError, proxyFromNode } from '../proxy.ts';
 import { MESSAGE_OF, SHORT_NAME, TYPE_ORDER, type TypeUrl } from '../resources.ts';

@@ -1,6 +1,6 @@
 // State every connection of one ADS server shares: the write budget, the recent change
 // log, the interned name lists.
-import { metrics } from '../../metrics.ts';
+import { metrics } from '../../shared/metrics.ts';
 import type { TypeUrl } from '../resources.ts';
 import { NameTable, SetTable } from './names.ts';
 import type { ResourceSnapshot } from './types.ts';

@@ -4,8 +4,8 @@
 // buffer when it spans DATA frames. A thousand sidecars ACKing 250 KB each then allocate
 // nothing per message, where a general gRPC server allocates two copies of each.
 import http2 from 'node:http2';
-import { logger } from '../../log.ts';
-import { metrics } from '../../metrics.ts';
+import { logger } from '../../shared/log.ts';
+import { metrics } from '../../shared/metrics.ts';
 
 const log = logger('xds');
 

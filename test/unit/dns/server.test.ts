@@ -6,7 +6,7 @@ import { TYPE, type DnsRecord } from '../../../src/dns/rr.ts';
 import { DnsServer } from '../../../src/dns/server.ts';
 import { decodeMessage, encodeQuery, RCODE } from '../../../src/dns/wire.ts';
 import { Zone } from '../../../src/dns/zone.ts';
-import { metrics } from '../../../src/metrics.ts';
+import { metrics } from '../../../src/shared/metrics.ts';
 import { TcpDnsClient, udpExchange, udpQuery } from '../../helpers/dns.ts';
 import { waitFor } from '../../helpers/wait.ts';
 

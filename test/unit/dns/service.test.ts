@@ -6,7 +6,7 @@ import type { ModelSnapshot } from '../../../src/model/snapshot.ts';
 import { MemoryRecordStore } from '../../../src/dns/plan.ts';
 import { recordText, TYPE } from '../../../src/dns/rr.ts';
 import { DnsService, type DnsServiceOptions } from '../../../src/dns/service.ts';
-import type { VipStore } from '../../../src/dns/vip.ts';
+import type { VipStore } from '../../../src/addresses/allocator.ts';
 import { RCODE } from '../../../src/dns/wire.ts';
 import { ep, iface, modelOf, svc, udpQuery } from '../../helpers/dns.ts';
 import { scratchDir } from '../../helpers/processes.ts';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mergeStates } from '../../../src/model/aggregate.ts';
 import { ModelSnapshot } from '../../../src/model/snapshot.ts';
 import type { Endpoint, RegistryState, Service, Workload } from '../../../src/model/types.ts';
-import { doc, drOf, parseOne, vsOf } from '../rules/helpers.ts';
+import { doc, drOf, parseOne, vsOf } from './rules/helpers.ts';
 
 const origin = (registry: string) => ({ registry, ref: 'test' });
 

@@ -3,13 +3,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mergeStates } from '../../../src/model/aggregate.ts';
-import type { DestinationRule } from '../../../src/model/rules.ts';
+import type { DestinationRule } from '../../../src/model/rules/types.ts';
 import type { ModelSnapshot } from '../../../src/model/snapshot.ts';
 import type { Endpoint, Service } from '../../../src/model/types.ts';
 import { type Generation, type ResourceMap, XdsCache } from '../../../src/xds/cache.ts';
 import { proxyFromNode, type ProxyInfo } from '../../../src/xds/proxy.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../../src/xds/resources.ts';
-import { doc, drOf, parseOne } from '../rules/helpers.ts';
+import { doc, drOf, parseOne } from '../model/rules/helpers.ts';
 import { endpoint, proxy, service } from './fixtures.ts';
 
 const host = (i: number): string => `s${i}.shop.svc.cluster.local`;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { metrics } from '../../../src/metrics.ts';
+import { metrics } from '../../../src/shared/metrics.ts';
 import { XdsCache } from '../../../src/xds/cache.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE } from '../../../src/xds/resources.ts';
 import { SotwConnection } from '../../../src/xds/server/sotw.ts';

@@ -5,14 +5,14 @@ import assert from 'node:assert/strict';
 import { mergeStates } from '../../../src/model/aggregate.ts';
 import type { ModelSnapshot } from '../../../src/model/snapshot.ts';
 import type { Endpoint } from '../../../src/model/types.ts';
-import type { DestinationRule, VirtualService } from '../../../src/model/rules.ts';
+import type { DestinationRule, VirtualService } from '../../../src/model/rules/types.ts';
 import { decodeToJson } from '../../../src/xds/proto.ts';
 import { XdsCache } from '../../../src/xds/cache.ts';
 import { tcpRouteFor } from '../../../src/xds/generators/tcp-route.ts';
 import { proxyLabels } from '../../../src/xds/generators/http-route.ts';
 import { proxyFromNode, type ProxyInfo } from '../../../src/xds/proxy.ts';
 import { ROUTE_TYPE } from '../../../src/xds/resources.ts';
-import { doc, drOf, parseOne, vsOf } from '../rules/helpers.ts';
+import { doc, drOf, parseOne, vsOf } from '../model/rules/helpers.ts';
 import { endpoint, service } from './fixtures.ts';
 
 const WEB = 'web.shop.svc.cluster.local';

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { setLogLevel } from '../../../../src/log.ts';
-import { metrics } from '../../../../src/metrics.ts';
+import { setLogLevel } from '../../../../src/shared/log.ts';
+import { metrics } from '../../../../src/shared/metrics.ts';
 import { FileRegistry } from '../../../../src/registries/file/index.ts';
 import { hostnames, Recorder, tempDir, until } from './helpers.ts';
 

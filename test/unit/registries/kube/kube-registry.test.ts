@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Subscription } from 'rxjs';
-import { metrics } from '../../../../src/metrics.ts';
+import { metrics } from '../../../../src/shared/metrics.ts';
 import type { RegistryState } from '../../../../src/model/types.ts';
 import { KubeRegistry } from '../../../../src/registries/kube/index.ts';
 import type { RpcServiceStatus } from '../../../../src/registries/kube/rpcservice.ts';

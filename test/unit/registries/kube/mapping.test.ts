@@ -11,7 +11,8 @@ import { describeFailures } from '../../../../src/registries/kube/kube-registry.
 import { type ClusterContext, type NodeLike, type PodLike, podWorkloads } from '../../../../src/registries/kube/pods.ts';
 import { mapRpcServices, type RpcServiceLike, withConditions } from '../../../../src/registries/kube/rpcservice.ts';
 import { type EndpointSliceLike, mapServices, servicePortProtocol, type ServiceLike } from '../../../../src/registries/kube/services.ts';
-import { KubeUrlError, parseKubeUrl } from '../../../../src/registries/kube/url.ts';
+import { KubeUrlError } from '../../../../src/registries/kube/errors.ts';
+import { parseKubeUrl } from '../../../../src/registries/kube/url.ts';
 import { mapProviders } from '../../../../src/registries/soa/mapping.ts';
 import { buildProviderUrl, parseProviderKey, providerKey } from '../../../../src/registries/soa/provider.ts';
 

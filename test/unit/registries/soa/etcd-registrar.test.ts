@@ -4,7 +4,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Etcd3 } from 'etcd3';
-import { setLogLevel } from '../../../../src/log.ts';
+import { setLogLevel } from '../../../../src/shared/log.ts';
 import { EtcdRegistrar, type EtcdRegistrarOptions } from '../../../../src/registries/soa/etcd-registrar.ts';
 import { EtcdRegistry } from '../../../../src/registries/soa/etcd.ts';
 import { parseProviderKey, type ProviderSpec } from '../../../../src/registries/soa/provider.ts';

@@ -3,7 +3,7 @@
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Etcd3 } from 'etcd3';
-import { metrics } from '../../../../src/metrics.ts';
+import { metrics } from '../../../../src/shared/metrics.ts';
 import type { RegistryState } from '../../../../src/model/types.ts';
 import { EtcdRegistry, type EtcdRegistryOptions } from '../../../../src/registries/soa/etcd.ts';
 import { buildProviderUrl, providerKey, type ProviderSpec } from '../../../../src/registries/soa/provider.ts';

@@ -2,7 +2,7 @@
 // malformed nodes rejected without disturbing the rest.
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { metrics } from '../../../../src/metrics.ts';
+import { metrics } from '../../../../src/shared/metrics.ts';
 import { providerKey } from '../../../../src/registries/soa/provider.ts';
 import { ZkRegistry } from '../../../../src/registries/soa/zk.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, stopAll } from '../../../helpers/processes.ts';

@@ -1,8 +1,8 @@
 // Shared by the rule tests: documents as objects, parsed by the real manifest parser.
 import { stringify } from 'yaml';
-import type { DestinationRule, VirtualService } from '../../../src/model/rules.ts';
-import type { Rejection } from '../../../src/model/types.ts';
-import { type ParsedDoc, parseManifests } from '../../../src/registries/file/index.ts';
+import type { DestinationRule, VirtualService } from '../../../../src/model/rules/types.ts';
+import type { Rejection } from '../../../../src/model/types.ts';
+import { type ParsedDoc, parseManifests } from '../../../../src/registries/file/index.ts';
 
 export const REG = 'file:///etc/isthmus';
 export const SOURCE = 'conf/rules.yaml';

@@ -1,6 +1,6 @@
 // What every rule reader is given about the document besides its spec.
-import type { RuleLocation } from '../model/rules.ts';
-import type { Origin } from '../model/types.ts';
+import type { RuleLocation } from './types.ts';
+import type { Origin } from '../types.ts';
 
 export interface RuleMeta {
   readonly name: string;

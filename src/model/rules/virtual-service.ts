@@ -18,8 +18,8 @@ import type {
   TcpMatch,
   TcpRoute,
   VirtualService,
-} from '../model/rules.ts';
-import { Checker, isIpOrCidr } from '../registries/file/checks.ts';
+} from './types.ts';
+import { Checker, isIpOrCidr } from '../../shared/checks.ts';
 import {
   absent,
   bool,

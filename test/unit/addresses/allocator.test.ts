@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseCidr } from '../../../src/dns/ip.ts';
-import { allocate, VipAllocator, VipExhaustedError, type VipStore, type VipTable } from '../../../src/dns/vip.ts';
-import { FileVipStore } from '../../../src/dns/vip-file-store.ts';
-import { metrics } from '../../../src/metrics.ts';
+import { parseCidr } from '../../../src/shared/ip.ts';
+import { allocate, VipAllocator, VipExhaustedError, type VipStore, type VipTable } from '../../../src/addresses/allocator.ts';
+import { FileVipStore } from '../../../src/addresses/file-store.ts';
+import { metrics } from '../../../src/shared/metrics.ts';
 import { scratchDir } from '../../helpers/processes.ts';
 
 const TTL = 30;

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MAX_REGEX_LENGTH, re2Error } from '../../../src/rules/re2.ts';
+import { MAX_REGEX_LENGTH, re2Error } from '../../../../src/model/rules/re2.ts';
 
 describe('re2Error: patterns RE2 accepts', () => {
   const valid = [

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { DestinationRule } from '../../../src/model/rules.ts';
+import type { DestinationRule } from '../../../../src/model/rules/types.ts';
 import { doc, drOf, parseDocs, parseOne, REG, rejectionsOf, SOURCE, warningsOf } from './helpers.ts';
 
 function spec(patch: Record<string, unknown> = {}): Record<string, unknown> {

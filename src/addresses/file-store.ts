@@ -9,7 +9,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
-import type { CasResult, VersionedVipTable, VipStore, VipTable } from './vip.ts';
+import type { CasResult, VersionedVipTable, VipStore, VipTable } from './allocator.ts';
 
 const FORMAT = 1;
 

@@ -2,8 +2,9 @@
 // revision (0 when absent), and compare-and-swap is a transaction on that revision, so
 // replicas sharing one etcd agree on every allocation.
 import { Etcd3 } from 'etcd3';
-import { clientOptions, normalizeRoot } from '../registries/soa/etcd.ts';
-import type { CasResult, VersionedVipTable, VipStore, VipTable } from './vip.ts';
+import { clientOptions } from '../shared/etcd.ts';
+import { normalizeRoot } from '../shared/paths.ts';
+import type { CasResult, VersionedVipTable, VipStore, VipTable } from './allocator.ts';
 
 export const DEFAULT_VIP_KEY = '/isthmus/vips';
 

@@ -18,8 +18,8 @@ import type {
   Subset,
   TcpPoolSettings,
   TrafficPolicy,
-} from '../model/rules.ts';
-import { Checker, isMapping } from '../registries/file/checks.ts';
+} from './types.ts';
+import { Checker, isMapping } from '../../shared/checks.ts';
 import { absent, bool, count, duration, exportTo, items, obj, port, required, sub, text, UINT32_MAX, type Warnings } from './fields.ts';
 import { hostSyntaxError } from './hosts.ts';
 import type { RuleMeta } from './meta.ts';

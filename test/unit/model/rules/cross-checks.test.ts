@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { DestinationRule, VirtualService } from '../../../src/model/rules.ts';
-import type { Service } from '../../../src/model/types.ts';
-import { canonicalHost, checkRules, findDestinationRule, hostIndex, qualifyHost } from '../../../src/rules/index.ts';
+import type { DestinationRule, VirtualService } from '../../../../src/model/rules/types.ts';
+import type { Service } from '../../../../src/model/types.ts';
+import { canonicalHost, checkRules, findDestinationRule, hostIndex, qualifyHost } from '../../../../src/model/rules/index.ts';
 import { doc, drOf, parseDocs, SOURCE, vsOf } from './helpers.ts';
 
 /** Parses rule documents (as one file) and splits them by kind, in order. */

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { VirtualService } from '../../../src/model/rules.ts';
+import type { VirtualService } from '../../../../src/model/rules/types.ts';
 import { doc, parseDocs, parseOne, REG, rejectionsOf, SOURCE, vsOf, warningsOf } from './helpers.ts';
 
 const ROUTE = [{ destination: { host: 'reviews.shop.local' } }];

@@ -12,9 +12,9 @@
 // - The table is written with compare-and-swap on a version number; a lost race re-reads
 //   and recomputes.
 import { createHash } from 'node:crypto';
-import { logger } from '../log.ts';
-import { metrics } from '../metrics.ts';
-import { type Cidr, cidrContains, formatIp, parseCidr, parseIp } from './ip.ts';
+import { logger } from '../shared/log.ts';
+import { metrics } from '../shared/metrics.ts';
+import { type Cidr, cidrContains, formatIp, parseCidr, parseIp } from '../shared/ip.ts';
 
 const log = logger('dns.vip');
 const allocatedGauge = metrics.gauge('isthmus_dns_vips_allocated', 'VIPs allocated to names.');

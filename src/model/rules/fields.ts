@@ -1,8 +1,8 @@
 // Field readers for the Istio rule kinds, on top of the file registry's Checker: each reports
 // what is wrong with an exact field path and carries on, so one pass finds every problem.
 
-import type { HeaderMatch, HeaderOperations, Headers, StringMatch } from '../model/rules.ts';
-import { Checker, describe, isDns1123Label, isMapping, sub } from '../registries/file/checks.ts';
+import type { HeaderMatch, HeaderOperations, Headers, StringMatch } from './types.ts';
+import { Checker, describe, isDns1123Label, isMapping, sub } from '../../shared/checks.ts';
 import { re2Error } from './re2.ts';
 
 /** Problems that do not stop a rule from being served (Istio's validation warnings). */

@@ -8,8 +8,8 @@
 //  - hosts the model does not know: a warning only, as they may come from another registry.
 // "First" is the order given: callers pass rules in registry order, then file order.
 
-import type { Destination, DestinationRule, VirtualService } from '../model/rules.ts';
-import type { Rejection } from '../model/types.ts';
+import type { Destination, DestinationRule, VirtualService } from './types.ts';
+import type { Rejection } from '../types.ts';
 import { canonicalHost, hostCovers, type HostIndex, isIpAddress, isKnownHost } from './hosts.ts';
 
 export interface RuleCheckResult {

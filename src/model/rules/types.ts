@@ -8,7 +8,7 @@
 //  - defaults Istio documents are filled in where noted (weights, percentages, redirect code);
 //    anything else that is absent is undefined and Istio's (Envoy's) default applies;
 //  - fields Isthmus does not support are refused when read, never carried silently.
-import type { Origin } from './types.ts';
+import type { Origin } from '../origin.ts';
 
 /** Where a rule document was read: for rejections and warnings that point into it. */
 export interface RuleLocation {

@@ -7,8 +7,8 @@
 // too (a ServiceEntry with `hosts: [reviews]`). Names compare case-insensitively, as DNS.
 
 import { isIP } from 'node:net';
-import type { ModelSnapshot } from '../model/snapshot.ts';
-import type { Service } from '../model/types.ts';
+import type { ModelSnapshot } from '../snapshot.ts';
+import type { Service } from '../types.ts';
 
 const LABEL = /^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?$/;
 

@@ -5,14 +5,13 @@
 // 1. dnsperf (-v: one line per answer, for percentiles) against each server: QPS and latency.
 // 2. Registry change → DNS answer: a new interface is added to the registry; the time until
 //    a UDP query to each server answers it (polled every 2 ms with a small in-process client).
+import { TestDns } from '../test/helpers/dns-pipeline.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { benchOptions } from './cli.ts';
 import { EtcdRecordStore } from '../src/dns/etcd-store.ts';
-import { DnsService } from '../src/dns/service.ts';
 import { TYPE } from '../src/dns/rr.ts';
-import { aggregate } from '../src/model/aggregate.ts';
 import { MemoryRegistry } from '../src/registries/memory.ts';
 import { mapProviders } from '../src/registries/soa/mapping.ts';
 import { parseProviderUrl } from '../src/registries/soa/provider.ts';
@@ -100,10 +99,10 @@ async function main(): Promise<void> {
   const etcd = await startEtcd({ name: 'bench-etcd' });
   const coredns = await startCoreDns({ etcd: etcd.endpoint, name: 'bench-coredns' });
   const store = new EtcdRecordStore({ endpoints: [etcd.endpoint], zone: Z });
-  const dns = new DnsService({ listen: `127.0.0.1:${await freePort()}`, zone: Z, cidr: '240.240.0.0/16', ttl: 30, vipStorePath: path.join(dir, 'vips.json'), stores: [store], storeResyncMs: 0 });
+  const dns = new TestDns({ listen: `127.0.0.1:${await freePort()}`, zone: Z, cidr: '240.240.0.0/16', ttl: 30, vipStorePath: path.join(dir, 'vips.json'), stores: [store], storeResyncMs: 0 });
   try {
     const t0 = performance.now();
-    await dns.start(aggregate([registry]));
+    await dns.follow([registry]);
     while (dns.records().length === 0) await sleep(10);
     const firstMs = performance.now() - t0;
     const records = dns.records();

@@ -46,11 +46,12 @@ async function main(): Promise<void> {
 
   // Time each cache build (bench-side wrapper; Isthmus itself is unchanged).
   let lastBuildMs = 0;
-  const update = isthmus.cache.update.bind(isthmus.cache);
-  isthmus.cache.update = (m) => {
+  const cache = isthmus.xds.cache;
+  const update = cache.update.bind(cache);
+  cache.update = (m, vips) => {
     const t = performance.now();
     try {
-      return update(m);
+      return update(m, vips);
     } finally {
       lastBuildMs = performance.now() - t;
     }
@@ -62,7 +63,7 @@ async function main(): Promise<void> {
     ready = true;
     send({ type: 'ready', xdsPort: isthmus.xdsPort, adminPort: isthmus.adminPort, buildMs: lastBuildMs, t: now() });
   };
-  isthmus.snapshots.subscribe((g) => {
+  isthmus.xds.snapshots.subscribe((g) => {
     const t = now();
     if (!started) return;
     if (!ready) sendReady();

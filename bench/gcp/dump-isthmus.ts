@@ -27,7 +27,7 @@ const isthmus = new Isthmus({
   syncTimeoutMs: DEFAULTS.syncTimeoutMs,
 });
 await isthmus.start();
-const g = isthmus.cache.generation ?? (await firstValueFrom(isthmus.snapshots), isthmus.cache.generation);
+const g = isthmus.xds.current() ?? (await firstValueFrom(isthmus.xds.snapshots), isthmus.xds.current());
 if (!g) throw new Error('no generation');
 // The node the simulated proxies send (bench/sim-proxies.ts).
 const proxy = proxyFromNode({ id: 'sim-0.bench', cluster: 'bench', user_agent_name: 'envoy', metadata: { fields: { ISTHMUS_MODE: { stringValue: 'explicit' } } } });

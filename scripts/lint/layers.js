@@ -16,7 +16,7 @@ export const LAYERS = {
   registries: ['shared', 'model', 'registries'],
   addresses: ['shared', 'model', 'addresses'],
   xds: ['shared', 'model', 'xds'],
-  dns: ['shared', 'model', 'addresses', 'dns'], // addresses: until the address stage leaves DnsService
+  dns: ['shared', 'model', 'dns'],
   admin: ['shared', 'model', 'admin'],
   pipeline: ['shared', 'model', 'addresses', 'pipeline'],
 };

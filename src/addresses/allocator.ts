@@ -247,6 +247,11 @@ export class VipAllocator {
     usableGauge.set({}, Number(count));
   }
 
+  /** The store's id, for logs and status. */
+  get storeId(): string {
+    return this.store.id;
+  }
+
   /** The table as last read or written. */
   table(): VipTable | undefined {
     return this.cached?.table;

@@ -6,10 +6,17 @@
 // (created exclusively) around read-compare-write, so two processes sharing the file cannot
 // both win; a lock older than `staleLockMs` is taken to be left by a dead process.
 import fs from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import type { CasResult, VersionedVipTable, VipStore, VipTable } from './allocator.ts';
+
+/** Where the VIP table lives when no path is given: $ISTHMUS_STATE_DIR, else ~/.local/state/isthmus. */
+export function defaultVipStorePath(): string {
+  const dir = process.env.ISTHMUS_STATE_DIR ?? path.join(os.homedir(), '.local', 'state', 'isthmus');
+  return path.join(dir, 'vips.json');
+}
 
 const FORMAT = 1;
 

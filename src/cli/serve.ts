@@ -4,7 +4,8 @@ import { DEFAULT_INTAKE_BYTES } from '../xds/server/transport.ts';
 import { registryFromUrl, RegistryUrlError, REGISTRY_SCHEMES } from '../registries/index.ts';
 import { address, byteSize, durationMs, parse, UsageError } from './args.ts';
 import { logger } from '../shared/log.ts';
-import { DNS_DEFAULTS, defaultVipStorePath } from '../dns/index.ts';
+import { DEFAULT_VIP_CIDR, defaultVipStorePath } from '../addresses/index.ts';
+import { DNS_DEFAULTS } from '../dns/index.ts';
 import { parseCidr } from '../shared/ip.ts';
 
 export const SERVE_HELP = `Usage: isthmus serve [options]
@@ -35,7 +36,7 @@ Options:
                           forward queries outside the zone there (default: refuse them)
   --dns-publish-timeout DUR
                           longest wait for sidecars to ACK new VIPs before DNS names them (default 5s)
-  --vip-cidr CIDR         range VIPs are allocated from (default ${DNS_DEFAULTS.cidr})
+  --vip-cidr CIDR         range VIPs are allocated from (default ${DEFAULT_VIP_CIDR})
   --vip-store PATH|etcd://HOST:PORT[/KEY]
                           where VIP allocations are kept across restarts; etcd shares them
                           between replicas (default ${defaultVipStorePath()})
@@ -87,7 +88,7 @@ export async function serve(argv: string[]): Promise<number> {
   if (dnsListen !== 'off') {
     const ttl = Number(values['dns-ttl'] ?? DNS_DEFAULTS.ttl);
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > 86400) throw new UsageError(`--dns-ttl "${values['dns-ttl']}": expected whole seconds 1-86400`);
-    const cidr = values['vip-cidr'] ?? DNS_DEFAULTS.cidr;
+    const cidr = values['vip-cidr'] ?? DEFAULT_VIP_CIDR;
     try {
       parseCidr(cidr);
     } catch (e) {
@@ -113,8 +114,7 @@ export async function serve(argv: string[]): Promise<number> {
       zone,
       cidr,
       ttl,
-      vipStorePath: vipStore.startsWith('etcd:') ? defaultVipStorePath() : vipStore,
-      ...(vipStore.startsWith('etcd:') ? { vipStoreUrl: vipStore } : {}),
+      vipStore,
       ...(dnsStore ? { storeUrl: dnsStore } : {}),
       ...(recordsApi ? { recordsApi } : {}),
       ...(values['dns-upstream'] ? { upstream: address('dns-upstream', values['dns-upstream'], '') } : {}),

@@ -40,6 +40,11 @@ export interface RecordsOptions {
   readonly zone: string;
   /** TTL of every record, in seconds. */
   readonly ttl: number;
+  /**
+   * Names waiting for a VIP, with why: they get no record at all until they have one, so a
+   * client never caches an answer that bypasses its sidecar.
+   */
+  readonly waiting?: { readonly names: ReadonlySet<string>; readonly reason: string };
 }
 
 /** A name that gets no record, and why. */
@@ -51,17 +56,6 @@ export interface RecordProblem {
 export interface DesiredRecords {
   readonly records: readonly DnsRecord[];
   readonly problems: readonly RecordProblem[];
-}
-
-/**
- * Names that need a VIP: every interface, and every service (by primary hostname) without
- * an address of its own. Wildcard hosts get none. Sorted.
- */
-export function vipNames(model: ModelSnapshot): string[] {
-  const names = new Set<string>();
-  for (const svc of model.services.values()) if (svc.addresses.length === 0 && !svc.hostname.startsWith('*')) names.add(svc.hostname.toLowerCase());
-  for (const name of model.interfaces.keys()) names.add(name.toLowerCase());
-  return [...names].sort();
 }
 
 /** Instance name of an endpoint address in the zone; undefined for a non-IP address. */
@@ -101,6 +95,7 @@ export function desiredRecords(model: ModelSnapshot, vips: ReadonlyMap<string, s
     if (name === zone) return void problems.push({ name, reason: `${owner}: the zone apex holds only SOA and NS records` });
     if (inZone(name, instanceRoot)) return void problems.push({ name, reason: `${owner}: names under ${instanceRoot} are reserved for instance names` });
     if (!HOSTNAME.test(name)) return void problems.push({ name, reason: `${owner}: not a valid DNS hostname` });
+    if (opts.waiting?.names.has(name)) return void problems.push({ name, reason: `${owner}: waiting for a VIP (${opts.waiting.reason})` });
     const prev = owners.get(name);
     if (prev !== undefined && prev !== owner) return void problems.push({ name, reason: `${owner}: the name already belongs to ${prev}` });
     owners.set(name, owner);

@@ -1,23 +1,20 @@
-// DNS addressing as one component: model → VIPs → desired records → zone (built-in
-// responder) and → any further record stores (desired → plan → store).
+// The DNS output: mesh snapshots (the model and its VIPs) → desired records → zone (the
+// built-in responder) and → any further record stores (desired → plan → store).
 //
-// Models are processed one at a time; while one is being applied only the latest of the
-// models that arrive meanwhile is kept. A model whose registries have not all synced only
-// adds VIPs, never frees them. A failure (the VIP store unreachable, say) keeps the last
-// good zone, is logged and counted, and is retried with backoff on the latest model.
-import os from 'node:os';
-import path from 'node:path';
-import { BehaviorSubject, filter, type Observable, type Subscription } from 'rxjs';
+// Snapshots are applied one at a time; while one is being applied only the latest of those
+// that arrive meanwhile is kept. A new name is published only once the sidecars route it
+// (`routed`, bounded by `publishTimeoutMs`): a wait on this side, never a driver of xDS.
+// A failing record store does not hold the zone back; it is retried with backoff.
+import { BehaviorSubject, filter, type Observable } from 'rxjs';
+import { backoffDelay } from '../shared/backoff.ts';
 import { logger } from '../shared/log.ts';
 import { metrics } from '../shared/metrics.ts';
+import type { MeshSnapshot } from '../model/mesh-snapshot.ts';
 import { DEFAULT_ZONE } from '../model/naming.ts';
-import type { ModelSnapshot } from '../model/snapshot.ts';
 import { emptyPlan, type RecordStore, sync } from './plan.ts';
-import { DEFAULT_TTL, desiredRecords, type RecordProblem, vipNames } from './records.ts';
+import { DEFAULT_TTL, desiredRecords, type RecordProblem } from './records.ts';
 import { type DnsRecord, recordText, sortRecords } from './rr.ts';
 import { DEFAULT_DNS_LISTEN, DnsServer } from './server.ts';
-import { DEFAULT_VIP_CIDR, type VipExhaustedError, VipAllocator, type VipStore } from '../addresses/allocator.ts';
-import { FileVipStore } from '../addresses/file-store.ts';
 import { Zone } from './zone.ts';
 
 const log = logger('dns');
@@ -26,39 +23,34 @@ const problemsGauge = metrics.gauge('isthmus_dns_record_problems', 'Model names 
 const updatesTotal = metrics.counter('isthmus_dns_zone_updates_total', 'New zone versions served by the built-in responder.');
 const failuresTotal = metrics.counter('isthmus_dns_update_failures_total', 'Model changes that could not be turned into DNS records, by stage.');
 const shadowedGauge = metrics.gauge('isthmus_dns_manual_records_shadowed', 'Manual records (records API) not served because the model now gives records to their name.');
+const publishWaits = metrics.counter('isthmus_dns_publish_waits_total', 'Waits for sidecars to ACK new VIPs before DNS publishes them, by result.');
 const updateSeconds = metrics.histogram('isthmus_dns_update_seconds', 'Time from a model to its records being served.', [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]);
-
-/** Where the VIP table lives when no path is given: $ISTHMUS_STATE_DIR, else ~/.local/state/isthmus. */
-export function defaultVipStorePath(): string {
-  const dir = process.env.ISTHMUS_STATE_DIR ?? path.join(os.homedir(), '.local', 'state', 'isthmus');
-  return path.join(dir, 'vips.json');
-}
 
 export const DNS_DEFAULTS = {
   listen: DEFAULT_DNS_LISTEN,
   zone: DEFAULT_ZONE,
-  cidr: DEFAULT_VIP_CIDR,
   ttl: DEFAULT_TTL,
 } as const;
+
+/** Whether every sidecar routes what the current xDS generation routes; see DnsServiceOptions.routed. */
+export interface RoutedResult {
+  readonly synced: boolean;
+  /** Proxies that had not ACKed when the wait ended. */
+  readonly lagging: readonly string[];
+}
 
 export interface DnsServiceOptions {
   /** HOST:PORT for UDP and TCP (default 127.0.0.1:15053; port 0 picks one). */
   readonly listen: string;
   readonly zone: string;
-  /** VIP range (default 240.240.0.0/16). */
-  readonly cidr: string;
-  /** Record TTL in seconds (default 30); freed VIPs are held back for twice this. */
+  /** Record TTL in seconds (default 30). */
   readonly ttl: number;
-  /** The local-file VIP table; ignored when `vipStore` is given. */
-  readonly vipStorePath: string;
   /** Upstream HOST:PORT for names outside the zone; without it they are REFUSED. */
   readonly upstream?: string;
   /** Negative-caching TTL (SOA minimum); default: `ttl`. */
   readonly negativeTtl?: number;
   /** Largest UDP answer, advertised in EDNS (default 1232). */
   readonly udpPayloadSize?: number;
-  /** Another VIP store (an etcd one) instead of the local file. */
-  readonly vipStore?: VipStore;
   /** Further record stores kept in step with the zone (e.g. etcd for CoreDNS). */
   readonly stores?: readonly RecordStore[];
   /**
@@ -69,11 +61,13 @@ export interface DnsServiceOptions {
   readonly storeResyncMs?: number;
   readonly clock?: () => number;
   /**
-   * Runs after VIPs are allocated and before the zone changes: the server routes the new
-   * VIPs in xDS and waits (bounded) for sidecars to ACK, so no client resolves a VIP that
-   * no sidecar intercepts yet.
+   * Resolves once every sidecar has ACKed the xDS generation built from the snapshot being
+   * applied (or `timeoutMs` passed). Awaited before a name new to the zone is published,
+   * so no client resolves a VIP that no sidecar intercepts yet.
    */
-  readonly beforePublish?: (model: ModelSnapshot, vips: ReadonlyMap<string, string>) => Promise<void>;
+  readonly routed?: (timeoutMs: number) => Promise<RoutedResult>;
+  /** Longest wait for `routed` (default 5 s); a timeout is logged and counted. */
+  readonly publishTimeoutMs?: number;
 }
 
 /** One applied model: what the responder serves from now on. */
@@ -83,18 +77,25 @@ export interface DnsGeneration {
   readonly records: readonly DnsRecord[];
   readonly problems: readonly RecordProblem[];
   readonly vips: ReadonlyMap<string, string>;
-  readonly exhausted?: VipExhaustedError;
+  /** Names waiting for a VIP (not published until they have one), and why. */
+  readonly pending: readonly string[];
+  readonly pendingReason?: string;
+  readonly cidr?: string;
+  readonly vipStore?: string;
 }
 
 export interface DnsStatus {
   readonly listen: string;
   readonly zone: string;
-  readonly cidr: string;
-  readonly vipStore: string;
+  readonly cidr?: string;
+  readonly vipStore?: string;
   readonly serial?: number;
   readonly modelVersion?: string;
   readonly records: number;
   readonly vips: number;
+  /** Names of the model that wait for a VIP (the VIP store unreachable, the range exhausted), and why. */
+  readonly pendingNames: readonly string[];
+  readonly pendingReason?: string;
   readonly problems: readonly RecordProblem[];
   readonly error?: string;
   /** Last failure to bring a record store (etcd) in step; cleared by the next success. */
@@ -105,34 +106,29 @@ export class DnsService {
   readonly server: DnsServer;
   private readonly opts: DnsServiceOptions;
   private readonly zoneName: string;
-  private readonly vipStore: VipStore;
-  private readonly allocator: VipAllocator;
   private readonly generations = new BehaviorSubject<DnsGeneration | undefined>(undefined);
   /** Every applied generation, the current one first. */
   readonly changes: Observable<DnsGeneration>;
-  private sub: Subscription | undefined;
-  private pending: { model: ModelSnapshot; at: number } | undefined;
+  private pending: { snapshot: MeshSnapshot; at: number } | undefined;
   private running: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
-  private retryMs = 0;
+  private retries = 0;
   private lastError: string | undefined;
   private serial = 0;
   private closed = false;
   private resyncTimer: NodeJS.Timeout | undefined;
   private storeRetryTimer: NodeJS.Timeout | undefined;
-  private storeRetryMs = 0;
+  private storeRetries = 0;
   private storeError: string | undefined;
   private manual: readonly DnsRecord[] = [];
   private shadowed: readonly string[] = [];
-  private lastModel: ModelSnapshot | undefined;
+  private lastSnapshot: MeshSnapshot | undefined;
   /** The model's records of the current generation (without manual ones): what `stores` hold. */
   private modelRecords: readonly DnsRecord[] = [];
 
   constructor(opts: DnsServiceOptions) {
     this.opts = opts;
     this.zoneName = opts.zone.toLowerCase().replace(/\.$/, '');
-    this.vipStore = opts.vipStore ?? new FileVipStore(opts.vipStorePath);
-    this.allocator = new VipAllocator(this.vipStore, { cidr: opts.cidr, ttl: opts.ttl, ...(opts.clock ? { clock: opts.clock } : {}) });
     this.server = new DnsServer({
       listen: opts.listen,
       zone: this.zoneName,
@@ -147,13 +143,9 @@ export class DnsService {
     return this.server.port;
   }
 
-  /** Binds the responder, then follows `models`. Until the first model is applied, in-zone queries get SERVFAIL. */
-  async start(models: Observable<ModelSnapshot>): Promise<void> {
+  /** Binds the responder. Until the first snapshot is applied (`offer`), in-zone queries get SERVFAIL. */
+  async start(): Promise<void> {
     await this.server.listen();
-    this.sub = models.subscribe({
-      next: (m) => this.offer(m),
-      error: (e) => log.error('model stream failed; DNS keeps serving the last zone', { error: e }),
-    });
     const every = this.opts.storeResyncMs ?? 30_000;
     if (every > 0 && this.opts.stores?.length) {
       this.resyncTimer = setInterval(() => {
@@ -175,12 +167,11 @@ export class DnsService {
     clearTimeout(this.storeRetryTimer);
     this.storeRetryTimer = undefined;
     if (error === undefined) {
-      this.storeRetryMs = 0;
+      this.storeRetries = 0;
       this.storeError = undefined;
       return;
     }
     this.storeError = (error as Error).message;
-    this.storeRetryMs = Math.min(30_000, this.storeRetryMs ? this.storeRetryMs * 2 : 500);
     this.storeRetryTimer = setTimeout(() => {
       if (this.closed) return;
       if (this.running) return this.storeFailed(error);
@@ -190,7 +181,7 @@ export class DnsService {
           this.running = undefined;
           if (this.pending && !this.closed) this.running = this.drain().finally(() => (this.running = undefined));
         });
-    }, this.storeRetryMs);
+    }, backoffDelay(this.storeRetries++, RETRY));
     this.storeRetryTimer.unref();
   }
 
@@ -221,7 +212,7 @@ export class DnsService {
    */
   setManualRecords(records: readonly DnsRecord[]): void {
     this.manual = [...records];
-    if (this.lastModel) this.offer(this.lastModel);
+    if (this.lastSnapshot) this.offer(this.lastSnapshot, true);
   }
 
   /** Names the model gives records to now (what the records API must not touch). */
@@ -248,11 +239,13 @@ export class DnsService {
     return {
       listen: `${this.server.host}:${this.server.port}`,
       zone: this.zoneName,
-      cidr: this.allocator.cidr.text,
-      vipStore: this.vipStore.id,
+      ...(g?.cidr ? { cidr: g.cidr } : {}),
+      ...(g?.vipStore ? { vipStore: g.vipStore } : {}),
       ...(g ? { serial: g.serial, modelVersion: g.modelVersion } : {}),
       records: g?.records.length ?? 0,
       vips: g?.vips.size ?? 0,
+      pendingNames: g?.pending ?? [],
+      ...(g?.pendingReason ? { pendingReason: g.pendingReason } : {}),
       problems: g?.problems ?? [],
       ...(this.lastError ? { error: this.lastError } : {}),
       ...(this.storeError ? { storeError: this.storeError } : {}),
@@ -261,21 +254,21 @@ export class DnsService {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.sub?.unsubscribe();
     clearTimeout(this.retryTimer);
     clearInterval(this.resyncTimer);
     clearTimeout(this.storeRetryTimer);
     this.pending = undefined;
     await this.running;
     await this.server.close();
-    await this.vipStore.close();
     this.generations.complete();
   }
 
-  private offer(model: ModelSnapshot): void {
+  /** Applies a snapshot (after the one being applied, if any); an equal version is applied once, unless `force`. */
+  offer(snapshot: MeshSnapshot, force = false): void {
     if (this.closed) return;
-    this.lastModel = model;
-    this.pending = { model, at: performance.now() };
+    if (!force && snapshot.version === this.lastSnapshot?.version) return;
+    this.lastSnapshot = snapshot;
+    this.pending = { snapshot, at: performance.now() };
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.running ??= this.drain().finally(() => (this.running = undefined));
@@ -283,31 +276,39 @@ export class DnsService {
 
   private async drain(): Promise<void> {
     while (this.pending && !this.closed) {
-      const { model, at } = this.pending;
+      const { snapshot, at } = this.pending;
       this.pending = undefined;
       try {
-        await this.apply(model);
+        await this.apply(snapshot);
         updateSeconds.observe({}, (performance.now() - at) / 1000);
-        this.retryMs = 0;
+        this.retries = 0;
         this.lastError = undefined;
       } catch (e) {
         failuresTotal.inc({ stage: 'model' });
         this.lastError = (e as Error).message;
-        this.retryMs = Math.min(30_000, this.retryMs ? this.retryMs * 2 : 500);
-        log.error('DNS update failed; the last zone is still served', { model: model.version, retryInMs: this.retryMs, error: e });
+        const delay = backoffDelay(this.retries++, RETRY);
+        log.error('DNS update failed; the last zone is still served', { model: snapshot.model.version, retryInMs: delay, error: e });
         if (!this.pending && !this.closed) {
-          this.retryTimer = setTimeout(() => this.offer(model), this.retryMs);
+          this.retryTimer = setTimeout(() => this.offer(snapshot, true), delay);
           this.retryTimer.unref();
         }
       }
     }
   }
 
-  private async apply(model: ModelSnapshot): Promise<void> {
-    const free = model.registries.every((r) => r.synced);
-    const { vips, exhausted } = await this.allocator.reconcile(vipNames(model), { free });
-    const desired = desiredRecords(model, vips, { zone: this.zoneName, ttl: this.opts.ttl });
-    await this.opts.beforePublish?.(model, vips);
+  private async apply(snapshot: MeshSnapshot): Promise<void> {
+    const { model, addresses } = snapshot;
+    const { vips } = addresses;
+    const waiting = addresses.pending.length ? { names: new Set(addresses.pending), reason: addresses.error ?? 'not allocated yet' } : undefined;
+    const desired = desiredRecords(model, vips, { zone: this.zoneName, ttl: this.opts.ttl, ...(waiting ? { waiting } : {}) });
+    const prev = this.generations.value;
+    const added = [...vips.keys()].filter((n) => !prev?.vips.has(n));
+    if (added.length && this.opts.routed) {
+      const start = performance.now();
+      const r = await this.opts.routed(this.opts.publishTimeoutMs ?? 5000);
+      publishWaits.inc({ result: r.synced ? 'acked' : 'timeout' });
+      if (!r.synced) log.warn('publishing DNS names before every sidecar ACKed their VIPs', { names: added.slice(0, 10), lagging: r.lagging.slice(0, 10), waitedMs: Math.round(performance.now() - start) });
+    }
     const modelNames = new Set(desired.records.map((r) => r.name));
     const manual = this.manual.filter((r) => !modelNames.has(r.name));
     shadowedGauge.set({}, this.manual.length - manual.length);
@@ -318,7 +319,6 @@ export class DnsService {
     }
     this.shadowed = shadowed;
     const served = manual.length ? sortRecords([...desired.records, ...manual]) : desired.records;
-    const prev = this.generations.value;
     const changed = !prev || !sameRecords(prev.records, served);
     if (changed) this.serial = Math.max(this.serial + 1, Math.floor((this.opts.clock ?? Date.now)() / 1000)) >>> 0;
     if (changed || !this.server.currentZone()) {
@@ -356,10 +356,15 @@ export class DnsService {
       records: served,
       problems: desired.problems,
       vips,
-      ...(exhausted ? { exhausted } : {}),
+      pending: addresses.pending,
+      ...(addresses.error ? { pendingReason: addresses.error } : {}),
+      ...(addresses.cidr ? { cidr: addresses.cidr } : {}),
+      ...(addresses.store ? { vipStore: addresses.store } : {}),
     });
   }
 }
+
+const RETRY = { initialMs: 500, maxMs: 30_000 } as const;
 
 function sameRecords(a: readonly DnsRecord[], b: readonly DnsRecord[]): boolean {
   if (a.length !== b.length) return false;

@@ -1,5 +1,6 @@
 // The records API over real HTTPS (a self-signed certificate made with openssl for the test),
 // feeding the built-in responder, checked with kdig.
+import { TestDns } from '../helpers/dns-pipeline.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -8,8 +9,6 @@ import https from 'node:https';
 import path from 'node:path';
 import { RecordsApiServer } from '../../src/dns/api.ts';
 import { FileRecordStore } from '../../src/dns/file-record-store.ts';
-import { DnsService } from '../../src/dns/service.ts';
-import { aggregate } from '../../src/model/aggregate.ts';
 import { MemoryRegistry } from '../../src/registries/memory.ts';
 import { mapProviders } from '../../src/registries/soa/mapping.ts';
 import { parseProviderUrl } from '../../src/registries/soa/provider.ts';
@@ -23,7 +22,7 @@ const USERQUERY = `com.alipay.userservice.userquery.${Z}`;
 const TOKEN = 'test-token-0123456789abcdef';
 
 const registry = new MemoryRegistry('memory://soa');
-let dns: DnsService;
+let dns: TestDns;
 let api: RecordsApiServer;
 let ca: Buffer;
 let startApi: () => Promise<RecordsApiServer>;
@@ -60,8 +59,8 @@ before(async () => {
   ca = fs.readFileSync(path.join(dir, 'cert.pem'));
   const mapped = mapProviders([parseProviderUrl('dubbo://10.0.0.1:20880/com.alipay.userservice.UserQuery?application=userservice&methods=get', '/dubbo/0')], { registry: registry.id });
   registry.set({ services: mapped.services, endpoints: mapped.endpoints });
-  dns = new DnsService({ listen: `127.0.0.1:${await freePort()}`, zone: Z, cidr: '240.240.0.0/16', ttl: 30, vipStorePath: path.join(dir, 'vips.json') });
-  await dns.start(aggregate([registry]));
+  dns = new TestDns({ listen: `127.0.0.1:${await freePort()}`, zone: Z, cidr: '240.240.0.0/16', ttl: 30, vipStorePath: path.join(dir, 'vips.json') });
+  await dns.follow([registry]);
   await waitUntil(() => dns.records().length, (n) => n > 0, { what: 'the first zone' });
   fs.writeFileSync(path.join(dir, 'token'), `${TOKEN}\n`);
   // As `isthmus serve --records-api 127.0.0.1:0 --records-token-file … --tls-cert … --tls-key …` would.

@@ -1,15 +1,14 @@
 // The etcd zone store against a real CoreDNS (etcd plugin) and a real etcd: a MemoryRegistry
 // of SOA providers → aggregate → DnsService (VIPs in etcd, records in /skydns) → CoreDNS
 // answers, checked with kdig against the built-in responder for the same model.
+import { TestDns } from '../helpers/dns-pipeline.ts';
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Etcd3 } from 'etcd3';
 import { EtcdRecordStore, encodeRecord, namePath } from '../../src/dns/etcd-store.ts';
 import { sync } from '../../src/dns/plan.ts';
 import { EtcdVipStore } from '../../src/addresses/etcd-store.ts';
-import { DnsService } from '../../src/dns/service.ts';
 import path from 'node:path';
-import { aggregate } from '../../src/model/aggregate.ts';
 import { MemoryRegistry } from '../../src/registries/memory.ts';
 import { mapProviders } from '../../src/registries/soa/mapping.ts';
 import { parseProviderUrl } from '../../src/registries/soa/provider.ts';
@@ -30,7 +29,7 @@ const registry = new MemoryRegistry('memory://soa');
 let etcd: EtcdServer;
 let coredns: CoreDns;
 let store: EtcdRecordStore;
-let dns: DnsService;
+let dns: TestDns;
 let client: Etcd3;
 
 function providers(urls: string[]): void {
@@ -63,7 +62,7 @@ before(async () => {
   coredns = await startCoreDns({ etcd: etcd.endpoint });
   providers(BASE);
   store = new EtcdRecordStore({ endpoints: [etcd.endpoint], zone: Z, requestTimeoutMs: 1000 });
-  dns = new DnsService({
+  dns = new TestDns({
     listen: `127.0.0.1:${await freePort()}`,
     zone: Z,
     cidr: '240.240.0.0/16',
@@ -73,7 +72,7 @@ before(async () => {
     stores: [store],
     storeResyncMs: 300,
   });
-  await dns.start(aggregate([registry]));
+  await dns.follow([registry]);
   await waitUntil(() => tryDig(coredns.port, USERQUERY, 'A'), (r) => r.answer.length > 0, { what: `${USERQUERY} from CoreDNS` });
 });
 
@@ -233,12 +232,12 @@ test('with VIPs in a local file, the built-in responder follows the model throug
   const two = 'dubbo://10.9.0.2:20880/com.other.Two?application=other&methods=b';
   set([one]);
   const storeB = new EtcdRecordStore({ endpoints: [etcd.endpoint], zone: Z, owner: 'isthmus-b', leafTag: 'ismb', requestTimeoutMs: 500 });
-  const b = new DnsService({ listen: `127.0.0.1:${await freePort()}`, zone: Z, cidr: '240.241.0.0/16', ttl: 30, vipStorePath: path.join(scratchDir('dns-b'), 'vips.json'), stores: [storeB], storeResyncMs: 0 });
+  const b = new TestDns({ listen: `127.0.0.1:${await freePort()}`, zone: Z, cidr: '240.241.0.0/16', ttl: 30, vipStorePath: path.join(scratchDir('dns-b'), 'vips.json'), stores: [storeB], storeResyncMs: 0 });
   t.after(async () => {
     await b.close();
     await storeB.close();
   });
-  await b.start(aggregate([reg]));
+  await b.follow([reg]);
   const ONE = `com.other.one.${Z}`;
   const TWO = `com.other.two.${Z}`;
   await waitUntil(() => tryDig(coredns.port, ONE, 'A'), (x) => x.answer.length === 1, { timeoutMs: 5000, intervalMs: 50, what: `${ONE} in CoreDNS` });

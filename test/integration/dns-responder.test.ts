@@ -1,13 +1,12 @@
 // The built-in DNS responder against the real `kdig`: a MemoryRegistry of SOA providers →
 // aggregate → DnsService (VIPs in a local file, records, responder on a free loopback port).
+import { TestDns } from '../helpers/dns-pipeline.ts';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { DnsServer } from '../../src/dns/server.ts';
-import { DnsService } from '../../src/dns/service.ts';
 import { Zone } from '../../src/dns/zone.ts';
 import { TYPE } from '../../src/dns/rr.ts';
-import { aggregate } from '../../src/model/aggregate.ts';
 import { MemoryRegistry } from '../../src/registries/memory.ts';
 import { mapProviders } from '../../src/registries/soa/mapping.ts';
 import { parseProviderUrl } from '../../src/registries/soa/provider.ts';
@@ -21,7 +20,7 @@ const USERQUERY = `com.alipay.userservice.userquery.${Z}`;
 const ORDERS = `com.alipay.orders.orderquery.v2.${Z}`;
 
 const registry = new MemoryRegistry('memory://soa');
-let dns: DnsService;
+let dns: TestDns;
 let upstream: DnsServer;
 let port: number;
 
@@ -43,7 +42,7 @@ before(async () => {
   const upPort = await upstream.listen();
   upstream.setZone(new Zone([{ name: 'www.example.test', ttl: 60, type: 'A', address: '192.0.2.80' }], { zone: 'example.test', ttl: 60, negativeTtl: 60, serial: 1 }));
   providers(BASE);
-  dns = new DnsService({
+  dns = new TestDns({
     listen: `127.0.0.1:${await freePort()}`,
     zone: Z,
     cidr: '240.240.0.0/16',
@@ -51,7 +50,7 @@ before(async () => {
     vipStorePath: path.join(scratchDir('dns-int'), 'vips.json'),
     upstream: `127.0.0.1:${upPort}`,
   });
-  await dns.start(aggregate([registry]));
+  await dns.follow([registry]);
   port = dns.port;
   await waitUntil(() => dns.records().length, (n) => n > 0, { what: 'the first zone' });
 });

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { desiredRecords, instanceName, vipNames } from '../../../src/dns/records.ts';
+import { desiredRecords, instanceName } from '../../../src/dns/records.ts';
+import { vipNames } from '../../../src/model/mesh-snapshot.ts';
 import { compareRecords, recordText, sortRecords } from '../../../src/dns/rr.ts';
 import { mapProviders } from '../../../src/registries/soa/mapping.ts';
 import { parseProviderUrl } from '../../../src/registries/soa/provider.ts';

@@ -19,8 +19,11 @@ import { destinationRulesByHost, labelsMatch, localityAssignment, usesLocalityLb
 import { proxyLabels, sourceSelectors } from './generators/http-route.ts';
 import type { DestinationRule, PolicySettings } from '../model/rules/types.ts';
 import type { Service } from '../model/types.ts';
+import { logger } from '../shared/log.ts';
 import { metrics } from '../shared/metrics.ts';
 
+const log = logger('xds');
+const problemsGauge = metrics.gauge('isthmus_xds_problems', 'Parts of the configuration the xDS generators refused in the current generation (see /debug/registryz xdsProblems).');
 const encodes = metrics.counter('isthmus_xds_resource_encodes_total', 'Resources encoded to protobuf, by type (once per content version).');
 
 export class EncodedResource {
@@ -56,6 +59,10 @@ export interface ClassView {
   readonly listeners: ResourceMap;
   readonly routes: ResourceMap;
   readonly versions: Readonly<Record<TypeUrl, string>>;
+  /** What the generators refused while building this class's resources. */
+  readonly problems: readonly RouteProblem[];
+  /** Explicit mode: TCP port → the service its listener serves; the next generation keeps these owners. */
+  readonly tcpPorts: ReadonlyMap<number, string>;
 }
 
 interface ServiceEntryCache {
@@ -100,7 +107,8 @@ export class Generation {
   readonly outboundRoute: EncodedResource;
   /** Version over all endpoint assignments, used as the EDS version_info. */
   readonly endpointsVersion: string;
-  readonly problems: readonly RouteProblem[];
+  /** Problems of the resources every proxy shares (clusters, the outbound table). */
+  readonly sharedProblems: readonly RouteProblem[];
   /** sourceLabels selectors of the rules: proxies matching any get an outbound table of their own. */
   private readonly selectors: readonly Readonly<Record<string, string>>[];
   private readonly labelledRoutes = new Map<string, EncodedResource>();
@@ -114,15 +122,18 @@ export class Generation {
   private readonly named = new Map<string, EncodedResource | null>();
   /** Only the generation just before, to carry unchanged per-class resources over. */
   private previous?: Generation;
+  /** Told of the problems of each class view when it is first built (kept, shown and logged by the cache). */
+  private readonly report: (problems: readonly RouteProblem[]) => void;
 
-  constructor(init: GenerationInit & { seq: number; previous?: Generation }) {
+  constructor(init: GenerationInit & { seq: number; previous?: Generation; report?: (problems: readonly RouteProblem[]) => void }) {
     this.seq = init.seq;
     this.model = init.model;
     this.vips = init.vips;
     this.clusters = init.clusters;
     this.endpoints = init.endpoints;
     this.outboundRoute = init.outboundRoute;
-    this.problems = init.problems;
+    this.sharedProblems = init.problems;
+    this.report = init.report ?? (() => undefined);
     this.changed = init.changed;
     this.endpointsVersion = init.endpointsVersion;
     this.previous = init.previous;
@@ -130,6 +141,14 @@ export class Generation {
     this.selectors = sourceSelectors(init.model);
     // Locality clusters carry their endpoints inline: an endpoint change reshapes them.
     this.shapeUnchanged = !init.servicesChanged && init.changed.get(CLUSTER_TYPE)!.size === 0 && this.locality.size === 0;
+  }
+
+  /** Every problem found so far: the shared resources' and those of each class view built (one entry per name and reason). */
+  get problems(): readonly RouteProblem[] {
+    const out = new Map<string, RouteProblem>();
+    for (const p of this.sharedProblems) out.set(`${p.name}\n${p.reason}`, p);
+    for (const v of this.views.values()) for (const p of v.problems) out.set(`${p.name}\n${p.reason}`, p);
+    return [...out.values()];
   }
 
   /** Drops the link to the generation before, so that only two are ever kept alive. */
@@ -158,7 +177,8 @@ export class Generation {
       return before && before.version === fresh.version ? before : fresh;
     };
     const listeners = new Map<string, EncodedResource>();
-    for (const l of buildSidecarListeners(this.model, proxy, problems, this.vips)) {
+    const tcpPorts = new Map<number, string>();
+    for (const l of buildSidecarListeners(this.model, proxy, problems, this.vips, { held: this.previous?.views.get(key)?.tcpPorts, bound: tcpPorts })) {
       listeners.set(l.name as string, reuse(LISTENER_TYPE, l.name as string, l, prev?.listeners));
     }
     const clusters = new Map<string, EncodedResource>(this.clusters);
@@ -191,8 +211,11 @@ export class Generation {
         [ROUTE_TYPE]: setVersion(routes),
         [ENDPOINT_TYPE]: this.endpointsVersion,
       },
+      problems,
+      tcpPorts,
     };
     this.views.set(key, v);
+    if (problems.length) this.report(problems);
     return v;
   }
 
@@ -289,6 +312,8 @@ export class XdsCache {
   /** Digest of the current generation's endpoints, behind its endpointsVersion. */
   private endpointDigest?: SetDigest;
   private rules?: { readonly services: ReadonlyMap<string, Service>; readonly drs: readonly DestinationRule[]; readonly byHost: ReadonlyMap<string, DestinationRule> };
+  /** Problems already logged: each is logged once while it lasts. */
+  private logged = new Set<string>();
 
   get generation(): Generation | undefined {
     return this.current;
@@ -307,9 +332,23 @@ export class XdsCache {
     this.vips = vips;
     this.rulesHash = model.rulesHash;
     this.endpointDigest = built.endpointDigest;
-    this.current = new Generation({ ...built.init, seq: ++this.seq, ...(prev ? { previous: prev } : {}) });
+    this.current = new Generation({ ...built.init, seq: ++this.seq, ...(prev ? { previous: prev } : {}), report: (ps) => this.reportProblems(ps) });
+    // What the previous generation still had stays logged; what went away may be logged again should it return.
+    const lasting = new Set([...(prev?.problems ?? []), ...built.init.problems].map(problemKey));
+    this.logged = new Set([...this.logged].filter((k) => lasting.has(k)));
+    this.reportProblems(built.init.problems);
     prev?.forgetPrevious();
     return this.current;
+  }
+
+  private reportProblems(problems: readonly RouteProblem[]): void {
+    for (const p of problems) {
+      const key = problemKey(p);
+      if (this.logged.has(key)) continue;
+      this.logged.add(key);
+      log.warn('refused in xDS (see /debug/registryz xdsProblems)', { name: p.name, reason: p.reason });
+    }
+    problemsGauge.set({}, this.current?.problems.length ?? 0);
   }
 
   /**
@@ -353,7 +392,7 @@ export class XdsCache {
         endpoints,
         endpointsVersion: endpointDigest.version,
         outboundRoute: prev.outboundRoute,
-        problems: prev.problems,
+        problems: prev.sharedProblems,
         changed: new Map<TypeUrl, ReadonlySet<string>>([
           [CLUSTER_TYPE, new Set(clusterChanges.keys())],
           [ENDPOINT_TYPE, new Set(endpointChanges.keys())],
@@ -394,7 +433,7 @@ export class XdsCache {
     let problems: RouteProblem[];
     if (prev && !servicesChanged) {
       outboundRoute = prev.outboundRoute;
-      problems = [...prev.problems];
+      problems = [...prev.sharedProblems];
     } else {
       problems = [];
       outboundRoute = new EncodedResource(ROUTE_TYPE, 'outbound', buildOutboundRoute(model, problems, vips));
@@ -534,4 +573,8 @@ function diff(before: ResourceMap | undefined, after: ResourceMap): Set<string> 
   for (const [name, r] of after) if (before?.get(name) !== r) out.add(name);
   if (before) for (const name of before.keys()) if (!after.has(name)) out.add(name);
   return out;
+}
+
+function problemKey(p: RouteProblem): string {
+  return `${p.name}\n${p.reason}`;
 }

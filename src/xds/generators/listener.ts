@@ -1,7 +1,7 @@
 // LDS: the sidecar's outbound and inbound listeners, and api_listeners for proxyless gRPC.
 // Explicit mode here; transparent mode (original-destination listeners) in transparent.ts.
 import type { ModelSnapshot } from '../../model/snapshot.ts';
-import { isHttpProtocol } from '../../model/types.ts';
+import { isHttpProtocol, type Service } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
 import type { ProxyInfo } from '../proxy.ts';
 import { ADS_SOURCE, routerFilter, socketAddress, tcpProxy } from './common.ts';
@@ -38,6 +38,7 @@ export function buildSidecarListeners(
   proxy: ProxyInfo,
   problems: RouteProblem[],
   vips: ReadonlyMap<string, string> = new Map(),
+  ports: { readonly held?: ReadonlyMap<number, string>; readonly bound?: Map<number, string> } = {},
 ): Record<string, unknown>[] {
   // Transparent: redirected connections are taken by their original destination (VIP
   // chains, passthrough for the rest), so no per-port listeners are needed.
@@ -52,22 +53,32 @@ export function buildSidecarListeners(
   };
   const listeners: Record<string, unknown>[] = [outbound];
 
-  // Opaque TCP services: in explicit mode the app connects to the sidecar on the service port.
+  // Opaque TCP services: in explicit mode the app connects to the sidecar on the service port,
+  // so one port is one service. A port keeps the service that held it (`held`, from the
+  // previous generation): an application added later on the same port (Dubbo's 20880) must
+  // not take the calls of the one already there. It is refused by name instead.
   const reserved = new Set([proxy.outboundPort, proxy.inboundPort, ...proxy.appPorts.map((p) => p.port)]);
-  const bound = new Map<number, string>();
+  const bound = ports.bound ?? new Map<number, string>();
   const route = tcpRouter(model);
-  for (const svc of model.services.values()) {
+  const tcpPorts = (svc: Service): number[] => svc.ports.filter((p) => !isHttpProtocol(p.protocol)).map((p) => p.number);
+  // Owners first (holders before the others), listeners then in model order, so that equal
+  // content gives equal versions whatever the history.
+  const services = [...model.services.values()];
+  const holds = (svc: Service): boolean => tcpPorts(svc).some((n) => ports.held?.get(n) === svc.hostname);
+  for (const svc of [...services.filter(holds), ...services.filter((s) => !holds(s))]) {
+    for (const n of tcpPorts(svc)) if (!bound.has(n) && !reserved.has(n)) bound.set(n, svc.hostname);
+  }
+  for (const svc of services) {
     for (const port of svc.ports) {
       if (isHttpProtocol(port.protocol)) continue;
       const owner = bound.get(port.number);
-      if (owner || reserved.has(port.number)) {
+      if (owner !== svc.hostname) {
         problems.push({
           name: `${svc.hostname}:${port.number}`,
-          reason: owner ? `TCP port ${port.number} is already taken by ${owner} on the sidecar` : `TCP port ${port.number} is a sidecar or app port`,
+          reason: owner ? `TCP port ${port.number} is already taken by ${owner} on the sidecar (explicit mode has one listener per port; use a transparent sidecar or another port)` : `TCP port ${port.number} is a sidecar or app port`,
         });
         continue;
       }
-      bound.set(port.number, svc.hostname);
       const cluster = outboundCluster(svc.hostname, port.number);
       listeners.push({
         name: tcpListener(proxy.bindAddress, port.number),

@@ -1,36 +1,51 @@
 import { createRequire } from 'node:module';
-import { accessSync } from 'node:fs';
+import { accessSync, existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import protobuf from 'protobufjs';
 
-// The Envoy API protos ship inside @grpc/grpc-js-xds; they are loaded from there, never copied.
+// The Envoy API protos ship inside @grpc/grpc-js-xds; they are loaded from there, never
+// copied. protos/manifest.json lists every file, its include directories and the exact
+// package version; a mismatch stops start-up with what is wrong, not a parse error later.
 const require = createRequire(import.meta.url);
-const DEPS = path.join(path.dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
-export const PROTO_INCLUDE_DIRS = [
-  path.join(DEPS, 'envoy-api'),
-  path.join(DEPS, 'xds'),
-  path.join(DEPS, 'googleapis'),
-  path.join(DEPS, 'protoc-gen-validate'),
-  path.dirname(require.resolve('protobufjs/package.json')),
-];
+export const MANIFEST_PATH = fileURLToPath(new URL('../../protos/manifest.json', import.meta.url));
 
-const FILES = [
-  'envoy/service/discovery/v3/ads.proto',
-  'envoy/config/cluster/v3/cluster.proto',
-  'envoy/config/endpoint/v3/endpoint.proto',
-  'envoy/config/listener/v3/listener.proto',
-  'envoy/config/route/v3/route.proto',
-  'envoy/config/bootstrap/v3/bootstrap.proto',
-  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
-  'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
-  'envoy/extensions/filters/http/router/v3/router.proto',
-  'envoy/extensions/filters/http/fault/v3/fault.proto',
-  'envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto',
-  'envoy/extensions/http/header_formatters/preserve_case/v3/preserve_case.proto',
-  'envoy/extensions/filters/listener/original_dst/v3/original_dst.proto',
-  'envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto',
-  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
-];
+interface Manifest {
+  readonly source: { readonly package: string; readonly version: string };
+  readonly includeDirs: readonly { readonly package: string; readonly dir: string }[];
+  readonly files: readonly string[];
+}
+
+export class ProtoManifestError extends Error {}
+
+/** The include directories and files of the manifest, checked against what is installed. */
+export function checkedManifest(manifestPath: string = MANIFEST_PATH): { includeDirs: string[]; files: readonly string[] } {
+  let m: Manifest;
+  try {
+    m = JSON.parse(readFileSync(manifestPath, 'utf8')) as Manifest;
+  } catch (e) {
+    throw new ProtoManifestError(`cannot read the proto manifest ${manifestPath}: ${(e as Error).message}`);
+  }
+  const root = (pkg: string): string => {
+    try {
+      return path.dirname(require.resolve(`${pkg}/package.json`));
+    } catch {
+      throw new ProtoManifestError(`${manifestPath}: package ${pkg} is not installed (run npm ci)`);
+    }
+  };
+  const installed = (JSON.parse(readFileSync(path.join(root(m.source.package), 'package.json'), 'utf8')) as { version: string }).version;
+  if (installed !== m.source.version) {
+    throw new ProtoManifestError(`${manifestPath}: the Envoy protos are pinned to ${m.source.package} ${m.source.version}, but ${installed} is installed (run npm ci, or update the manifest and check every file it lists)`);
+  }
+  const includeDirs = m.includeDirs.map((d) => path.join(root(d.package), d.dir));
+  const missing = m.files.filter((f) => !includeDirs.some((d) => existsSync(path.join(d, f))));
+  if (missing.length) throw new ProtoManifestError(`${manifestPath}: ${m.source.package} ${installed} lacks ${missing.length} listed proto file(s): ${missing.slice(0, 5).join(', ')}`);
+  return { includeDirs, files: m.files };
+}
+
+const MANIFEST = checkedManifest();
+export const PROTO_INCLUDE_DIRS = MANIFEST.includeDirs;
+const FILES = MANIFEST.files;
 
 function load(): protobuf.Root {
   const root = new protobuf.Root();
@@ -47,7 +62,7 @@ function load(): protobuf.Root {
     }
     return target;
   };
-  root.loadSync(FILES, { keepCase: true });
+  root.loadSync([...FILES], { keepCase: true });
   root.resolveAll();
   return root;
 }

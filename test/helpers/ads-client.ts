@@ -1,12 +1,10 @@
 // A minimal raw ADS client (SotW or Delta) that records every response and can NACK on purpose.
-import { createRequire } from 'node:module';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { PROTO_INCLUDE_DIRS } from '../../src/xds/proto.ts';
 
-const require = createRequire(import.meta.url);
-const DEPS = path.join(path.dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
-export const XDS_INCLUDE_DIRS = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => path.join(DEPS, d));
+/** The include directories of protos/manifest.json, as the server uses them. */
+export const XDS_INCLUDE_DIRS = PROTO_INCLUDE_DIRS;
 
 export const TYPE = {
   cluster: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',

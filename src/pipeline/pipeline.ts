@@ -6,7 +6,7 @@
 // Registry states are debounced before they are merged, so a burst of registry events
 // costs one merge. Each stage is an operator over immutable values; outputs (xDS, DNS,
 // admin) subscribe to the snapshots side by side and never feed back.
-import { map, type Observable, scan, type SchedulerLike, share } from 'rxjs';
+import { map, type Observable, scan, type SchedulerLike, share, shareReplay } from 'rxjs';
 import type { VipAllocator } from '../addresses/allocator.ts';
 import { mergeStates } from '../model/aggregate.ts';
 import { type MeshSnapshot, NO_ADDRESSES } from '../model/mesh-snapshot.ts';
@@ -43,7 +43,8 @@ export interface Pipeline {
 }
 
 export function pipeline(opts: PipelineOptions): Pipeline {
-  const states = registryStates(opts.registries, opts.registryRetry).pipe(share());
+  // Replayed: registries may emit while the first subscriber subscribes, before the next one does.
+  const states = registryStates(opts.registries, opts.registryRetry).pipe(shareReplay({ bufferSize: 1, refCount: true }));
   const models = states.pipe(
     untilSynced(opts.syncTimeoutMs, opts.scheduler),
     debounceWithMax(opts.debounceQuietMs, opts.debounceMaxMs, opts.scheduler),

@@ -65,3 +65,16 @@ test('the sync gate holds states until every registry synced, or the timeout pas
     expectObservable(cold('u', values).pipe(untilSynced(3, ts))).toBe('3ms u', values);
   });
 });
+
+test('a registry that emits while subscribed reaches the snapshots although the states were subscribed first', async () => {
+  const r = new MemoryRegistry('memory://sync');
+  r.set({ services: [svc('d.example')] });
+  const p = pipeline({ registries: [r], syncTimeoutMs: 60_000, debounceQuietMs: 1, debounceMaxMs: 5 });
+  const statuses = p.states.subscribe();
+  try {
+    const s = await firstValueFrom(p.snapshots);
+    assert.ok(s.model.services.has('d.example'));
+  } finally {
+    statuses.unsubscribe();
+  }
+});

@@ -15,6 +15,7 @@ import { MemoryReturner } from './memory.ts';
 import { pipeline } from './pipeline/pipeline.ts';
 import { logger } from './shared/log.ts';
 import { XdsOutput } from './xds/output.ts';
+import { loadProtos } from './xds/proto.ts';
 import { AdsServer } from './xds/server/ads.ts';
 
 const log = logger('server');
@@ -103,8 +104,12 @@ export class Isthmus {
       this.dns = new DnsService({
         ...d,
         ...(this.recordStore ? { stores: [this.recordStore] } : {}),
-        // The xDS output built the snapshot DNS is applying before DNS was offered it.
-        routed: (timeoutMs) => this.ads.whenSynced(this.xds.current()?.seq ?? 0, timeoutMs),
+        // xDS was handed the snapshot before DNS, so its generation exists unless the build failed.
+        routed: async (s, timeoutMs) => {
+          const seq = this.xds.seqOf(s.version);
+          if (seq === undefined) return { synced: false, lagging: [], reason: 'xDS could not be built from this snapshot (see isthmus_snapshot_build_failures_total)' };
+          return this.ads.whenSynced(seq, timeoutMs);
+        },
       });
       if (d.recordsApi) {
         const dns = this.dns;
@@ -134,6 +139,8 @@ export class Isthmus {
   }
 
   async start(): Promise<void> {
+    // A broken install stops start-up here, naming the proto or version, not at the first build.
+    loadProtos();
     this.adminPort = await this.admin.listen(this.opts.adminAddress);
     if (this.opts.memoryReturn !== false) this.memoryReturner = new MemoryReturner();
     this.xdsPort = await this.ads.listen(this.opts.xdsAddress);

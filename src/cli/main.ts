@@ -4,6 +4,7 @@ import { bootstrap } from './bootstrap.ts';
 import { register } from './register.ts';
 import { serve } from './serve.ts';
 import { UsageError } from './args.ts';
+import { ProtoManifestError } from '../xds/proto.ts';
 
 const HELP = `Usage: isthmus <command> [options]
 
@@ -50,6 +51,10 @@ main(process.argv.slice(2)).then(
     if (e instanceof UsageError) {
       process.stderr.write(`isthmus: ${e.message}\nRun 'isthmus --help' for usage.\n`);
       process.exitCode = 2;
+    } else if (e instanceof ProtoManifestError) {
+      // A broken install: what is wrong is the whole message, the stack adds nothing.
+      process.stderr.write(`isthmus: ${e.message}\n`);
+      process.exitCode = 1;
     } else {
       process.stderr.write(`isthmus: ${(e as Error).stack ?? String(e)}\n`);
       process.exitCode = 1;

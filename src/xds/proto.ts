@@ -43,15 +43,23 @@ export function checkedManifest(manifestPath: string = MANIFEST_PATH): { include
   return { includeDirs, files: m.files };
 }
 
-const MANIFEST = checkedManifest();
-export const PROTO_INCLUDE_DIRS = MANIFEST.includeDirs;
-const FILES = MANIFEST.files;
+// Read on first use, so that `--help` works and a broken install is reported by the command, not at import.
+let manifest: { includeDirs: string[]; files: readonly string[] } | undefined;
+function installed(): { includeDirs: string[]; files: readonly string[] } {
+  return (manifest ??= checkedManifest());
+}
+
+/** The include directories of protos/manifest.json, resolved in the installed packages. */
+export function protoIncludeDirs(): string[] {
+  return installed().includeDirs;
+}
 
 function load(): protobuf.Root {
+  const { includeDirs, files } = installed();
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
     if (path.isAbsolute(target)) return target;
-    for (const dir of PROTO_INCLUDE_DIRS) {
+    for (const dir of includeDirs) {
       const candidate = path.join(dir, target);
       try {
         accessSync(candidate);
@@ -62,18 +70,23 @@ function load(): protobuf.Root {
     }
     return target;
   };
-  root.loadSync([...FILES], { keepCase: true });
+  root.loadSync([...files], { keepCase: true });
   root.resolveAll();
   return root;
 }
 
-export const root: protobuf.Root = load();
+let root: protobuf.Root | undefined;
+
+/** Loads every proto of the manifest now; throws ProtoManifestError naming what is missing. */
+export function loadProtos(): void {
+  root ??= load();
+}
 
 const typeCache = new Map<string, protobuf.Type>();
 export function messageType(fullName: string): protobuf.Type {
   let t = typeCache.get(fullName);
   if (!t) {
-    t = root.lookupType(fullName);
+    t = (root ??= load()).lookupType(fullName);
     typeCache.set(fullName, t);
   }
   return t;

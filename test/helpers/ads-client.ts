@@ -1,10 +1,10 @@
 // A minimal raw ADS client (SotW or Delta) that records every response and can NACK on purpose.
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { PROTO_INCLUDE_DIRS } from '../../src/xds/proto.ts';
+import { protoIncludeDirs } from '../../src/xds/proto.ts';
 
 /** The include directories of protos/manifest.json, as the server uses them. */
-export const XDS_INCLUDE_DIRS = PROTO_INCLUDE_DIRS;
+export const XDS_INCLUDE_DIRS = protoIncludeDirs();
 
 export const TYPE = {
   cluster: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',

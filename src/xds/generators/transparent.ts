@@ -20,18 +20,25 @@ export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
 /** Inbound connections to ports that are not app ports: delivered to their original destination. */
 export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
 
-/** HTTP/1 header names kept as the app wrote them (Envoy lower-cases them otherwise). */
-const PRESERVE_CASE = {
-  header_key_format: {
-    stateful_formatter: {
-      name: 'envoy.http.stateful_header_formatters.preserve_case',
-      typed_config: toAny('envoy.extensions.http.header_formatters.preserve_case.v3.PreserveCaseFormatterConfig', {}),
+let preserveCase: Record<string, unknown> | undefined;
+/** HTTP/1 header names kept as the app wrote them (Envoy lower-cases them otherwise); encoded once, on first use. */
+function PRESERVE_CASE(): Record<string, unknown> {
+  return (preserveCase ??= {
+    header_key_format: {
+      stateful_formatter: {
+        name: 'envoy.http.stateful_header_formatters.preserve_case',
+        typed_config: toAny('envoy.extensions.http.header_formatters.preserve_case.v3.PreserveCaseFormatterConfig', {}),
+      },
     },
-  },
-};
+  });
+}
 
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
-const ORIGINAL_DST = { name: 'envoy.filters.listener.original_dst', typed_config: toAny('envoy.extensions.filters.listener.original_dst.v3.OriginalDst', {}) };
+let originalDst: Record<string, unknown> | undefined;
+/** The original_dst listener filter, encoded once (on first use: the protos load lazily). */
+function ORIGINAL_DST(): Record<string, unknown> {
+  return (originalDst ??= { name: 'envoy.filters.listener.original_dst', typed_config: toAny('envoy.extensions.filters.listener.original_dst.v3.OriginalDst', {}) });
+}
 
 /** Both passthrough clusters (type ORIGINAL_DST: the upstream is the connection's original destination). */
 export function buildPassthroughClusters(): Record<string, unknown>[] {
@@ -55,7 +62,7 @@ export function buildTransparentInboundCluster(appAddress: string, app: AppPort)
   if (isHttpProtocol(app.protocol) && app.protocol !== 'HTTP2' && app.protocol !== 'GRPC') {
     cluster.typed_extension_protocol_options = {
       'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': toAny('envoy.extensions.upstreams.http.v3.HttpProtocolOptions', {
-        explicit_http_config: { http_protocol_options: PRESERVE_CASE },
+        explicit_http_config: { http_protocol_options: PRESERVE_CASE() },
       }),
     };
   }
@@ -86,7 +93,7 @@ export function transparentHcm(statPrefix: string, route: { rds: string } | { cl
       codec_type: 'AUTO',
       ...routing,
       generate_request_id: { value: false },
-      http_protocol_options: PRESERVE_CASE,
+      http_protocol_options: PRESERVE_CASE(),
       server_header_transformation: 'PASS_THROUGH',
       http_filters: [
         {
@@ -139,7 +146,7 @@ export function transparentOutbound(proxy: ProxyInfo, targets: readonly VipTarge
     name: OUTBOUND_LISTENER,
     address: socketAddress('0.0.0.0', proxy.outboundPort),
     traffic_direction: 'OUTBOUND',
-    listener_filters: [ORIGINAL_DST],
+    listener_filters: [ORIGINAL_DST()],
     filter_chains: chains.map((t) => vipChain(t, route, problems)),
     default_filter_chain: { name: PASSTHROUGH_CLUSTER, filters: [tcpProxy(PASSTHROUGH_CLUSTER, PASSTHROUGH_CLUSTER)] },
   };
@@ -157,7 +164,7 @@ export function transparentInbound(proxy: ProxyInfo): Record<string, unknown> {
     name: INBOUND_LISTENER,
     address: socketAddress('0.0.0.0', proxy.inboundPort),
     traffic_direction: 'INBOUND',
-    listener_filters: [ORIGINAL_DST],
+    listener_filters: [ORIGINAL_DST()],
     filter_chains: proxy.appPorts.map(chain),
     default_filter_chain: { name: INBOUND_PASSTHROUGH_CLUSTER, filters: [tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] },
   };

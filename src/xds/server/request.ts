@@ -14,7 +14,6 @@ export interface RawDiscoveryRequest {
   node?: DecodedNode;
 }
 
-const nodeType = messageType('envoy.config.core.v3.Node');
 
 export class MalformedRequest extends Error {}
 
@@ -342,6 +341,7 @@ export function forEachClaim(raw: Buffer, fn: (name: string, version: string) =>
 
 function decodeNode(buf: Buffer, s: number, e: number): DecodedNode {
   try {
+    const nodeType = messageType('envoy.config.core.v3.Node');
     return nodeType.toObject(nodeType.decode(buf.subarray(s, e)), { longs: String, enums: String, defaults: false, arrays: true, objects: true }) as DecodedNode;
   } catch (err) {
     throw new MalformedRequest(`node at byte ${s}: ${(err as Error).message}`);

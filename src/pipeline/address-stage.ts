@@ -69,7 +69,9 @@ export function allocateAddresses(allocator: VipAllocator, opts: AddressStageOpt
         const slow = setTimeout(() => {
           if (settled || closed) return;
           degraded ??= `VIP store ${allocator.storeId} has not answered within ${waitMs} ms`;
-          if (!latest) emit(model, known(model, degraded));
+          // The newest model goes on; it stays `latest`, to be allocated next.
+          const newest = latest ?? model;
+          emit(newest, known(newest, degraded));
         }, waitMs);
         slow.unref();
         allocator

@@ -37,6 +37,8 @@ export interface RoutedResult {
   readonly synced: boolean;
   /** Proxies that had not ACKed when the wait ended. */
   readonly lagging: readonly string[];
+  /** Why the wait could not succeed, when it is not about lagging proxies. */
+  readonly reason?: string;
 }
 
 export interface DnsServiceOptions {
@@ -65,7 +67,7 @@ export interface DnsServiceOptions {
    * applied (or `timeoutMs` passed). Awaited before a name new to the zone is published,
    * so no client resolves a VIP that no sidecar intercepts yet.
    */
-  readonly routed?: (timeoutMs: number) => Promise<RoutedResult>;
+  readonly routed?: (snapshot: MeshSnapshot, timeoutMs: number) => Promise<RoutedResult>;
   /** Longest wait for `routed` (default 5 s); a timeout is logged and counted. */
   readonly publishTimeoutMs?: number;
 }
@@ -305,9 +307,9 @@ export class DnsService {
     const added = [...vips.keys()].filter((n) => !prev?.vips.has(n));
     if (added.length && this.opts.routed) {
       const start = performance.now();
-      const r = await this.opts.routed(this.opts.publishTimeoutMs ?? 5000);
+      const r = await this.opts.routed(snapshot, this.opts.publishTimeoutMs ?? 5000);
       publishWaits.inc({ result: r.synced ? 'acked' : 'timeout' });
-      if (!r.synced) log.warn('publishing DNS names before every sidecar ACKed their VIPs', { names: added.slice(0, 10), lagging: r.lagging.slice(0, 10), waitedMs: Math.round(performance.now() - start) });
+      if (!r.synced) log.warn('publishing DNS names before every sidecar ACKed their VIPs', { names: added.slice(0, 10), lagging: r.lagging.slice(0, 10), ...(r.reason ? { reason: r.reason } : {}), waitedMs: Math.round(performance.now() - start) });
     }
     const modelNames = new Set(desired.records.map((r) => r.name));
     const manual = this.manual.filter((r) => !modelNames.has(r.name));

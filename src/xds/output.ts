@@ -17,8 +17,10 @@ export class XdsOutput implements SnapshotSource {
   readonly cache = new XdsCache();
   private readonly generations = new BehaviorSubject<Generation | undefined>(undefined);
   readonly snapshots: Observable<ResourceSnapshot>;
-  /** Version of the mesh snapshot the current generation was built from (or skipped at). */
+  /** Version of the mesh snapshot the current generation was built from. */
   private builtFrom?: string;
+  /** Mesh snapshot version → the generation built from it, for the last few. */
+  private readonly built = new Map<string, number>();
 
   constructor() {
     this.snapshots = this.generations.pipe(filter((g): g is Generation => g !== undefined));
@@ -42,11 +44,18 @@ export class XdsOutput implements SnapshotSource {
       return;
     }
     this.builtFrom = s.version;
+    this.built.set(s.version, g.seq);
+    if (this.built.size > 64) this.built.delete(this.built.keys().next().value!);
     const seconds = (performance.now() - start) / 1000;
     snapshotsBuilt.inc();
     buildTime.observe({}, seconds);
     log.info('snapshot built', { seq: g.seq, version: model.version, services: model.services.size, ms: Math.round(seconds * 1000), changed: Object.fromEntries([...g.changed].map(([t, n]) => [t.split('.').pop(), n.size])) });
     this.generations.next(g);
+  }
+
+  /** The generation built from a mesh snapshot, if it was built (its build may have failed). */
+  seqOf(snapshotVersion: string): number | undefined {
+    return this.built.get(snapshotVersion);
   }
 
   complete(): void {

@@ -57,11 +57,18 @@ export class MeshSnapshot {
     this.addresses = addresses;
     this.retiring = retiring;
     this.routing = retiring.size ? withRetiring(model, addresses.vips, retiring) : { model, vips: addresses.vips };
-    this.version = contentHash(
-      canonicalJson([model.version, [...addresses.vips].sort(), [...retiring].map(([h, r]) => [h, r.until, [...r.vips].sort()]).sort()]),
-    );
+    this.version = contentHash(canonicalJson([model.version, vipsHash(addresses.vips), [...retiring].map(([h, r]) => [h, r.until, vipsHash(r.vips)]).sort()]));
     Object.freeze(this);
   }
+}
+
+// The allocator hands out the same map while the names stay the same (every endpoint-only
+// change): its hash is computed once per map, not once per snapshot.
+const vipsHashes = new WeakMap<ReadonlyMap<string, string>, string>();
+function vipsHash(vips: ReadonlyMap<string, string>): string {
+  let h = vipsHashes.get(vips);
+  if (h === undefined) vipsHashes.set(vips, (h = contentHash(canonicalJson([...vips].sort()))));
+  return h;
 }
 
 /** The model with each retiring service put back, without endpoints: its name routes to no one until it expires. */

@@ -1,7 +1,7 @@
 // Stage 1: every registry's latest state, side by side. A registry whose stream fails keeps
 // its last state (with the error set) and is subscribed again after a backoff: one
 // registry's fault never ends the pipeline nor empties what it contributed.
-import { combineLatest, Observable } from 'rxjs';
+import { combineLatest, Observable, tap } from 'rxjs';
 import type { Registry } from '../model/registry.ts';
 import type { RegistryState } from '../model/types.ts';
 import { backoffDelay } from '../shared/backoff.ts';
@@ -58,13 +58,5 @@ export function resilientStates(r: Registry, retry: { initialMs: number; maxMs: 
 
 /** The states of all registries, in their order, whenever any of them changes. */
 export function registryStates(registries: readonly Registry[], retry?: { initialMs: number; maxMs: number }): Observable<readonly RegistryState[]> {
-  return new Observable<readonly RegistryState[]>((out) =>
-    combineLatest(registries.map((r) => resilientStates(r, retry))).subscribe({
-      next: (states) => {
-        updates.inc();
-        out.next(states);
-      },
-      complete: () => out.complete(),
-    }),
-  );
+  return combineLatest(registries.map((r) => resilientStates(r, retry))).pipe(tap(() => updates.inc()));
 }

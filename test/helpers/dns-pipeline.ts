@@ -25,7 +25,8 @@ export class TestDns extends DnsService {
   constructor(opts: TestDnsOptions) {
     super(opts);
     this.topts = opts;
-    this.vipStore = opts.vipStore ?? new FileVipStore(opts.vipStorePath ?? '');
+    if (!opts.vipStore && !opts.vipStorePath) throw new Error('TestDns needs vipStore or vipStorePath');
+    this.vipStore = opts.vipStore ?? new FileVipStore(opts.vipStorePath!);
     this.allocator = new VipAllocator(this.vipStore, { cidr: opts.cidr, ttl: opts.ttl, ...(opts.clock ? { clock: opts.clock } : {}) });
   }
 

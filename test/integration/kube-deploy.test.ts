@@ -115,7 +115,9 @@ test('the ClusterRole lets the registry read all it reads and write RPCService s
     sub = registry.states.subscribe((s) => (latest = s));
     const s = await waitUntil(() => latest, (x) => x?.synced === true && x.services.some((v) => v.hostname === 'userservice.rpc.cluster.local'), { timeoutMs: 20_000, what: 'synced as the isthmus service account' });
     assert.equal(s?.error, undefined);
-    assert.deepEqual(registry.watchStatus().filter((w) => w.phase !== 'watching').map((w) => w.resource), []);
+    // Synced means listed; each watch opens right after its list, so wait for them rather than read once.
+    const notWatching = await waitUntil(() => registry.watchStatus().filter((w) => w.phase !== 'watching').map((w) => w.resource), (r) => r.length === 0, { timeoutMs: 10_000, what: 'every watch open as the isthmus service account' });
+    assert.deepEqual(notWatching, []);
     const status = await waitUntil(
       () => kube.get<{ status?: RpcServiceStatus }>('rpc.isthmus.io/v1alpha1', 'RPCService', 'default', 'userservice'),
       (o) => o.status?.hostname === 'userservice.rpc.cluster.local',

@@ -15,8 +15,9 @@ import { buildApiListener, buildSidecarListeners } from './generators/listener.t
 import { buildPassthroughClusters, buildTransparentInboundCluster } from './generators/transparent.ts';
 import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem, targetRuleRoutes } from './generators/route.ts';
 import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
-import { destinationRulesByHost, labelsMatch, localityAssignment, usesLocalityLb } from './generators/destination-rule.ts';
-import { proxyLabels, sourceSelectors } from './generators/http-route.ts';
+import { destinationRulesByHost, localityAssignment, usesLocalityLb } from './generators/destination-rule.ts';
+import { sourceSelectors } from './generators/http-route.ts';
+import { type ClassInputs, inputsKey, type ProxyClass, proxyClass } from './proxy-class.ts';
 import type { DestinationRule, PolicySettings } from '../model/rules/types.ts';
 import type { Service } from '../model/types.ts';
 import { logger } from '../shared/log.ts';
@@ -111,7 +112,11 @@ export class Generation {
   readonly sharedProblems: readonly RouteProblem[];
   /** sourceLabels selectors of the rules: proxies matching any get an outbound table of their own. */
   private readonly selectors: readonly Readonly<Record<string, string>>[];
+  /** Outbound tables of proxies matching some sourceLabels selectors, by the selectors they match. */
   private readonly labelledRoutes = new Map<string, EncodedResource>();
+  /** What decides which proxy attributes matter in this generation, and its text (see proxyClass). */
+  private readonly classInputs: ClassInputs;
+  private readonly classInputsKey: string;
   /** Clusters built per proxy locality (DestinationRule localityLbSetting), by name. */
   readonly locality: ReadonlyMap<string, LocalityCluster>;
   /** Names whose resource differs from the previous generation (added, changed or removed). */
@@ -139,6 +144,9 @@ export class Generation {
     this.previous = init.previous;
     this.locality = init.locality;
     this.selectors = sourceSelectors(init.model);
+    // Proxies differ by locality only where a DestinationRule asks for locality load balancing.
+    this.classInputs = { localityLb: this.locality.size > 0, selectors: this.selectors };
+    this.classInputsKey = inputsKey(this.classInputs);
     // Locality clusters carry their endpoints inline: an endpoint change reshapes them.
     this.shapeUnchanged = !init.servicesChanged && init.changed.get(CLUSTER_TYPE)!.size === 0 && this.locality.size === 0;
   }
@@ -156,11 +164,18 @@ export class Generation {
     this.previous = undefined;
   }
 
+  /** The proxy's class in this generation: everything that shapes its configuration. */
+  classOf(proxy: ProxyInfo): ProxyClass {
+    return proxyClass(proxy, this.classInputs, this.classInputsKey);
+  }
+
   /** Resources for one class of proxies; built once per class and generation. */
   view(proxy: ProxyInfo): ClassView {
-    // Proxies differ by locality only where a DestinationRule asks for locality load balancing.
-    const sig = this.signature(proxy);
-    const key = (this.locality.size ? `${proxy.classKey}|${proxy.locality.region ?? ''}/${proxy.locality.zone ?? ''}/${proxy.locality.subzone ?? ''}` : proxy.classKey) + (sig ? `|${sig}` : '');
+    return this.viewOf(this.classOf(proxy));
+  }
+
+  private viewOf(cls: ProxyClass): ClassView {
+    const key = cls.key;
     let v = this.views.get(key);
     if (v) return v;
     const prev = this.previous?.views.get(key);
@@ -178,27 +193,27 @@ export class Generation {
     };
     const listeners = new Map<string, EncodedResource>();
     const tcpPorts = new Map<number, string>();
-    for (const l of buildSidecarListeners(this.model, proxy, problems, this.vips, { held: this.previous?.views.get(key)?.tcpPorts, bound: tcpPorts })) {
+    for (const l of buildSidecarListeners(this.model, cls, problems, this.vips, { held: prev?.tcpPorts, bound: tcpPorts })) {
       listeners.set(l.name as string, reuse(LISTENER_TYPE, l.name as string, l, prev?.listeners));
     }
     const clusters = new Map<string, EncodedResource>(this.clusters);
     for (const [name, lc] of this.locality) {
-      const msg: Record<string, unknown> = { ...lc.cluster, type: 'STATIC', load_assignment: localityAssignment(lc.assignment, proxy.locality, lc.policy) };
+      const msg: Record<string, unknown> = { ...lc.cluster, type: 'STATIC', load_assignment: localityAssignment(lc.assignment, cls.locality ?? {}, lc.policy) };
       delete msg.eds_cluster_config;
       clusters.set(name, reuse(CLUSTER_TYPE, name, msg, prev?.clusters));
     }
-    const outbound = this.outboundFor(proxy);
+    const outbound = this.outboundFor(cls);
     const routes = new Map<string, EncodedResource>([[outbound.name, outbound]]);
     // Transparent sidecars send what Isthmus does not route to its original destination.
-    if (proxy.mode === 'transparent' && proxy.kind === 'envoy') {
+    if (cls.mode === 'transparent' && cls.kind === 'envoy') {
       for (const c of buildPassthroughClusters()) clusters.set(c.name as string, reuse(CLUSTER_TYPE, c.name as string, c, prev?.clusters));
     }
-    if (proxy.appPorts.length) {
-      for (const app of proxy.appPorts) {
-        const c = proxy.mode === 'transparent' ? buildTransparentInboundCluster(proxy.appAddress, app) : buildInboundCluster(proxy.appAddress, app);
+    if (cls.appPorts.length) {
+      for (const app of cls.appPorts) {
+        const c = cls.mode === 'transparent' ? buildTransparentInboundCluster(cls.appAddress, app) : buildInboundCluster(cls.appAddress, app);
         clusters.set(c.name as string, reuse(CLUSTER_TYPE, c.name as string, c, prev?.clusters));
       }
-      const r = buildInboundRoute(proxy.appPorts);
+      const r = buildInboundRoute(cls.appPorts);
       routes.set(r.name as string, reuse(ROUTE_TYPE, r.name as string, r, prev?.routes));
     }
     v = {
@@ -243,25 +258,17 @@ export class Generation {
       case LISTENER_TYPE:
         return (proxy.kind === 'envoy' ? this.view(proxy).listeners.get(name) : undefined) ?? this.target(LISTENER_TYPE, name);
       case ROUTE_TYPE:
-        return (name === this.outboundRoute.name ? this.outboundFor(proxy) : this.view(proxy).routes.get(name)) ?? this.target(ROUTE_TYPE, name);
+        return (name === this.outboundRoute.name ? this.outboundFor(this.classOf(proxy)) : this.view(proxy).routes.get(name)) ?? this.target(ROUTE_TYPE, name);
     }
   }
 
-  /** Which sourceLabels selectors the proxy matches, e.g. "0110"; '' when it matches none. */
-  private signature(proxy: ProxyInfo): string {
-    if (!this.selectors.length) return '';
-    const labels = proxyLabels(proxy.metadata);
-    const sig = this.selectors.map((s) => (labelsMatch(labels, s) ? '1' : '0')).join('');
-    return sig.includes('1') ? sig : '';
-  }
-
-  /** The outbound table: the shared one, or one built for proxies whose labels match a rule's sourceLabels. */
-  private outboundFor(proxy: ProxyInfo): EncodedResource {
-    const sig = this.signature(proxy);
-    if (!sig) return this.outboundRoute;
+  /** The outbound table: the shared one, or one built for the sourceLabels selectors a class matches. */
+  private outboundFor(cls: ProxyClass): EncodedResource {
+    if (!cls.sources.length) return this.outboundRoute;
+    const sig = cls.sources.join('\n');
     let r = this.labelledRoutes.get(sig);
     if (!r) {
-      r = new EncodedResource(ROUTE_TYPE, this.outboundRoute.name, buildOutboundRoute(this.model, [], this.vips, proxyLabels(proxy.metadata)));
+      r = new EncodedResource(ROUTE_TYPE, this.outboundRoute.name, buildOutboundRoute(this.model, [], this.vips, new Set(cls.sources)));
       const before = this.previous?.labelledRoutes.get(sig);
       if (before && before.version === r.version) r = before;
       this.labelledRoutes.set(sig, r);

@@ -9,6 +9,17 @@ export interface AppPort {
   readonly protocol: Protocol;
 }
 
+/** What of a proxy shapes its listeners and its own clusters: the node metadata Isthmus reads, and its kind. */
+export interface ProxyShape {
+  readonly kind: 'envoy' | 'grpc';
+  readonly mode: ProxyMode;
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  readonly bindAddress: string;
+  readonly appAddress: string;
+  readonly appPorts: readonly AppPort[];
+}
+
 export interface ProxyInfo {
   readonly id: string;
   readonly cluster: string;
@@ -27,11 +38,8 @@ export interface ProxyInfo {
   readonly instanceIps: readonly string[];
   /** node.locality: where the proxy runs, for locality-aware load balancing. */
   readonly locality: Locality;
-  /**
-   * Everything in this record that shapes the proxy's own resources. Proxies with equal
-   * keys get byte-identical listeners and inbound clusters, generated once.
-   */
-  readonly classKey: string;
+  /** The fields above that shape its configuration (with rules' inputs, its class: proxy-class.ts). */
+  readonly shape: ProxyShape;
 }
 
 export const DEFAULT_OUTBOUND_PORT = 15001;
@@ -133,5 +141,5 @@ export function proxyFromNode(node: DecodedNode | undefined | null): ProxyInfo {
   const locality = { ...(l.region ? { region: l.region } : {}), ...(l.zone ? { zone: l.zone } : {}), ...(l.sub_zone ? { subzone: l.sub_zone } : {}) };
   const ips = metadata[META.instanceIps];
   const instanceIps = typeof ips === 'string' ? ips.split(',').map((s) => s.trim()).filter(Boolean) : [];
-  return { id: node.id, cluster: node.cluster ?? '', kind, metadata, locality, instanceIps, ...base, classKey: JSON.stringify(base) };
+  return { id: node.id, cluster: node.cluster ?? '', kind, metadata, locality, instanceIps, ...base, shape: { kind, ...base } };
 }

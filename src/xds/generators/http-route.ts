@@ -19,7 +19,7 @@ import type { Service } from '../../model/types.ts';
 import { canonicalHost, type HostIndex } from '../../model/rules/hosts.ts';
 import { toAny } from '../proto.ts';
 import { FAULT_FILTER, FAULT_TYPE } from './common.ts';
-import { effectivePolicy, hashPolicy, labelsMatch, subsetCluster, subsetsOf } from './destination-rule.ts';
+import { effectivePolicy, hashPolicy, subsetCluster, subsetsOf } from './destination-rule.ts';
 import { defaultHttpPort, interfaceCluster, outboundCluster } from './names.ts';
 
 /** A rule that cannot be sent to Envoy as written. */
@@ -30,8 +30,8 @@ export interface RuleContext {
   readonly model: ModelSnapshot;
   readonly index: HostIndex;
   readonly rules: ReadonlyMap<string, DestinationRule>;
-  /** Labels of the proxy the table is built for; undefined: the table shared by every proxy. */
-  readonly sourceLabels?: Readonly<Record<string, string>>;
+  /** The sourceLabels selectors (selectorKey) the proxies of this table match; undefined: the table shared by every proxy. */
+  readonly sources?: ReadonlySet<string>;
 }
 
 /** A destination resolved to its cluster, with the policy that applies to it. */
@@ -220,8 +220,8 @@ export function virtualServiceRoutes(ctx: RuleContext, vs: VirtualService, port:
       if (m.port !== undefined && m.port !== port) return false;
       if (Object.keys(m.sourceLabels).length) {
         // Built per proxy labels (see sourceSelectors); the shared table leaves such matches out.
-        if (!ctx.sourceLabels) notes.push(`spec.http[${i}].match[${j}].sourceLabels: applies only to proxies whose node metadata LABELS match`);
-        return !!ctx.sourceLabels && labelsMatch(ctx.sourceLabels, m.sourceLabels);
+        if (!ctx.sources) notes.push(`spec.http[${i}].match[${j}].sourceLabels: applies only to proxies whose node metadata LABELS match`);
+        return !!ctx.sources && ctx.sources.has(selectorKey(m.sourceLabels));
       }
       return !m.gateways.length || m.gateways.includes('mesh');
     });
@@ -255,9 +255,14 @@ export function sourceSelectors(model: ModelSnapshot): Readonly<Record<string, s
   const seen = new Map<string, Readonly<Record<string, string>>>();
   for (const vs of model.virtualServices) {
     if (!vs.appliesToMesh) continue;
-    for (const r of vs.spec.http) for (const m of r.match) if (Object.keys(m.sourceLabels).length) seen.set(JSON.stringify(Object.entries(m.sourceLabels).sort()), m.sourceLabels);
+    for (const r of vs.spec.http) for (const m of r.match) if (Object.keys(m.sourceLabels).length) seen.set(selectorKey(m.sourceLabels), m.sourceLabels);
   }
   return [...seen.keys()].sort().map((k) => seen.get(k)!);
+}
+
+/** A sourceLabels selector as text: equal selectors, equal keys. */
+export function selectorKey(selector: Readonly<Record<string, string>>): string {
+  return JSON.stringify(Object.entries(selector).sort());
 }
 
 /**

@@ -3,7 +3,7 @@
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import { isHttpProtocol, type Service } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
-import type { ProxyInfo } from '../proxy.ts';
+import type { ProxyShape } from '../proxy.ts';
 import { ADS_SOURCE, routerFilter, socketAddress, tcpProxy } from './common.ts';
 import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener, type VipTarget } from './names.ts';
 import type { RouteProblem } from './route.ts';
@@ -35,7 +35,7 @@ export function vipTargets(model: ModelSnapshot, vips: ReadonlyMap<string, strin
 
 export function buildSidecarListeners(
   model: ModelSnapshot,
-  proxy: ProxyInfo,
+  proxy: ProxyShape,
   problems: RouteProblem[],
   vips: ReadonlyMap<string, string> = new Map(),
   ports: { readonly held?: ReadonlyMap<number, string>; readonly bound?: Map<number, string> } = {},

@@ -64,7 +64,7 @@ export function buildOutboundRoute(
   model: ModelSnapshot,
   problems: RouteProblem[],
   vips: ReadonlyMap<string, string> = new Map(),
-  sourceLabels?: Readonly<Record<string, string>>,
+  sources?: ReadonlySet<string>,
 ): Record<string, unknown> {
   const claimed = new Map<string, string>();
   const claim = (domain: string, vhName: string): boolean => {
@@ -79,7 +79,7 @@ export function buildOutboundRoute(
   const virtualHosts: Record<string, unknown>[] = [];
   const index = hostIndexOf(model);
   const rules = destinationRulesByHost(model, index);
-  const ctx: RuleContext = { model, index, rules, ...(sourceLabels ? { sourceLabels } : {}) };
+  const ctx: RuleContext = { model, index, rules, ...(sources ? { sources } : {}) };
   const vsByHost = virtualServicesByHost(model, index);
   const hashOf = (host: string, port: number): Record<string, unknown>[] | undefined => {
     const dr = rules.get(host);

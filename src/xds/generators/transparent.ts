@@ -8,7 +8,7 @@
 // sees the same request whether zero, one or two sidecars are on the path.
 import { isHttpProtocol } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
-import type { AppPort, ProxyInfo } from '../proxy.ts';
+import type { AppPort, ProxyShape } from '../proxy.ts';
 import { buildInboundCluster } from './cluster.ts';
 import { faultFilter, socketAddress, tcpProxy } from './common.ts';
 import { inboundCluster, INBOUND_LISTENER, OUTBOUND_LISTENER, OUTBOUND_ROUTE, type VipTarget } from './names.ts';
@@ -131,7 +131,7 @@ function vipChain(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): Re
  * own: the passthrough reaches that exact instance, and listeners stay independent of
  * endpoints, so an endpoint change remains an EDS-only push.
  */
-export function transparentOutbound(proxy: ProxyInfo, targets: readonly VipTarget[], problems: RouteProblem[], route: TcpRouteOf = () => undefined): Record<string, unknown> {
+export function transparentOutbound(proxy: ProxyShape, targets: readonly VipTarget[], problems: RouteProblem[], route: TcpRouteOf = () => undefined): Record<string, unknown> {
   const seen = new Set<string>();
   const chains = targets.filter((t) => {
     const key = `${t.vip}:${t.port}`;
@@ -153,7 +153,7 @@ export function transparentOutbound(proxy: ProxyInfo, targets: readonly VipTarge
 }
 
 /** The inbound listener on 0.0.0.0: a chain per app port to the local app; other ports pass through. */
-export function transparentInbound(proxy: ProxyInfo): Record<string, unknown> {
+export function transparentInbound(proxy: ProxyShape): Record<string, unknown> {
   const chain = (app: AppPort): Record<string, unknown> => ({
     name: inboundCluster(app.port),
     filter_chain_match: { destination_port: { value: app.port } },
@@ -171,6 +171,6 @@ export function transparentInbound(proxy: ProxyInfo): Record<string, unknown> {
 }
 
 /** Every listener of a transparent sidecar: outbound and inbound (inbound even with no app port). */
-export function buildTransparentListeners(proxy: ProxyInfo, problems: RouteProblem[], targets: readonly VipTarget[], route?: TcpRouteOf): Record<string, unknown>[] {
+export function buildTransparentListeners(proxy: ProxyShape, problems: RouteProblem[], targets: readonly VipTarget[], route?: TcpRouteOf): Record<string, unknown>[] {
   return [transparentOutbound(proxy, targets, problems, route), transparentInbound(proxy)];
 }

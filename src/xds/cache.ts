@@ -17,6 +17,7 @@ import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget,
 import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
 import { destinationRulesByHost, localityAssignment, usesLocalityLb } from './generators/destination-rule.ts';
 import { sourceSelectors } from './generators/http-route.ts';
+import { checkView, missing, referencesOf } from './references.ts';
 import { type ClassInputs, inputsKey, type ProxyClass, proxyClass } from './proxy-class.ts';
 import type { DestinationRule, PolicySettings } from '../model/rules/types.ts';
 import type { Service } from '../model/types.ts';
@@ -216,6 +217,7 @@ export class Generation {
       const r = buildInboundRoute(cls.appPorts);
       routes.set(r.name as string, reuse(ROUTE_TYPE, r.name as string, r, prev?.routes));
     }
+    checkView({ listeners, routes, clusters }, problems);
     v = {
       clusters,
       listeners,
@@ -460,6 +462,9 @@ export class XdsCache {
     // Proxyless target routes follow services and rules: reconcile the ones clients asked for.
     if (prev && servicesChanged) for (const n of prev.targetNames(ROUTE_TYPE)) changed.get(ROUTE_TYPE)!.add(n);
     checkConsistent(model, clusters, endpoints);
+    // Routes → clusters: the shared table names only clusters every proxy gets.
+    const dangling = missing(referencesOf(outboundRoute), { routes: new Map(), clusters });
+    if (dangling.length) throw new Error(`inconsistent snapshot: route ${outboundRoute.name} names missing ${dangling.slice(0, 5).join(', ')}`);
     const endpointDigest = digest(
       prev && this.endpointDigest,
       [...changedEndpoints].map((n) => [n, endpoints.get(n)?.version]),
@@ -585,3 +590,4 @@ function diff(before: ResourceMap | undefined, after: ResourceMap): Set<string> 
 function problemKey(p: RouteProblem): string {
   return `${p.name}\n${p.reason}`;
 }
+

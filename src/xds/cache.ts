@@ -2,70 +2,28 @@
 // Each generation holds the resources of one model version; unchanged resources are
 // carried over byte-for-byte from the previous generation, never re-encoded.
 import type { ModelSnapshot } from '../model/snapshot.ts';
-import { contentHash } from '../model/hash.ts';
 import { sameEntries } from '../model/same.ts';
-import { digest, patched, type SetDigest, setVersion } from './resource-sets.ts';
-import { messageType } from './proto.ts';
-import type { ProxyInfo } from './proxy.ts';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, MESSAGE_OF, ROUTE_TYPE, type TypeUrl } from './resources.ts';
-import { encodeAny, encodeDeltaResource } from './wire.ts';
-import { buildInboundCluster, buildServiceClusters, planServiceClusters } from './generators/cluster.ts';
-import { buildLoadAssignment } from './generators/endpoint.ts';
-import { buildApiListener, buildSidecarListeners } from './generators/listener.ts';
-import { buildPassthroughClusters, buildTransparentInboundCluster } from './generators/transparent.ts';
-import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem, targetRuleRoutes } from './generators/route.ts';
-import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
-import { destinationRulesByHost, localityAssignment, usesLocalityLb } from './generators/destination-rule.ts';
-import { sourceSelectors } from './generators/http-route.ts';
-import { checkView, missing, referencesOf } from './references.ts';
-import { type ClassInputs, inputsKey, type ProxyClass, proxyClass } from './proxy-class.ts';
-import type { DestinationRule, PolicySettings } from '../model/rules/types.ts';
+import type { DestinationRule } from '../model/rules/types.ts';
 import type { Service } from '../model/types.ts';
 import { logger } from '../shared/log.ts';
 import { metrics } from '../shared/metrics.ts';
+import { EncodedResource, type ResourceMap } from './encoded.ts';
+import { Generation, type GenerationInit, type LocalityCluster } from './generation.ts';
+import { buildServiceClusters, planServiceClusters } from './generators/cluster.ts';
+import { destinationRulesByHost, usesLocalityLb } from './generators/destination-rule.ts';
+import { buildLoadAssignment } from './generators/endpoint.ts';
+import { sourceSelectors } from './generators/http-route.ts';
+import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
+import { buildOutboundRoute, type RouteProblem } from './generators/route.ts';
+import { missing, referencesOf } from './references.ts';
+import { digest, patched, type SetDigest } from './resource-sets.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, type TypeUrl } from './resources.ts';
+
+export { EncodedResource, type ResourceMap } from './encoded.ts';
+export { type ClassView, Generation } from './generation.ts';
 
 const log = logger('xds');
 const problemsGauge = metrics.gauge('isthmus_xds_problems', 'Parts of the configuration the xDS generators refused in the current generation (see /debug/registryz xdsProblems).');
-const encodes = metrics.counter('isthmus_xds_resource_encodes_total', 'Resources encoded to protobuf, by type (once per content version).');
-
-export class EncodedResource {
-  readonly typeUrl: TypeUrl;
-  readonly name: string;
-  /** Hash of the encoded bytes: equal content gives equal versions in every process. */
-  readonly version: string;
-  /** The resource as an encoded google.protobuf.Any, shared by every response. */
-  readonly any: Buffer;
-  private delta?: Buffer;
-
-  constructor(typeUrl: TypeUrl, name: string, message: Record<string, unknown>) {
-    const t = messageType(MESSAGE_OF[typeUrl]);
-    const bytes = t.encode(t.fromObject(message)).finish();
-    this.typeUrl = typeUrl;
-    this.name = name;
-    this.version = contentHash(bytes);
-    this.any = encodeAny(typeUrl, bytes);
-    encodes.inc({ type: MESSAGE_OF[typeUrl] });
-  }
-
-  /** The delta-protocol Resource wrapper, built on first use and then shared. */
-  deltaBytes(): Buffer {
-    return (this.delta ??= encodeDeltaResource(this.name, this.version, this.any));
-  }
-}
-
-export type ResourceMap = ReadonlyMap<string, EncodedResource>;
-
-/** The resources one class of proxies (same listener-shaping metadata) receives. */
-export interface ClassView {
-  readonly clusters: ResourceMap;
-  readonly listeners: ResourceMap;
-  readonly routes: ResourceMap;
-  readonly versions: Readonly<Record<TypeUrl, string>>;
-  /** What the generators refused while building this class's resources. */
-  readonly problems: readonly RouteProblem[];
-  /** Explicit mode: TCP port → the service its listener serves; the next generation keeps these owners. */
-  readonly tcpPorts: ReadonlyMap<number, string>;
-}
 
 interface ServiceEntryCache {
   readonly serviceHash: string;
@@ -76,230 +34,6 @@ interface ServiceEntryCache {
   readonly problems: readonly RouteProblem[];
   /** Clusters with locality load balancing: re-prioritised per proxy locality in each view. */
   readonly locality: readonly LocalityCluster[];
-}
-
-/** An EDS cluster whose endpoints are sent inline, ordered by priority from the proxy's locality. */
-interface LocalityCluster {
-  readonly cluster: Record<string, unknown>;
-  readonly assignment: Record<string, unknown>;
-  readonly policy: PolicySettings;
-}
-
-/** What an update computes for a generation; the cache adds the sequence number and the link back. */
-interface GenerationInit {
-  readonly model: ModelSnapshot;
-  readonly clusters: ResourceMap;
-  readonly endpoints: ResourceMap;
-  readonly endpointsVersion: string;
-  readonly outboundRoute: EncodedResource;
-  readonly problems: readonly RouteProblem[];
-  readonly changed: ReadonlyMap<TypeUrl, ReadonlySet<string>>;
-  readonly servicesChanged: boolean;
-  readonly vips: ReadonlyMap<string, string>;
-  readonly locality: ReadonlyMap<string, LocalityCluster>;
-}
-
-export class Generation {
-  readonly seq: number;
-  readonly model: ModelSnapshot;
-  /** Name → allocated VIP, for VIP filter chains and VIP:port domains. */
-  readonly vips: ReadonlyMap<string, string>;
-  readonly clusters: ResourceMap;
-  readonly endpoints: ResourceMap;
-  readonly outboundRoute: EncodedResource;
-  /** Version over all endpoint assignments, used as the EDS version_info. */
-  readonly endpointsVersion: string;
-  /** Problems of the resources every proxy shares (clusters, the outbound table). */
-  readonly sharedProblems: readonly RouteProblem[];
-  /** sourceLabels selectors of the rules: proxies matching any get an outbound table of their own. */
-  private readonly selectors: readonly Readonly<Record<string, string>>[];
-  /** Outbound tables of proxies matching some sourceLabels selectors, by the selectors they match. */
-  private readonly labelledRoutes = new Map<string, EncodedResource>();
-  /** What decides which proxy attributes matter in this generation, and its text (see proxyClass). */
-  private readonly classInputs: ClassInputs;
-  private readonly classInputsKey: string;
-  /** Clusters built per proxy locality (DestinationRule localityLbSetting), by name. */
-  readonly locality: ReadonlyMap<string, LocalityCluster>;
-  /** Names whose resource differs from the previous generation (added, changed or removed). */
-  readonly changed: ReadonlyMap<TypeUrl, ReadonlySet<string>>;
-  private readonly views = new Map<string, ClassView>();
-  /** No service definition and no cluster changed since the previous generation. */
-  private readonly shapeUnchanged: boolean;
-  private readonly named = new Map<string, EncodedResource | null>();
-  /** Only the generation just before, to carry unchanged per-class resources over. */
-  private previous?: Generation;
-  /** Told of the problems of each class view when it is first built (kept, shown and logged by the cache). */
-  private readonly report: (problems: readonly RouteProblem[]) => void;
-
-  constructor(init: GenerationInit & { seq: number; previous?: Generation; report?: (problems: readonly RouteProblem[]) => void }) {
-    this.seq = init.seq;
-    this.model = init.model;
-    this.vips = init.vips;
-    this.clusters = init.clusters;
-    this.endpoints = init.endpoints;
-    this.outboundRoute = init.outboundRoute;
-    this.sharedProblems = init.problems;
-    this.report = init.report ?? (() => undefined);
-    this.changed = init.changed;
-    this.endpointsVersion = init.endpointsVersion;
-    this.previous = init.previous;
-    this.locality = init.locality;
-    this.selectors = sourceSelectors(init.model);
-    // Proxies differ by locality only where a DestinationRule asks for locality load balancing.
-    this.classInputs = { localityLb: this.locality.size > 0, selectors: this.selectors };
-    this.classInputsKey = inputsKey(this.classInputs);
-    // Locality clusters carry their endpoints inline: an endpoint change reshapes them.
-    this.shapeUnchanged = !init.servicesChanged && init.changed.get(CLUSTER_TYPE)!.size === 0 && this.locality.size === 0;
-  }
-
-  /** Every problem found so far: the shared resources' and those of each class view built (one entry per name and reason). */
-  get problems(): readonly RouteProblem[] {
-    const out = new Map<string, RouteProblem>();
-    for (const p of this.sharedProblems) out.set(`${p.name}\n${p.reason}`, p);
-    for (const v of this.views.values()) for (const p of v.problems) out.set(`${p.name}\n${p.reason}`, p);
-    return [...out.values()];
-  }
-
-  /** Drops the link to the generation before, so that only two are ever kept alive. */
-  forgetPrevious(): void {
-    this.previous = undefined;
-  }
-
-  /** The proxy's class in this generation: everything that shapes its configuration. */
-  classOf(proxy: ProxyInfo): ProxyClass {
-    return proxyClass(proxy, this.classInputs, this.classInputsKey);
-  }
-
-  /** Resources for one class of proxies; built once per class and generation. */
-  view(proxy: ProxyInfo): ClassView {
-    return this.viewOf(this.classOf(proxy));
-  }
-
-  private viewOf(cls: ProxyClass): ClassView {
-    const key = cls.key;
-    let v = this.views.get(key);
-    if (v) return v;
-    const prev = this.previous?.views.get(key);
-    if (prev && this.shapeUnchanged) {
-      // Endpoint-only change: listeners, clusters and routes are the previous ones.
-      v = { ...prev, versions: { ...prev.versions, [ENDPOINT_TYPE]: this.endpointsVersion } };
-      this.views.set(key, v);
-      return v;
-    }
-    const problems: RouteProblem[] = [];
-    const reuse = (typeUrl: TypeUrl, name: string, msg: Record<string, unknown>, old?: ResourceMap): EncodedResource => {
-      const fresh = new EncodedResource(typeUrl, name, msg);
-      const before = old?.get(name);
-      return before && before.version === fresh.version ? before : fresh;
-    };
-    const listeners = new Map<string, EncodedResource>();
-    const tcpPorts = new Map<number, string>();
-    for (const l of buildSidecarListeners(this.model, cls, problems, this.vips, { held: prev?.tcpPorts, bound: tcpPorts })) {
-      listeners.set(l.name as string, reuse(LISTENER_TYPE, l.name as string, l, prev?.listeners));
-    }
-    const clusters = new Map<string, EncodedResource>(this.clusters);
-    for (const [name, lc] of this.locality) {
-      const msg: Record<string, unknown> = { ...lc.cluster, type: 'STATIC', load_assignment: localityAssignment(lc.assignment, cls.locality ?? {}, lc.policy) };
-      delete msg.eds_cluster_config;
-      clusters.set(name, reuse(CLUSTER_TYPE, name, msg, prev?.clusters));
-    }
-    const outbound = this.outboundFor(cls);
-    const routes = new Map<string, EncodedResource>([[outbound.name, outbound]]);
-    // Transparent sidecars send what Isthmus does not route to its original destination.
-    if (cls.mode === 'transparent' && cls.kind === 'envoy') {
-      for (const c of buildPassthroughClusters()) clusters.set(c.name as string, reuse(CLUSTER_TYPE, c.name as string, c, prev?.clusters));
-    }
-    if (cls.appPorts.length) {
-      for (const app of cls.appPorts) {
-        const c = cls.mode === 'transparent' ? buildTransparentInboundCluster(cls.appAddress, app) : buildInboundCluster(cls.appAddress, app);
-        clusters.set(c.name as string, reuse(CLUSTER_TYPE, c.name as string, c, prev?.clusters));
-      }
-      const r = buildInboundRoute(cls.appPorts);
-      routes.set(r.name as string, reuse(ROUTE_TYPE, r.name as string, r, prev?.routes));
-    }
-    checkView({ listeners, routes, clusters }, problems);
-    v = {
-      clusters,
-      listeners,
-      routes,
-      versions: {
-        [CLUSTER_TYPE]: setVersion(clusters),
-        [LISTENER_TYPE]: setVersion(listeners),
-        [ROUTE_TYPE]: setVersion(routes),
-        [ENDPOINT_TYPE]: this.endpointsVersion,
-      },
-      problems,
-      tcpPorts,
-    };
-    this.views.set(key, v);
-    if (problems.length) this.report(problems);
-    return v;
-  }
-
-  /** Everything of a type a wildcard subscription receives. */
-  wildcard(typeUrl: TypeUrl, proxy: ProxyInfo): ResourceMap {
-    switch (typeUrl) {
-      case CLUSTER_TYPE:
-        return this.view(proxy).clusters;
-      case LISTENER_TYPE:
-        return proxy.kind === 'envoy' ? this.view(proxy).listeners : new Map();
-      case ROUTE_TYPE:
-        return this.view(proxy).routes;
-      case ENDPOINT_TYPE:
-        return this.endpoints;
-    }
-  }
-
-  /** One named resource, or undefined if it does not exist. */
-  resolve(typeUrl: TypeUrl, name: string, proxy: ProxyInfo): EncodedResource | undefined {
-    switch (typeUrl) {
-      case ENDPOINT_TYPE:
-        return this.endpoints.get(name);
-      case CLUSTER_TYPE:
-        return (this.locality.has(name) ? undefined : this.clusters.get(name)) ?? this.view(proxy).clusters.get(name);
-      case LISTENER_TYPE:
-        return (proxy.kind === 'envoy' ? this.view(proxy).listeners.get(name) : undefined) ?? this.target(LISTENER_TYPE, name);
-      case ROUTE_TYPE:
-        return (name === this.outboundRoute.name ? this.outboundFor(this.classOf(proxy)) : this.view(proxy).routes.get(name)) ?? this.target(ROUTE_TYPE, name);
-    }
-  }
-
-  /** The outbound table: the shared one, or one built for the sourceLabels selectors a class matches. */
-  private outboundFor(cls: ProxyClass): EncodedResource {
-    if (!cls.sources.length) return this.outboundRoute;
-    const sig = cls.sources.join('\n');
-    let r = this.labelledRoutes.get(sig);
-    if (!r) {
-      r = new EncodedResource(ROUTE_TYPE, this.outboundRoute.name, buildOutboundRoute(this.model, [], this.vips, new Set(cls.sources)));
-      const before = this.previous?.labelledRoutes.get(sig);
-      if (before && before.version === r.version) r = before;
-      this.labelledRoutes.set(sig, r);
-    }
-    return r;
-  }
-
-  /** Proxyless targets resolved in this generation, by type: what a rule or service change may alter. */
-  targetNames(typeUrl: TypeUrl): string[] {
-    const prefix = `${typeUrl}\n`;
-    return [...this.named.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
-  }
-
-  /** Listener and route of a proxyless client's target "HOST:PORT". */
-  private target(typeUrl: typeof LISTENER_TYPE | typeof ROUTE_TYPE, name: string): EncodedResource | undefined {
-    const key = `${typeUrl}\n${name}`;
-    const hit = this.named.get(key);
-    if (hit !== undefined) return hit ?? undefined;
-    const t = resolveTarget(this.model, name);
-    let r: EncodedResource | null = null;
-    if (t) {
-      const msg = typeUrl === LISTENER_TYPE ? buildApiListener(name) : buildTargetRoute(name, t.cluster, targetRuleRoutes(this.model, t.host, t.port, []));
-      r = new EncodedResource(typeUrl, name, msg);
-      const before = this.previous?.named.get(key);
-      if (before && before.version === r.version) r = before;
-    }
-    this.named.set(key, r);
-    return r ?? undefined;
-  }
 }
 
 /** An update's result, committed to the cache only once it has passed the consistency check. */

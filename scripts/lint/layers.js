@@ -12,10 +12,11 @@ const SRC = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..
  */
 export const LAYERS = {
   shared: ['shared'],
+  generated: [],
   model: ['shared', 'model'],
   registries: ['shared', 'model', 'registries'],
   addresses: ['shared', 'model', 'addresses'],
-  xds: ['shared', 'model', 'xds'],
+  xds: ['shared', 'model', 'generated', 'xds'],
   dns: ['shared', 'model', 'dns'],
   admin: ['shared', 'model', 'admin'],
   pipeline: ['shared', 'model', 'addresses', 'pipeline'],

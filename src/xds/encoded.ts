@@ -2,7 +2,7 @@
 import { contentHash } from '../model/hash.ts';
 import { metrics } from '../shared/metrics.ts';
 import { messageType } from './proto.ts';
-import { MESSAGE_OF, type TypeUrl } from './resources.ts';
+import { MESSAGE_OF, type MessageOf, type TypeUrl } from './resources.ts';
 import { encodeAny, encodeDeltaResource } from './wire.ts';
 
 const encodes = metrics.counter('isthmus_xds_resource_encodes_total', 'Resources encoded to protobuf, by type (once per content version).');
@@ -16,7 +16,7 @@ export class EncodedResource {
   readonly any: Buffer;
   private delta?: Buffer;
 
-  constructor(typeUrl: TypeUrl, name: string, message: Record<string, unknown>) {
+  constructor(typeUrl: TypeUrl, name: string, message: MessageOf[TypeUrl]) {
     const t = messageType(MESSAGE_OF[typeUrl]);
     const bytes = t.encode(t.fromObject(message)).finish();
     this.typeUrl = typeUrl;

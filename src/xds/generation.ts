@@ -3,6 +3,7 @@
 // on first use by a proxy of that class.
 import type { ModelSnapshot } from '../model/snapshot.ts';
 import type { PolicySettings } from '../model/rules/types.ts';
+import type { ClusterLoadAssignment } from '../generated/envoy.ts';
 import { EncodedResource, type ResourceMap } from './encoded.ts';
 import { buildInboundCluster } from './generators/cluster.ts';
 import { localityAssignment } from './generators/destination-rule.ts';
@@ -31,7 +32,7 @@ export interface ClassView {
 /** An EDS cluster whose endpoints are sent inline, ordered by priority from the proxy's locality. */
 export interface LocalityCluster {
   readonly cluster: Record<string, unknown>;
-  readonly assignment: Record<string, unknown>;
+  readonly assignment: ClusterLoadAssignment;
   readonly policy: PolicySettings;
 }
 

@@ -1,4 +1,5 @@
 // Type URLs served over ADS, and the message each one carries.
+import type { Cluster, ClusterLoadAssignment, Listener, RouteConfiguration } from '../generated/envoy.ts';
 
 export const CLUSTER_TYPE = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 export const ENDPOINT_TYPE = 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment';
@@ -6,6 +7,14 @@ export const LISTENER_TYPE = 'type.googleapis.com/envoy.config.listener.v3.Liste
 export const ROUTE_TYPE = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
 
 export type TypeUrl = typeof CLUSTER_TYPE | typeof ENDPOINT_TYPE | typeof LISTENER_TYPE | typeof ROUTE_TYPE;
+
+/** The generated type of each resource (src/generated/envoy.ts). */
+export interface MessageOf {
+  [CLUSTER_TYPE]: Cluster;
+  [ENDPOINT_TYPE]: ClusterLoadAssignment;
+  [LISTENER_TYPE]: Listener;
+  [ROUTE_TYPE]: RouteConfiguration;
+}
 
 /** Push order Envoy needs: clusters before their endpoints, listeners before their routes. */
 export const TYPE_ORDER: readonly TypeUrl[] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];

@@ -1,4 +1,5 @@
 // Small builders shared by the generators.
+import type { Struct, Value } from '../../generated/envoy.ts';
 import { toAny } from '../proto.ts';
 
 export const ADS_SOURCE = { ads: {}, resource_api_version: 'V3' };
@@ -26,8 +27,8 @@ export function socketAddress(address: string, port: number): Record<string, unk
  * google.protobuf.Struct from string pairs, keys sorted so encoding is deterministic.
  * protobufjs defines Value with camelCase field names even under keepCase.
  */
-export function struct(values: Readonly<Record<string, string>>): Record<string, unknown> {
-  const fields: Record<string, unknown> = {};
+export function struct(values: Readonly<Record<string, string>>): Struct {
+  const fields: Record<string, Value> = {};
   for (const k of Object.keys(values).sort()) fields[k] = { stringValue: values[k] };
   return { fields };
 }

@@ -5,6 +5,7 @@
 // cluster `outbound|PORT|SUBSET|SERVICE`; a subset of an interface is `outbound|PORT|SUBSET|INTERFACE`
 // and holds only providers of that interface. Subset names are DNS labels and interface names
 // contain dots, so the two uses of the subset slot never collide.
+import type { ClusterLoadAssignment } from '../../generated/envoy.ts';
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import type { DestinationRule, PolicySettings, Subset } from '../../model/rules/types.ts';
 import type { Endpoint, Locality, Service, ServicePort } from '../../model/types.ts';
@@ -212,7 +213,7 @@ function localityMatches(pattern: string, l: Locality): boolean {
  * for its region, then the rest — Istio's failover order. With `distribute`, the matching
  * entry for the proxy sets locality weights instead (all at priority 0).
  */
-export function localityAssignment(cla: Record<string, unknown>, proxy: Locality, policy: PolicySettings): Record<string, unknown> {
+export function localityAssignment(cla: ClusterLoadAssignment, proxy: Locality, policy: PolicySettings): ClusterLoadAssignment {
   const setting = policy.loadBalancer!.localityLbSetting!;
   type Group = { locality: { region: string; zone: string; sub_zone: string }; load_balancing_weight: { value: number }; priority?: number };
   const groups = (cla.endpoints as Group[]).map((g) => ({ ...g }));

@@ -1,5 +1,6 @@
 // EDS: ClusterLoadAssignments, endpoints grouped by locality and labelled with their source.
 import { type Endpoint, endpointPort, lbWeight, type Locality, type ServicePort } from '../../model/types.ts';
+import type { ClusterLoadAssignment, LbEndpoint } from '../../generated/envoy.ts';
 import { struct } from './common.ts';
 
 const HEALTH = { HEALTHY: 'HEALTHY', UNHEALTHY: 'UNHEALTHY', DRAINING: 'DRAINING' } as const;
@@ -8,8 +9,8 @@ function localityKey(l: Locality): string {
   return `${l.region ?? ''}/${l.zone ?? ''}/${l.subzone ?? ''}`;
 }
 
-export function buildLoadAssignment(clusterName: string, port: ServicePort, endpoints: readonly Endpoint[]): Record<string, unknown> {
-  const groups = new Map<string, { locality: Locality; weight: number; lb_endpoints: Record<string, unknown>[] }>();
+export function buildLoadAssignment(clusterName: string, port: ServicePort, endpoints: readonly Endpoint[]): ClusterLoadAssignment {
+  const groups = new Map<string, { locality: Locality; weight: number; lb_endpoints: LbEndpoint[] }>();
   for (const ep of endpoints) {
     const key = localityKey(ep.locality);
     let g = groups.get(key);

@@ -93,6 +93,9 @@ export function generate(): string {
     }
     out.push('}');
   }
+  out.push('', '/** Message full name → its type, for toAny(). */', 'export interface MessageByName {');
+  for (const n of [...messages.keys()].sort()) if (n !== 'google.protobuf.Any') out.push(`  ${JSON.stringify(n)}: ${ident(n)};`);
+  out.push('}');
   return out.join('\n') + '\n';
 }
 

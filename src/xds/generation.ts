@@ -3,7 +3,7 @@
 // on first use by a proxy of that class.
 import type { ModelSnapshot } from '../model/snapshot.ts';
 import type { PolicySettings } from '../model/rules/types.ts';
-import type { ClusterLoadAssignment } from '../generated/envoy.ts';
+import type { Cluster, ClusterLoadAssignment } from '../generated/envoy.ts';
 import { EncodedResource, type ResourceMap } from './encoded.ts';
 import { buildInboundCluster } from './generators/cluster.ts';
 import { localityAssignment } from './generators/destination-rule.ts';
@@ -15,7 +15,7 @@ import type { ProxyInfo } from './proxy.ts';
 import { type ClassInputs, inputsKey, type ProxyClass, proxyClass } from './proxy-class.ts';
 import { checkView } from './references.ts';
 import { setVersion } from './resource-sets.ts';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, type TypeUrl } from './resources.ts';
+import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, type MessageOf, ROUTE_TYPE, type TypeUrl } from './resources.ts';
 
 /** The resources one class of proxies (same listener-shaping metadata) receives. */
 export interface ClassView {
@@ -31,7 +31,7 @@ export interface ClassView {
 
 /** An EDS cluster whose endpoints are sent inline, ordered by priority from the proxy's locality. */
 export interface LocalityCluster {
-  readonly cluster: Record<string, unknown>;
+  readonly cluster: Cluster;
   readonly assignment: ClusterLoadAssignment;
   readonly policy: PolicySettings;
 }
@@ -138,7 +138,7 @@ export class Generation {
       return v;
     }
     const problems: RouteProblem[] = [];
-    const reuse = (typeUrl: TypeUrl, name: string, msg: Record<string, unknown>, old?: ResourceMap): EncodedResource => {
+    const reuse = (typeUrl: TypeUrl, name: string, msg: MessageOf[TypeUrl], old?: ResourceMap): EncodedResource => {
       const fresh = new EncodedResource(typeUrl, name, msg);
       const before = old?.get(name);
       return before && before.version === fresh.version ? before : fresh;
@@ -150,7 +150,7 @@ export class Generation {
     }
     const clusters = new Map<string, EncodedResource>(this.clusters);
     for (const [name, lc] of this.locality) {
-      const msg: Record<string, unknown> = { ...lc.cluster, type: 'STATIC', load_assignment: localityAssignment(lc.assignment, cls.locality ?? {}, lc.policy) };
+      const msg: Cluster = { ...lc.cluster, type: 'STATIC', load_assignment: localityAssignment(lc.assignment, cls.locality ?? {}, lc.policy) };
       delete msg.eds_cluster_config;
       clusters.set(name, reuse(CLUSTER_TYPE, name, msg, prev?.clusters));
     }

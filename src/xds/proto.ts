@@ -3,6 +3,7 @@ import { accessSync, existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import protobuf from 'protobufjs';
+import type { Any, MessageByName } from '../generated/envoy.ts';
 
 // The Envoy API protos ship inside @grpc/grpc-js-xds; they are loaded from there, never
 // copied. protos/manifest.json lists every file, its include directories and the exact
@@ -95,9 +96,9 @@ export function messageType(fullName: string): protobuf.Type {
 export const TYPE_PREFIX = 'type.googleapis.com/';
 
 /** Encodes a message (enum names accepted) and wraps it as google.protobuf.Any. */
-export function toAny(fullName: string, value: Record<string, unknown>): { type_url: string; value: Uint8Array } {
+export function toAny<N extends keyof MessageByName>(fullName: N, value: MessageByName[N]): Any {
   const t = messageType(fullName);
-  return { type_url: TYPE_PREFIX + fullName, value: t.encode(t.fromObject(value)).finish() };
+  return { type_url: TYPE_PREFIX + fullName, value: t.encode(t.fromObject(value as Record<string, unknown>)).finish() };
 }
 
 /** Decodes bytes to a plain object with enum names, longs as strings: for debug output. */

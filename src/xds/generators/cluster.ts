@@ -1,4 +1,5 @@
 // CDS: one outbound cluster per service port; one inbound cluster per app port of a proxy.
+import type { Cluster } from '../../generated/envoy.ts';
 import type { DestinationRule, PolicySettings } from '../../model/rules/types.ts';
 import type { Endpoint, Service, ServicePort } from '../../model/types.ts';
 import { isHttpProtocol } from '../../model/types.ts';
@@ -44,7 +45,7 @@ export function planServiceClusters(svc: Service, endpoints: readonly Endpoint[]
 }
 
 /** Clusters of one service. DNS services resolve their endpoints (or hosts) in Envoy. */
-export function buildServiceClusters(svc: Service, plans: readonly ClusterPlan[], problems: PolicyProblem[] = []): Record<string, unknown>[] {
+export function buildServiceClusters(svc: Service, plans: readonly ClusterPlan[], problems: PolicyProblem[] = []): Cluster[] {
   return plans.map(({ name, port, endpoints, policy }) => {
     const cluster: Record<string, unknown> = { name, connect_timeout: CONNECT_TIMEOUT, lb_policy: 'ROUND_ROBIN' };
     if (svc.resolution === 'DNS') {
@@ -65,7 +66,7 @@ export function buildServiceClusters(svc: Service, plans: readonly ClusterPlan[]
 }
 
 /** Inbound clusters forward to the local app. */
-export function buildInboundCluster(appAddress: string, app: AppPort): Record<string, unknown> {
+export function buildInboundCluster(appAddress: string, app: AppPort): Cluster {
   const name = inboundCluster(app.port);
   const cluster: Record<string, unknown> = {
     name,

@@ -1,10 +1,10 @@
 // Small builders shared by the generators.
-import type { Struct, Value } from '../../generated/envoy.ts';
+import type { Address, ConfigSource, envoy_config_listener_v3_Filter as NetworkFilter, HttpFilter, Struct, Value } from '../../generated/envoy.ts';
 import { toAny } from '../proto.ts';
 
-export const ADS_SOURCE = { ads: {}, resource_api_version: 'V3' };
+export const ADS_SOURCE: ConfigSource = { ads: {}, resource_api_version: 'V3' };
 
-export function routerFilter(): Record<string, unknown> {
+export function routerFilter(): HttpFilter {
   return {
     name: 'envoy.filters.http.router',
     typed_config: toAny('envoy.extensions.filters.http.router.v3.Router', {}),
@@ -15,11 +15,11 @@ export const FAULT_FILTER = 'envoy.filters.http.fault';
 export const FAULT_TYPE = 'envoy.extensions.filters.http.fault.v3.HTTPFault';
 
 /** The fault filter with no fault of its own: routes enable it through typed_per_filter_config. */
-export function faultFilter(): Record<string, unknown> {
+export function faultFilter(): HttpFilter {
   return { name: FAULT_FILTER, typed_config: toAny(FAULT_TYPE, {}) };
 }
 
-export function socketAddress(address: string, port: number): Record<string, unknown> {
+export function socketAddress(address: string, port: number): Address {
   return { socket_address: { address, port_value: port } };
 }
 
@@ -33,7 +33,7 @@ export function struct(values: Readonly<Record<string, string>>): Struct {
   return { fields };
 }
 
-export function tcpProxy(statPrefix: string, cluster: string): Record<string, unknown> {
+export function tcpProxy(statPrefix: string, cluster: string): NetworkFilter {
   return {
     name: 'envoy.filters.network.tcp_proxy',
     typed_config: toAny('envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', { stat_prefix: statPrefix, cluster }),

@@ -3,6 +3,7 @@
 //
 // Envoy must never NACK what Isthmus sends: a rule that cannot be expressed is refused here
 // as a whole (a RouteProblem, shown in /debug/registryz) and its host keeps its default route.
+import type { HeaderMatcher, Route, RouteMatch, envoy_type_matcher_v3_StringMatcher as StringMatcher } from '../../generated/envoy.ts';
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import type {
   Destination,
@@ -66,21 +67,21 @@ export function resolveDestination(ctx: RuleContext, d: Destination, namespace: 
   return hash ? { cluster, hash } : { cluster };
 }
 
-function stringMatcher(m: StringMatch, ignoreCase = false): Record<string, unknown> {
+function stringMatcher(m: StringMatch, ignoreCase = false): StringMatcher {
   // Envoy's StringMatcher wants a non-empty prefix or regex.
   if (m.value === '' && m.type !== 'exact') throw new Refusal(`an empty ${m.type} match cannot be sent to Envoy; use exact "" or leave the match out`);
   const base = m.type === 'exact' ? { exact: m.value } : m.type === 'prefix' ? { prefix: m.value } : { safe_regex: { regex: m.value } };
   return ignoreCase && m.type !== 'regex' ? { ...base, ignore_case: true } : base;
 }
 
-function headerMatcher(name: string, m: HeaderMatch, invert: boolean): Record<string, unknown> {
+function headerMatcher(name: string, m: HeaderMatch, invert: boolean): HeaderMatcher {
   // Istio's empty prefix means "present".
   const present = m.type === 'present' || (m.type === 'prefix' && m.value === '');
   const base = present ? { name, present_match: true } : { name, string_match: stringMatcher(m as StringMatch) };
   return invert ? { ...base, invert_match: true } : base;
 }
 
-function routeMatch(m: HttpMatch): Record<string, unknown> {
+function routeMatch(m: HttpMatch): RouteMatch {
   const out: Record<string, unknown> = {};
   const uri = m.uri;
   if (!uri) out.prefix = '/';
@@ -89,7 +90,7 @@ function routeMatch(m: HttpMatch): Record<string, unknown> {
   else if (uri.value === '') throw new Refusal('uri regex "" cannot be sent to Envoy; leave the uri match out');
   else out.safe_regex = { regex: m.ignoreUriCase ? `(?i)${uri.value}` : uri.value };
   if (m.ignoreUriCase && uri && uri.type !== 'regex') out.case_sensitive = { value: false };
-  const headers: Record<string, unknown>[] = [];
+  const headers: HeaderMatcher[] = [];
   for (const [name, hm] of Object.entries(m.headers)) headers.push(headerMatcher(name.toLowerCase(), hm, false));
   for (const [name, hm] of Object.entries(m.withoutHeaders)) headers.push(headerMatcher(name.toLowerCase(), hm, true));
   if (m.method) headers.push(headerMatcher(':method', m.method, false));
@@ -212,7 +213,7 @@ function routeAction(ctx: RuleContext, vs: VirtualService, r: HttpRoute, i: numb
 }
 
 /** Envoy routes of one VirtualService for a virtual host on `port`; throws Refusal. */
-export function virtualServiceRoutes(ctx: RuleContext, vs: VirtualService, port: number, notes: string[]): Record<string, unknown>[] {
+export function virtualServiceRoutes(ctx: RuleContext, vs: VirtualService, port: number, notes: string[]): Route[] {
   const out: Record<string, unknown>[] = [];
   vs.spec.http.forEach((r, i) => {
     const matches = r.match.length ? r.match : undefined;

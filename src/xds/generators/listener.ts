@@ -1,5 +1,6 @@
 // LDS: the sidecar's outbound and inbound listeners, and api_listeners for proxyless gRPC.
 // Explicit mode here; transparent mode (original-destination listeners) in transparent.ts.
+import type { Listener } from '../../generated/envoy.ts';
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import { isHttpProtocol, type Service } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
@@ -39,7 +40,7 @@ export function buildSidecarListeners(
   problems: RouteProblem[],
   vips: ReadonlyMap<string, string> = new Map(),
   ports: { readonly held?: ReadonlyMap<number, string>; readonly bound?: Map<number, string> } = {},
-): Record<string, unknown>[] {
+): Listener[] {
   // Transparent: redirected connections are taken by their original destination (VIP
   // chains, passthrough for the rest), so no per-port listeners are needed.
   if (proxy.mode === 'transparent') return buildTransparentListeners(proxy, problems, vipTargets(model, vips), tcpRouter(model));
@@ -109,7 +110,7 @@ export function buildSidecarListeners(
 }
 
 /** A proxyless gRPC client's listener for the target it dialed. */
-export function buildApiListener(name: string): Record<string, unknown> {
+export function buildApiListener(name: string): Listener {
   return {
     name,
     api_listener: {

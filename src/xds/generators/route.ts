@@ -1,5 +1,6 @@
 // RDS: the sidecar's outbound route table (by Host/:authority), the inbound table, and
 // per-target tables for proxyless gRPC clients.
+import type { Route, RouteConfiguration } from '../../generated/envoy.ts';
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import type { Service, ServicePort } from '../../model/types.ts';
 import { isHttpProtocol } from '../../model/types.ts';
@@ -15,7 +16,7 @@ export interface RouteProblem {
   readonly reason: string;
 }
 
-function route(cluster: string, hash?: Record<string, unknown>[]): Record<string, unknown> {
+function route(cluster: string, hash?: Record<string, unknown>[]): Route {
   // timeout 0: no deadline by default, so gRPC streams are not cut at Envoy's 15 s default.
   return { match: { prefix: '/' }, route: { cluster, timeout: { seconds: 0 }, ...(hash ? { hash_policy: hash } : {}) } };
 }
@@ -25,7 +26,7 @@ function route(cluster: string, hash?: Record<string, unknown>[]): Record<string
  * is recorded and the host keeps its default route). `grpcPrefix`: only requests under
  * `/<interface>/` (an interface's rule inside its application's virtual host).
  */
-function ruleRoutes(ctx: RuleContext, vs: VirtualService | undefined, port: number, problems: RouteProblem[], vhName: string, grpcPrefix?: string): Record<string, unknown>[] {
+function ruleRoutes(ctx: RuleContext, vs: VirtualService | undefined, port: number, problems: RouteProblem[], vhName: string, grpcPrefix?: string): Route[] {
   if (!vs) return [];
   const notes: string[] = [];
   const who = `VirtualService ${vs.namespace}/${vs.name}`;
@@ -65,7 +66,7 @@ export function buildOutboundRoute(
   problems: RouteProblem[],
   vips: ReadonlyMap<string, string> = new Map(),
   sources?: ReadonlySet<string>,
-): Record<string, unknown> {
+): RouteConfiguration {
   const claimed = new Map<string, string>();
   const claim = (domain: string, vhName: string): boolean => {
     const owner = claimed.get(domain);
@@ -93,7 +94,7 @@ export function buildOutboundRoute(
       const domains = domainsFor(svc, port, port === dflt, vips.get(svc.hostname)).filter((d) => claim(d, vhName));
       if (!domains.length) continue;
       // Interface rules first (by gRPC path), then the application's own rule, then the default.
-      const routes: Record<string, unknown>[] = [];
+      const routes: Route[] = [];
       for (const iface of svc.interfaces) {
         if (iface.port !== undefined && iface.port !== port.number) continue;
         routes.push(...ruleRoutes(ctx, vsByHost.get(iface.hostname), port.number, problems, vhName, `/${iface.name}/`));
@@ -119,7 +120,7 @@ export function buildOutboundRoute(
   return { name: OUTBOUND_ROUTE, virtual_hosts: virtualHosts, validate_clusters: { value: false } };
 }
 
-export function buildInboundRoute(appPorts: readonly AppPort[]): Record<string, unknown> {
+export function buildInboundRoute(appPorts: readonly AppPort[]): RouteConfiguration {
   const http = appPorts.filter((p) => isHttpProtocol(p.protocol));
   return {
     name: INBOUND_ROUTE,
@@ -151,11 +152,11 @@ const PROXYLESS_ACTION = ['cluster', 'weighted_clusters', 'hash_policy', 'timeou
  * out, and so are fault injection (no fault filter on the API listener), mirroring and
  * header changes.
  */
-export function targetRuleRoutes(model: ModelSnapshot, host: string, port: number, problems: RouteProblem[]): Record<string, unknown>[] {
+export function targetRuleRoutes(model: ModelSnapshot, host: string, port: number, problems: RouteProblem[]): Route[] {
   const index = hostIndexOf(model);
   const ctx: RuleContext = { model, index, rules: destinationRulesByHost(model, index) };
   const vsByHost = virtualServicesByHost(model, index);
-  const routes: Record<string, unknown>[] = [];
+  const routes: Route[] = [];
   const svc = model.services.get(host);
   for (const iface of svc?.interfaces ?? []) {
     if (iface.port === undefined || iface.port === port) routes.push(...ruleRoutes(ctx, vsByHost.get(iface.hostname), port, problems, host, `/${iface.name}/`));
@@ -163,12 +164,12 @@ export function targetRuleRoutes(model: ModelSnapshot, host: string, port: numbe
   routes.push(...ruleRoutes(ctx, vsByHost.get(host), port, problems, host));
   return routes.flatMap((r) => {
     if (!r.route) return [];
-    const action = r.route as Record<string, unknown>;
-    return [{ match: r.match, route: Object.fromEntries(Object.entries(action).filter(([k]) => PROXYLESS_ACTION.includes(k))) }];
+    const action = r.route;
+    return [{ ...(r.match ? { match: r.match } : {}), route: Object.fromEntries(Object.entries(action).filter(([k]) => PROXYLESS_ACTION.includes(k))) as Route['route'] }];
   });
 }
 
 /** The route table a proxyless client gets for the target it dialed. */
-export function buildTargetRoute(name: string, cluster: string, rules: readonly Record<string, unknown>[] = []): Record<string, unknown> {
+export function buildTargetRoute(name: string, cluster: string, rules: readonly Route[] = []): RouteConfiguration {
   return { name, virtual_hosts: [{ name, domains: ['*'], routes: [...rules, { match: { prefix: '' }, route: { cluster } }] }] };
 }

@@ -1,5 +1,6 @@
 // VirtualService tcp routes: which cluster(s) an opaque TCP service port forwards to.
 // The listener generator asks per (host, port); the answer plugs into tcp_proxy.
+import type { envoy_config_listener_v3_Filter as NetworkFilter } from '../../generated/envoy.ts';
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import type { VirtualService } from '../../model/rules/types.ts';
 import { hostIndexOf } from '../../model/rules/hosts.ts';
@@ -47,7 +48,7 @@ function routeOf(ctx: RuleContext, vs: VirtualService | undefined, host: string,
 }
 
 /** A tcp_proxy network filter for a route (or a plain cluster). */
-export function tcpProxyFor(statPrefix: string, route: TcpRoute | string): Record<string, unknown> {
+export function tcpProxyFor(statPrefix: string, route: TcpRoute | string): NetworkFilter {
   const target =
     typeof route === 'string'
       ? { cluster: route }

@@ -6,11 +6,12 @@
 // connections leave untouched. HTTP chains here are configured to forward request bytes as
 // the app wrote them (no request id, no x-envoy-* headers, no x-forwarded-*), so a provider
 // sees the same request whether zero, one or two sidecars are on the path.
+import type { Cluster, envoy_config_listener_v3_Filter as NetworkFilter, FilterChain, Http1ProtocolOptions, HttpConnectionManager, Listener, ListenerFilter } from '../../generated/envoy.ts';
 import { isHttpProtocol } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
 import type { AppPort, ProxyShape } from '../proxy.ts';
 import { buildInboundCluster } from './cluster.ts';
-import { faultFilter, socketAddress, tcpProxy } from './common.ts';
+import { ADS_SOURCE, faultFilter, socketAddress, tcpProxy } from './common.ts';
 import { inboundCluster, INBOUND_LISTENER, OUTBOUND_LISTENER, OUTBOUND_ROUTE, type VipTarget } from './names.ts';
 import type { RouteProblem } from './route.ts';
 import { tcpProxyFor, type TcpRoute } from './tcp-route.ts';
@@ -20,9 +21,9 @@ export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
 /** Inbound connections to ports that are not app ports: delivered to their original destination. */
 export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
 
-let preserveCase: Record<string, unknown> | undefined;
+let preserveCase: Http1ProtocolOptions | undefined;
 /** HTTP/1 header names kept as the app wrote them (Envoy lower-cases them otherwise); encoded once, on first use. */
-function PRESERVE_CASE(): Record<string, unknown> {
+function PRESERVE_CASE(): Http1ProtocolOptions {
   return (preserveCase ??= {
     header_key_format: {
       stateful_formatter: {
@@ -34,14 +35,14 @@ function PRESERVE_CASE(): Record<string, unknown> {
 }
 
 const HCM_TYPE = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
-let originalDst: Record<string, unknown> | undefined;
+let originalDst: ListenerFilter | undefined;
 /** The original_dst listener filter, encoded once (on first use: the protos load lazily). */
-function ORIGINAL_DST(): Record<string, unknown> {
+function ORIGINAL_DST(): ListenerFilter {
   return (originalDst ??= { name: 'envoy.filters.listener.original_dst', typed_config: toAny('envoy.extensions.filters.listener.original_dst.v3.OriginalDst', {}) });
 }
 
 /** Both passthrough clusters (type ORIGINAL_DST: the upstream is the connection's original destination). */
-export function buildPassthroughClusters(): Record<string, unknown>[] {
+export function buildPassthroughClusters(): Cluster[] {
   return [PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER].map((name) => ({
     name,
     type: 'ORIGINAL_DST',
@@ -57,7 +58,7 @@ export function buildPassthroughClusters(): Record<string, unknown>[] {
  * names in the case they arrived in (with the inbound HCM's preserve_case, the app gets the
  * caller's exact header bytes).
  */
-export function buildTransparentInboundCluster(appAddress: string, app: AppPort): Record<string, unknown> {
+export function buildTransparentInboundCluster(appAddress: string, app: AppPort): Cluster {
   const cluster = buildInboundCluster(appAddress, app);
   if (isHttpProtocol(app.protocol) && app.protocol !== 'HTTP2' && app.protocol !== 'GRPC') {
     cluster.typed_extension_protocol_options = {
@@ -76,10 +77,10 @@ export function buildTransparentInboundCluster(appAddress: string, app: AppPort)
  * HTTP/1 header names keep the case the app wrote them in (preserve_case; Envoy 1.36 keeps
  * the downstream formatter for the upstream request, and inbound clusters set it as well).
  */
-export function transparentHcm(statPrefix: string, route: { rds: string } | { cluster: string }): Record<string, unknown> {
-  const routing =
+export function transparentHcm(statPrefix: string, route: { rds: string } | { cluster: string }): NetworkFilter {
+  const routing: Pick<HttpConnectionManager, 'rds' | 'route_config'> =
     'rds' in route
-      ? { rds: { config_source: { ads: {}, resource_api_version: 'V3' }, route_config_name: route.rds } }
+      ? { rds: { config_source: ADS_SOURCE, route_config_name: route.rds } }
       : {
           route_config: {
             name: statPrefix,
@@ -112,7 +113,7 @@ export function transparentHcm(statPrefix: string, route: { rds: string } | { cl
 /** Where a VirtualService tcp route sends a name's port, if one applies. */
 type TcpRouteOf = (host: string, port: number, problems?: RouteProblem[]) => TcpRoute | undefined;
 
-function vipChain(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): Record<string, unknown> {
+function vipChain(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): FilterChain {
   return {
     name: `${t.vip}_${t.port}`,
     filter_chain_match: {
@@ -131,7 +132,7 @@ function vipChain(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): Re
  * own: the passthrough reaches that exact instance, and listeners stay independent of
  * endpoints, so an endpoint change remains an EDS-only push.
  */
-export function transparentOutbound(proxy: ProxyShape, targets: readonly VipTarget[], problems: RouteProblem[], route: TcpRouteOf = () => undefined): Record<string, unknown> {
+export function transparentOutbound(proxy: ProxyShape, targets: readonly VipTarget[], problems: RouteProblem[], route: TcpRouteOf = () => undefined): Listener {
   const seen = new Set<string>();
   const chains = targets.filter((t) => {
     const key = `${t.vip}:${t.port}`;
@@ -153,7 +154,7 @@ export function transparentOutbound(proxy: ProxyShape, targets: readonly VipTarg
 }
 
 /** The inbound listener on 0.0.0.0: a chain per app port to the local app; other ports pass through. */
-export function transparentInbound(proxy: ProxyShape): Record<string, unknown> {
+export function transparentInbound(proxy: ProxyShape): Listener {
   const chain = (app: AppPort): Record<string, unknown> => ({
     name: inboundCluster(app.port),
     filter_chain_match: { destination_port: { value: app.port } },
@@ -171,6 +172,6 @@ export function transparentInbound(proxy: ProxyShape): Record<string, unknown> {
 }
 
 /** Every listener of a transparent sidecar: outbound and inbound (inbound even with no app port). */
-export function buildTransparentListeners(proxy: ProxyShape, problems: RouteProblem[], targets: readonly VipTarget[], route?: TcpRouteOf): Record<string, unknown>[] {
+export function buildTransparentListeners(proxy: ProxyShape, problems: RouteProblem[], targets: readonly VipTarget[], route?: TcpRouteOf): Listener[] {
   return [transparentOutbound(proxy, targets, problems, route), transparentInbound(proxy)];
 }

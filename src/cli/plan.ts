@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import { mergeStates } from '../model/aggregate.ts';
+import { MeshSnapshot, vipNames } from '../model/mesh-snapshot.ts';
 import type { RegistryState } from '../model/types.ts';
 import { FileVipStore } from '../addresses/file-store.ts';
 import { registryFromUrl } from '../registries/index.ts';
@@ -141,8 +142,11 @@ export async function plan(argv: string[]): Promise<number> {
       throw new Error(`registry ${r.id}: no complete read within ${waitMs} ms (${(e as Error).message})`);
     }));
   }
+  // The snapshot serve would build before allocating: names without a VIP yet are pending.
   const model = mergeStates(states);
-  const g = new XdsCache().update(model, vips);
+  const names = vipNames(model);
+  const snapshot = new MeshSnapshot(model, { vips: new Map(names.filter((n) => vips.has(n)).map((n) => [n, vips.get(n)!])), pending: names.filter((n) => !vips.has(n)) });
+  const g = new XdsCache().update(snapshot.routing.model, snapshot.routing.vips);
 
   const out: string[] = [];
   let total = 0;
@@ -167,6 +171,7 @@ export async function plan(argv: string[]): Promise<number> {
   if (!dumps.length) out.push(`no connected proxy${v.proxy ? ` with node id "${v.proxy}"` : ''} at ${against}`);
   const problems = [...model.ruleRejections.map((r) => `rule rejected: ${r.source}${r.document !== undefined ? `:${r.document}` : ''}: ${r.field ?? ''}: ${r.reason} (${r.kind ?? ''} ${r.name ?? ''})`), ...g.problems.map((p) => `xDS: ${p.name}: ${p.reason}`)];
   for (const p of problems) out.push(`problem: ${p}`);
+  if (snapshot.addresses.pending.length) out.push(`note: ${snapshot.addresses.pending.length} name(s) have no VIP yet and get one when served (their VIP routes are not in this plan): ${snapshot.addresses.pending.slice(0, 5).join(', ')}${snapshot.addresses.pending.length > 5 ? ', …' : ''}`);
   out.push(`plan: ${dumps.length} proxy(ies), ${total} difference(s), ${problems.length} problem(s); model version ${model.version}`);
   process.stdout.write(out.join('\n') + '\n');
   return 0;

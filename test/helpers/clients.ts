@@ -102,9 +102,11 @@ export function echoClient(target: string, authority?: string, options: grpc.Cha
 }
 
 /** One Echo call on `client`; answer.status is the gRPC status code (0 = OK). */
-export function echoCall(client: EchoClient, message = 'hi', timeoutMs = 5000): Promise<Answer> {
+export function echoCall(client: EchoClient, message = 'hi', timeoutMs = 5000, headers: Record<string, string> = {}): Promise<Answer> {
+  const md = new grpc.Metadata();
+  for (const [k, v] of Object.entries(headers)) md.set(k, v);
   return new Promise((resolve) => {
-    client.Call({ message }, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, reply) => {
+    client.Call({ message }, md, { deadline: Date.now() + timeoutMs }, (err, reply) => {
       if (err) resolve({ status: err.code, error: `${grpc.status[err.code] ?? err.code}: ${err.details}` });
       else resolve({ status: 0, backend: reply?.backend, body: reply?.message });
     });

@@ -1,5 +1,5 @@
 // Child process: a real proxyless gRPC xDS client (GRPC_XDS_BOOTSTRAP_CONFIG set by the parent).
-// Serves GET /call?target=xds:///HOST:PORT&n=N on a loopback port it prints as "PORT <n>".
+// Serves the control interface described in proxyless.ts.
 import http from 'node:http';
 import * as grpcXds from '@grpc/grpc-js-xds';
 import { echoCall, echoClient } from './clients.ts';
@@ -18,6 +18,11 @@ const server = http.createServer((req, res) => {
     const target = url.searchParams.get('target') ?? '';
     const n = Number(url.searchParams.get('n') ?? '1');
     const timeoutMs = Number(url.searchParams.get('timeoutMs') ?? '3000');
+    const headers: Record<string, string> = {};
+    for (const h of url.searchParams.getAll('header')) {
+      const i = h.indexOf(':');
+      if (i > 0) headers[h.slice(0, i).toLowerCase()] = h.slice(i + 1);
+    }
     let client = clients.get(target);
     if (!client) {
       client = echoClient(target);
@@ -26,7 +31,7 @@ const server = http.createServer((req, res) => {
     const counts: Record<string, number> = {};
     const errors: string[] = [];
     for (let i = 0; i < n; i++) {
-      const a = await echoCall(client, 'hi', timeoutMs);
+      const a = await echoCall(client, 'hi', timeoutMs, headers);
       const key = a.backend ?? '!error';
       counts[key] = (counts[key] ?? 0) + 1;
       if (a.error && errors.length < 3) errors.push(a.error);

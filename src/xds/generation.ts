@@ -1,15 +1,17 @@
 // One generation: the resources of one mesh snapshot, shared ones built when the generation
 // is, per-class ones (listeners, inbound and locality clusters, labelled tables) in `view()`
 // on first use by a proxy of that class.
+import { contentHash } from '../model/hash.ts';
 import type { ModelSnapshot } from '../model/snapshot.ts';
-import type { PolicySettings } from '../model/rules/types.ts';
+import type { DestinationRule, PolicySettings } from '../model/rules/types.ts';
 import type { Cluster, ClusterLoadAssignment } from '../generated/envoy.ts';
 import { EncodedResource, type ResourceMap } from './encoded.ts';
-import { buildInboundCluster } from './generators/cluster.ts';
-import { localityAssignment } from './generators/destination-rule.ts';
+import { buildInboundCluster, buildProxylessCluster } from './generators/cluster.ts';
+import { destinationRulesByHost, localityAssignment } from './generators/destination-rule.ts';
 import { sourceSelectors } from './generators/http-route.ts';
 import { buildApiListener, buildSidecarListeners } from './generators/listener.ts';
-import { buildInboundRoute, buildOutboundRoute, buildTargetRoute, resolveTarget, type RouteProblem, targetRuleRoutes } from './generators/route.ts';
+import { parseLocalityEndpointsName } from './generators/proxyless.ts';
+import { buildInboundRoute, buildOutboundRoute, buildProxylessTargetRoute, resolveTarget, type RouteProblem } from './generators/route.ts';
 import { buildPassthroughClusters, buildTransparentInboundCluster } from './generators/transparent.ts';
 import type { ProxyInfo } from './proxy.ts';
 import { type ClassInputs, inputsKey, type ProxyClass, proxyClass } from './proxy-class.ts';
@@ -77,6 +79,11 @@ export class Generation {
   /** No service definition and no cluster changed since the previous generation. */
   private readonly shapeUnchanged: boolean;
   private readonly named = new Map<string, EncodedResource | null>();
+  /** Resources built for proxyless clients (their clusters, locality-ordered endpoints), by type, class part and name. */
+  private readonly proxyless = new Map<string, EncodedResource | null>();
+  /** What was refused while building resources for proxyless clients. */
+  private readonly proxylessProblems: RouteProblem[] = [];
+  private rulesByHost?: ReadonlyMap<string, DestinationRule>;
   /** Only the generation just before, to carry unchanged per-class resources over. */
   private previous?: Generation;
   /** Told of the problems of each class view when it is first built (kept, shown and logged by the cache). */
@@ -91,10 +98,11 @@ export class Generation {
     this.outboundRoute = init.outboundRoute;
     this.sharedProblems = init.problems;
     this.report = init.report ?? (() => undefined);
-    this.changed = init.changed;
-    this.endpointsVersion = init.endpointsVersion;
     this.previous = init.previous;
     this.locality = init.locality;
+    // Locality-ordered endpoints of proxyless clients follow the rules as well as the endpoints.
+    this.endpointsVersion = this.locality.size ? contentHash(`${init.endpointsVersion}\n${init.model.rulesHash}`) : init.endpointsVersion;
+    this.changed = withLocalityEndpoints(init.changed, init.previous);
     this.selectors = sourceSelectors(init.model);
     // Proxies differ by locality only where a DestinationRule asks for locality load balancing.
     this.classInputs = { localityLb: this.locality.size > 0, selectors: this.selectors };
@@ -108,6 +116,7 @@ export class Generation {
     const out = new Map<string, RouteProblem>();
     for (const p of this.sharedProblems) out.set(`${p.name}\n${p.reason}`, p);
     for (const v of this.views.values()) for (const p of v.problems) out.set(`${p.name}\n${p.reason}`, p);
+    for (const p of this.proxylessProblems) out.set(`${p.name}\n${p.reason}`, p);
     return [...out.values()];
   }
 
@@ -205,8 +214,9 @@ export class Generation {
   resolve(typeUrl: TypeUrl, name: string, proxy: ProxyInfo): EncodedResource | undefined {
     switch (typeUrl) {
       case ENDPOINT_TYPE:
-        return this.endpoints.get(name);
+        return this.endpoints.get(name) ?? this.localityEndpoints(name);
       case CLUSTER_TYPE:
+        if (proxy.kind === 'grpc') return this.proxylessCluster(name, this.classOf(proxy));
         return (this.locality.has(name) ? undefined : this.clusters.get(name)) ?? this.view(proxy).clusters.get(name);
       case LISTENER_TYPE:
         return (proxy.kind === 'envoy' ? this.view(proxy).listeners.get(name) : undefined) ?? this.target(LISTENER_TYPE, name);
@@ -229,6 +239,47 @@ export class Generation {
     return r;
   }
 
+  /** A cluster as a proxyless client of class `cls` gets it (generators/proxyless.ts). */
+  private proxylessCluster(name: string, cls: ProxyClass): EncodedResource | undefined {
+    const local = this.locality.has(name) ? (cls.locality ?? {}) : undefined;
+    return this.built(CLUSTER_TYPE, local ? JSON.stringify(local) : '', name, (problems) => {
+      this.rulesByHost ??= destinationRulesByHost(this.model);
+      return buildProxylessCluster(this.model, this.rulesByHost, name, local, problems);
+    });
+  }
+
+  /** Endpoints of a locality-balanced cluster ordered for a proxyless client's locality (named by localityEndpointsName). */
+  private localityEndpoints(name: string): EncodedResource | undefined {
+    const parsed = parseLocalityEndpointsName(name);
+    const lc = parsed && this.locality.get(parsed.cluster);
+    if (!parsed || !lc) return undefined;
+    return this.built(ENDPOINT_TYPE, '', name, () => ({ ...localityAssignment(lc.assignment, parsed.locality, lc.policy), cluster_name: name }));
+  }
+
+  /** Built once per generation; the previous generation's object kept when equal, problems reported once. */
+  private built<T extends TypeUrl>(typeUrl: T, part: string, name: string, build: (problems: RouteProblem[]) => MessageOf[T] | undefined): EncodedResource | undefined {
+    const key = `${typeUrl}\n${part}\n${name}`;
+    const hit = this.proxyless.get(key);
+    if (hit !== undefined) return hit ?? undefined;
+    const problems: RouteProblem[] = [];
+    const msg = build(problems);
+    let r: EncodedResource | null = msg ? new EncodedResource(typeUrl, name, msg) : null;
+    const before = this.previous?.proxyless.get(key);
+    if (r && before && before.version === r.version) r = before;
+    this.proxyless.set(key, r);
+    if (problems.length) {
+      this.proxylessProblems.push(...problems);
+      this.report(problems);
+    }
+    return r ?? undefined;
+  }
+
+  /** Names of locality-ordered endpoints resolved in this generation. */
+  localityEndpointNames(): string[] {
+    const prefix = `${ENDPOINT_TYPE}\n\n`;
+    return [...this.proxyless.keys()].filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+  }
+
   /** Proxyless targets resolved in this generation, by type: what a rule or service change may alter. */
   targetNames(typeUrl: TypeUrl): string[] {
     const prefix = `${typeUrl}\n`;
@@ -243,7 +294,12 @@ export class Generation {
     const t = resolveTarget(this.model, name);
     let r: EncodedResource | null = null;
     if (t) {
-      const msg = typeUrl === LISTENER_TYPE ? buildApiListener(name) : buildTargetRoute(name, t.cluster, targetRuleRoutes(this.model, t.host, t.port, []));
+      const problems: RouteProblem[] = [];
+      const msg = typeUrl === LISTENER_TYPE ? buildApiListener(name) : buildProxylessTargetRoute(this.model, name, t, problems);
+      if (problems.length) {
+        this.proxylessProblems.push(...problems);
+        this.report(problems);
+      }
       r = new EncodedResource(typeUrl, name, msg);
       const before = this.previous?.named.get(key);
       if (before && before.version === r.version) r = before;
@@ -251,4 +307,16 @@ export class Generation {
     this.named.set(key, r);
     return r ?? undefined;
   }
+}
+
+/**
+ * `changed` plus the locality-ordered endpoints proxyless clients were sent in the generation
+ * before: they are rebuilt from this generation's endpoints and rules, and compared by the server.
+ */
+function withLocalityEndpoints(changed: ReadonlyMap<TypeUrl, ReadonlySet<string>>, previous: Generation | undefined): ReadonlyMap<TypeUrl, ReadonlySet<string>> {
+  const names = previous?.localityEndpointNames() ?? [];
+  if (!names.length) return changed;
+  const out = new Map(changed);
+  out.set(ENDPOINT_TYPE, new Set([...(changed.get(ENDPOINT_TYPE) ?? []), ...names]));
+  return out;
 }

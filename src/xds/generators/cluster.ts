@@ -1,13 +1,15 @@
 // CDS: one outbound cluster per service port; one inbound cluster per app port of a proxy.
 import type { Cluster } from '../../generated/envoy.ts';
 import type { DestinationRule, PolicySettings } from '../../model/rules/types.ts';
-import type { Endpoint, Service, ServicePort } from '../../model/types.ts';
+import type { ModelSnapshot } from '../../model/snapshot.ts';
+import type { Endpoint, Locality, Service, ServicePort } from '../../model/types.ts';
 import { isHttpProtocol } from '../../model/types.ts';
 import type { AppPort } from '../proxy.ts';
 import { ADS_SOURCE, http2Options } from './common.ts';
-import { inboundCluster, interfaceCluster, outboundCluster } from './names.ts';
+import { inboundCluster, interfaceCluster, outboundCluster, parseOutboundCluster } from './names.ts';
 import { buildLoadAssignment } from './endpoint.ts';
-import { applyPolicy, effectivePolicy, planSubsetClusters, type PolicyProblem } from './destination-rule.ts';
+import { applyPolicy, effectivePolicy, planSubsetClusters, type PolicyProblem, usesLocalityLb } from './destination-rule.ts';
+import { proxylessClusterForm, proxylessPolicy, type Refused } from './proxyless.ts';
 
 const CONNECT_TIMEOUT = { seconds: 10 };
 
@@ -22,6 +24,8 @@ export interface ClusterPlan {
   readonly endpoints: readonly Endpoint[];
   /** DestinationRule traffic policy for this cluster, when a rule applies. */
   readonly policy?: PolicySettings;
+  /** The rule the policy comes from. */
+  readonly rule?: DestinationRule;
 }
 
 /**
@@ -30,14 +34,14 @@ export interface ClusterPlan {
  */
 export function planServiceClusters(svc: Service, endpoints: readonly Endpoint[], rules: ReadonlyMap<string, DestinationRule> = new Map()): ClusterPlan[] {
   const dr = rules.get(svc.hostname) ?? svc.aliases.map((a) => rules.get(a)).find((r) => r);
-  const policy = (p: number, r: DestinationRule | undefined): PolicySettings | undefined => (r ? effectivePolicy(r, p) : undefined);
-  const plans: ClusterPlan[] = svc.ports.map((port) => ({ name: outboundCluster(svc.hostname, port.number), port, endpoints, policy: policy(port.number, dr) }));
+  const policy = (p: number, r: DestinationRule | undefined): Pick<ClusterPlan, 'policy' | 'rule'> => (r ? { policy: effectivePolicy(r, p), rule: r } : {});
+  const plans: ClusterPlan[] = svc.ports.map((port) => ({ name: outboundCluster(svc.hostname, port.number), port, endpoints, ...policy(port.number, dr) }));
   for (const iface of svc.interfaces) {
     const serving = endpoints.filter((e) => !e.interfaces || e.interfaces.includes(iface.hostname));
     const idr = rules.get(iface.hostname) ?? dr;
     for (const port of svc.ports) {
       if (iface.port !== undefined && iface.port !== port.number) continue;
-      plans.push({ name: interfaceCluster(svc.hostname, port.number, iface.hostname), port, endpoints: serving, policy: policy(port.number, idr) });
+      plans.push({ name: interfaceCluster(svc.hostname, port.number, iface.hostname), port, endpoints: serving, ...policy(port.number, idr) });
     }
   }
   plans.push(...planSubsetClusters(svc, endpoints, rules));
@@ -79,4 +83,35 @@ export function buildInboundCluster(appAddress: string, app: AppPort): Cluster {
   };
   if (isHttpProtocol(app.protocol) && usesHttp2(app)) cluster.typed_extension_protocol_options = http2Options();
   return cluster;
+}
+
+/**
+ * The cluster `name` as a proxyless gRPC client gets it (proxyless.ts): the client's form of
+ * the service's cluster, built from the part of its policy gRPC implements. `locality`: the
+ * client's, when it balances by locality. Undefined when no such cluster can be sent.
+ */
+export function buildProxylessCluster(
+  model: ModelSnapshot,
+  rules: ReadonlyMap<string, DestinationRule>,
+  name: string,
+  locality: Locality | undefined,
+  problems: PolicyProblem[],
+): Cluster | undefined {
+  const parsed = parseOutboundCluster(name);
+  if (!parsed) return undefined;
+  const svc = model.services.get(parsed.host) ?? model.services.get(model.interfaces.get(parsed.host)?.service ?? '');
+  const plan = svc && planServiceClusters(svc, model.endpoints.get(svc.hostname) ?? [], rules).find((p) => p.name === name);
+  if (!svc || !plan) return undefined;
+  const who = plan.rule ? `DestinationRule ${plan.rule.namespace}/${plan.rule.name}` : name;
+  const refused: Refused[] = [];
+  let policy = plan.policy;
+  if (policy) {
+    const p = proxylessPolicy(policy, 'trafficPolicy');
+    policy = p.policy;
+    refused.push(...p.refused);
+  }
+  const [cluster] = buildServiceClusters(svc, [{ ...plan, ...(policy ? { policy } : {}) }], problems);
+  const form = proxylessClusterForm(cluster!, policy && usesLocalityLb(policy) ? locality ?? {} : undefined, refused);
+  for (const r of refused) problems.push({ name: who, reason: `${name}: ${r.field}: ${r.reason}` });
+  return form;
 }

@@ -59,6 +59,8 @@ export interface SubsetPlan {
   readonly port: ServicePort;
   readonly endpoints: readonly Endpoint[];
   readonly policy: PolicySettings;
+  /** The rule the policy comes from. */
+  readonly rule: DestinationRule;
 }
 
 export function subsetCluster(host: string, port: number, subset: string): string {
@@ -71,7 +73,7 @@ export function planSubsetClusters(svc: Service, endpoints: readonly Endpoint[],
   const dr = rules.get(svc.hostname) ?? svc.aliases.map((a) => rules.get(a)).find((r) => r);
   for (const subset of dr?.spec.subsets ?? []) {
     const eps = endpoints.filter((e) => labelsMatch(e.labels, subset.labels));
-    for (const port of svc.ports) out.push({ name: subsetCluster(svc.hostname, port.number, subset.name), port, endpoints: eps, policy: effectivePolicy(dr, port.number, subset) });
+    for (const port of svc.ports) out.push({ name: subsetCluster(svc.hostname, port.number, subset.name), port, endpoints: eps, policy: effectivePolicy(dr, port.number, subset), rule: dr! });
   }
   for (const iface of svc.interfaces) {
     const idr = rules.get(iface.hostname);
@@ -81,7 +83,7 @@ export function planSubsetClusters(svc: Service, endpoints: readonly Endpoint[],
       const eps = serving.filter((e) => labelsMatch(e.labels, subset.labels));
       for (const port of svc.ports) {
         if (iface.port !== undefined && iface.port !== port.number) continue;
-        out.push({ name: subsetCluster(iface.hostname, port.number, subset.name), port, endpoints: eps, policy: effectivePolicy(idr, port.number, subset) });
+        out.push({ name: subsetCluster(iface.hostname, port.number, subset.name), port, endpoints: eps, policy: effectivePolicy(idr, port.number, subset), rule: idr });
       }
     }
   }

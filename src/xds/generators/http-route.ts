@@ -212,10 +212,11 @@ function routeAction(ctx: RuleContext, vs: VirtualService, r: HttpRoute, i: numb
   return out;
 }
 
-/** Envoy routes of one VirtualService for a virtual host on `port`; throws Refusal. */
-export function virtualServiceRoutes(ctx: RuleContext, vs: VirtualService, port: number, notes: string[]): Route[] {
+/** Envoy routes of one VirtualService for a virtual host on `port` (routes at `skip` indexes left out); throws Refusal. */
+export function virtualServiceRoutes(ctx: RuleContext, vs: VirtualService, port: number, notes: string[], skip?: ReadonlySet<number>): Route[] {
   const out: Record<string, unknown>[] = [];
   vs.spec.http.forEach((r, i) => {
+    if (skip?.has(i)) return;
     const matches = r.match.length ? r.match : undefined;
     const usable = (matches ?? []).filter((m, j) => {
       if (m.port !== undefined && m.port !== port) return false;

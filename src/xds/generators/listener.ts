@@ -5,7 +5,7 @@ import type { ModelSnapshot } from '../../model/snapshot.ts';
 import { isHttpProtocol, type Service } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
 import type { ProxyShape } from '../proxy.ts';
-import { ADS_SOURCE, routerFilter, socketAddress, tcpProxy } from './common.ts';
+import { ADS_SOURCE, faultFilter, routerFilter, socketAddress, tcpProxy } from './common.ts';
 import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener, type VipTarget } from './names.ts';
 import type { RouteProblem } from './route.ts';
 import { tcpProxyFor, tcpRouter } from './tcp-route.ts';
@@ -109,14 +109,14 @@ export function buildSidecarListeners(
   return listeners;
 }
 
-/** A proxyless gRPC client's listener for the target it dialed. */
+/** A proxyless gRPC client's listener for the target it dialed; its routes may inject faults (A33). */
 export function buildApiListener(name: string): Listener {
   return {
     name,
     api_listener: {
       api_listener: toAny('envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', {
         rds: { config_source: ADS_SOURCE, route_config_name: name },
-        http_filters: [routerFilter()],
+        http_filters: [faultFilter(), routerFilter()],
       }),
     },
   };

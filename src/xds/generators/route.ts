@@ -5,10 +5,11 @@ import type { ModelSnapshot } from '../../model/snapshot.ts';
 import type { Service, ServicePort } from '../../model/types.ts';
 import { isHttpProtocol } from '../../model/types.ts';
 import type { AppPort } from '../proxy.ts';
-import type { VirtualService } from '../../model/rules/types.ts';
+import type { DestinationRule, VirtualService } from '../../model/rules/types.ts';
 import { hostIndexOf } from '../../model/rules/hosts.ts';
 import { destinationRulesByHost, effectivePolicy, hashPolicy } from './destination-rule.ts';
 import { Refusal, type RuleContext, virtualServiceRoutes, virtualServicesByHost } from './http-route.ts';
+import { buildTargetRoute, proxylessVirtualService } from './proxyless.ts';
 import { defaultHttpPort, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_ROUTE, outboundCluster } from './names.ts';
 
 export interface RouteProblem {
@@ -26,12 +27,20 @@ function route(cluster: string, hash?: Record<string, unknown>[]): Route {
  * is recorded and the host keeps its default route). `grpcPrefix`: only requests under
  * `/<interface>/` (an interface's rule inside its application's virtual host).
  */
-function ruleRoutes(ctx: RuleContext, vs: VirtualService | undefined, port: number, problems: RouteProblem[], vhName: string, grpcPrefix?: string): Route[] {
+function ruleRoutes(
+  ctx: RuleContext,
+  vs: VirtualService | undefined,
+  port: number,
+  problems: RouteProblem[],
+  vhName: string,
+  grpcPrefix?: string,
+  skip?: ReadonlySet<number>,
+): Route[] {
   if (!vs) return [];
   const notes: string[] = [];
   const who = `VirtualService ${vs.namespace}/${vs.name}`;
   try {
-    let routes = virtualServiceRoutes(ctx, vs, port, notes);
+    let routes = virtualServiceRoutes(ctx, vs, port, notes, skip);
     if (grpcPrefix) {
       routes = routes.flatMap((r) => {
         const m = r.match as Record<string, unknown>;
@@ -60,6 +69,12 @@ function domainsFor(svc: Service, port: ServicePort, isDefault: boolean, vip: st
   return out;
 }
 
+/** The route hash policy of the DestinationRule for `host` on `port`, if it hashes. */
+function hostHash(rules: ReadonlyMap<string, DestinationRule>, host: string, port: number): Record<string, unknown>[] | undefined {
+  const dr = rules.get(host);
+  return dr ? hashPolicy(effectivePolicy(dr, port)) : undefined;
+}
+
 /** `vips`: name → allocated VIP (services without an address of their own, and interfaces). */
 export function buildOutboundRoute(
   model: ModelSnapshot,
@@ -82,10 +97,7 @@ export function buildOutboundRoute(
   const rules = destinationRulesByHost(model, index);
   const ctx: RuleContext = { model, index, rules, ...(sources ? { sources } : {}) };
   const vsByHost = virtualServicesByHost(model, index);
-  const hashOf = (host: string, port: number): Record<string, unknown>[] | undefined => {
-    const dr = rules.get(host);
-    return dr ? hashPolicy(effectivePolicy(dr, port)) : undefined;
-  };
+  const hashOf = (host: string, port: number): Record<string, unknown>[] | undefined => hostHash(rules, host, port);
   for (const svc of model.services.values()) {
     const dflt = defaultHttpPort(svc);
     for (const port of svc.ports) {
@@ -143,33 +155,34 @@ export function resolveTarget(model: ModelSnapshot, target: string): { cluster: 
   return { cluster: iface ? interfaceCluster(svc.hostname, port.number, host) : outboundCluster(svc.hostname, port.number), host: iface ? host : svc.hostname, port: port.number };
 }
 
-/** Route fields a proxyless gRPC client acts on; the rest (fault, mirror, headers) are left out. */
-const PROXYLESS_ACTION = ['cluster', 'weighted_clusters', 'hash_policy', 'timeout', 'retry_policy'];
-
 /**
- * VirtualService routes for a proxyless client's target (a service or interface `host` on
- * `port`), as the sidecar gets them minus what gRPC does not do: redirect routes are left
- * out, and so are fault injection (no fault filter on the API listener), mirroring and
- * header changes.
+ * The route table of a proxyless client's target (a service or interface `host` on `port`):
+ * the VirtualService routes as the sidecar gets them, translated for gRPC, where what gRPC
+ * cannot do is refused by name (proxyless.ts), then the default route with the host's hash
+ * policy.
  */
-export function targetRuleRoutes(model: ModelSnapshot, host: string, port: number, problems: RouteProblem[]): Route[] {
+export function buildProxylessTargetRoute(model: ModelSnapshot, name: string, target: { cluster: string; host: string; port: number }, problems: RouteProblem[]): RouteConfiguration {
+  const { host, port } = target;
   const index = hostIndexOf(model);
-  const ctx: RuleContext = { model, index, rules: destinationRulesByHost(model, index) };
+  const rules = destinationRulesByHost(model, index);
+  const ctx: RuleContext = { model, index, rules };
   const vsByHost = virtualServicesByHost(model, index);
+  const forClient = (vs: VirtualService | undefined): { vs?: VirtualService; skip?: ReadonlySet<number> } => {
+    if (!vs) return {};
+    const p = proxylessVirtualService(vs);
+    for (const r of p.refused) problems.push({ name: `VirtualService ${vs.namespace}/${vs.name}`, reason: `${r.field}: ${r.reason}` });
+    return p;
+  };
   const routes: Route[] = [];
   const svc = model.services.get(host);
   for (const iface of svc?.interfaces ?? []) {
-    if (iface.port === undefined || iface.port === port) routes.push(...ruleRoutes(ctx, vsByHost.get(iface.hostname), port, problems, host, `/${iface.name}/`));
+    if (iface.port !== undefined && iface.port !== port) continue;
+    const p = forClient(vsByHost.get(iface.hostname));
+    routes.push(...ruleRoutes(ctx, p.vs, port, problems, host, `/${iface.name}/`, p.skip));
   }
-  routes.push(...ruleRoutes(ctx, vsByHost.get(host), port, problems, host));
-  return routes.flatMap((r) => {
-    if (!r.route) return [];
-    const action = r.route;
-    return [{ ...(r.match ? { match: r.match } : {}), route: Object.fromEntries(Object.entries(action).filter(([k]) => PROXYLESS_ACTION.includes(k))) as Route['route'] }];
-  });
-}
-
-/** The route table a proxyless client gets for the target it dialed. */
-export function buildTargetRoute(name: string, cluster: string, rules: readonly Route[] = []): RouteConfiguration {
-  return { name, virtual_hosts: [{ name, domains: ['*'], routes: [...rules, { match: { prefix: '' }, route: { cluster } }] }] };
+  const p = forClient(vsByHost.get(host));
+  routes.push(...ruleRoutes(ctx, p.vs, port, problems, host, undefined, p.skip));
+  const iface = model.interfaces.get(host);
+  const hash = hostHash(rules, host, port) ?? (iface ? hostHash(rules, iface.service, port) : undefined);
+  return buildTargetRoute(name, routes, { match: { prefix: '' }, route: { cluster: target.cluster, ...(hash ? { hash_policy: hash } : {}) } });
 }

@@ -6,6 +6,8 @@ import { parseArgs } from 'node:util';
 import type { Rejection } from '../model/types.ts';
 import { collect, isManifestName, KINDS, parseManifests, serveFailure, serveFile, type ServedFile } from '../registries/file/index.ts';
 import { checkRules, hostIndex } from '../model/rules/index.ts';
+import type { DestinationRule, VirtualService } from '../model/rules/types.ts';
+import { PROXYLESS, type Refused, refusedInDestinationRule, refusedInVirtualService } from '../xds/generators/proxyless.ts';
 import { UsageError } from './args.ts';
 
 export const VALIDATE_HELP = `Usage: isthmus validate [options] FILE|DIR...
@@ -24,17 +26,28 @@ where DOC is the 0-based index of the document in the file. Warnings read
   FILE:DOC: FIELD: warning: REASON (KIND NAME)
 and do not fail the check.
 
+Rule settings a client kind does not implement (docs/CLIENTS.md) are reported
+for that kind, e.g.
+  FILE:DOC: spec.trafficPolicy.loadBalancer.simple: not applied for proxyless
+  gRPC clients: RANDOM is not implemented by proxyless gRPC clients; ... (KIND NAME)
+as problems with --client grpc, as warnings without --client (Isthmus refuses
+them for those clients and serves the rest), not at all with --client envoy.
+
 Exit status: 0 no problem (a summary line is printed), 1 problems found,
-2 usage error (no path given, a path that cannot be read).
+2 usage error (no path given, a path that cannot be read, an unknown --client).
 
 Options:
-  -h, --help   this text
+  --client KIND   the clients the rules are for: envoy (sidecars) or grpc
+                  (proxyless gRPC clients); default: both, gRPC gaps as warnings
+  -h, --help      this text
 `;
+
+const CLIENTS = ['envoy', 'grpc'] as const;
 
 export async function validate(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
+    parsed = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' }, client: { type: 'string' } }, strict: true, allowPositionals: true });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
@@ -43,6 +56,8 @@ export async function validate(argv: string[]): Promise<number> {
     return 0;
   }
   if (parsed.positionals.length === 0) throw new UsageError('validate needs at least one FILE or DIR');
+  const client = parsed.values.client;
+  if (client !== undefined && !(CLIENTS as readonly string[]).includes(client)) throw new UsageError(`--client "${client}": expected one of ${CLIENTS.join(', ')}`);
 
   const files: string[] = [];
   for (const p of parsed.positionals) files.push(...(await manifestFiles(p)));
@@ -64,12 +79,26 @@ export async function validate(argv: string[]): Promise<number> {
   const rules = checkRules(all.virtualServices, all.destinationRules, index);
   const problems = [...all.rejections, ...rules.rejections];
   const warnings = [...all.warnings, ...rules.warnings];
+  if (client !== 'envoy') (client === 'grpc' ? problems : warnings).push(...proxylessGaps(all.virtualServices, all.destinationRules));
   const lines = sortLines([...problems.map((r) => line(r, false)), ...warnings.map((r) => line(r, true))], files);
   for (const l of lines) process.stdout.write(l.text + '\n');
   if (problems.length > 0) return 1;
   const w = warnings.length ? `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}` : '';
   process.stdout.write(`${documents} document${documents === 1 ? '' : 's'} in ${files.length} file${files.length === 1 ? '' : 's'}: valid${w}\n`);
   return 0;
+}
+
+/** Rule settings proxyless gRPC clients cannot apply, as rejections of the rules' documents. */
+function proxylessGaps(vss: readonly VirtualService[], drs: readonly DestinationRule[]): Rejection[] {
+  const out: Rejection[] = [];
+  const add = (kind: string, rule: VirtualService | DestinationRule, refused: readonly Refused[]): void => {
+    for (const r of refused) {
+      out.push({ ...rule.location, kind, name: `${rule.namespace}/${rule.name}`, field: r.field, reason: `not applied for ${PROXYLESS}: ${r.reason}` });
+    }
+  };
+  for (const vs of vss) add('VirtualService', vs, refusedInVirtualService(vs));
+  for (const dr of drs) add('DestinationRule', dr, refusedInDestinationRule(dr));
+  return out;
 }
 
 /** The manifest files a path names: itself, or the manifests under a directory. */

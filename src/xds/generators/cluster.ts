@@ -9,7 +9,7 @@ import { ADS_SOURCE, http2Options } from './common.ts';
 import { inboundCluster, interfaceCluster, outboundCluster, parseOutboundCluster } from './names.ts';
 import { buildLoadAssignment } from './endpoint.ts';
 import { applyPolicy, effectivePolicy, planSubsetClusters, type PolicyProblem, usesLocalityLb } from './destination-rule.ts';
-import { proxylessClusterForm, proxylessPolicy, type Refused } from './proxyless.ts';
+import { PROXYLESS, proxylessClusterForm, proxylessPolicy, type Refused } from './proxyless.ts';
 
 const CONNECT_TIMEOUT = { seconds: 10 };
 
@@ -112,6 +112,6 @@ export function buildProxylessCluster(
   }
   const [cluster] = buildServiceClusters(svc, [{ ...plan, ...(policy ? { policy } : {}) }], problems);
   const form = proxylessClusterForm(cluster!, policy && usesLocalityLb(policy) ? locality ?? {} : undefined, refused);
-  for (const r of refused) problems.push({ name: who, reason: `${name}: ${r.field}: ${r.reason}` });
+  for (const r of refused) problems.push({ name: who, reason: `${name}: not applied for ${PROXYLESS}: ${r.field}: ${r.reason}` });
   return form;
 }

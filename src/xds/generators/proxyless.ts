@@ -35,12 +35,12 @@ export function proxylessPolicy(policy: PolicySettings, field: string): { policy
   if (lb) {
     const kept: { -readonly [K in keyof typeof lb]: (typeof lb)[K] } = {};
     if (lb.simple && !LB_POLICIES.has(lb.simple)) {
-      refused.push({ field: `${field}.loadBalancer.simple`, reason: `${lb.simple} is not implemented by ${PROXYLESS}; they balance ROUND_ROBIN` });
+      refused.push({ field: `${field}.loadBalancer.simple`, reason: `${lb.simple} is not implemented by gRPC; they balance ROUND_ROBIN` });
     } else if (lb.simple) kept.simple = lb.simple;
     const ch = lb.consistentHash;
     if (ch?.type === 'cookie' || ch?.type === 'queryParameter') {
       const what = ch.type === 'cookie' ? 'httpCookie' : 'httpQueryParameterName';
-      refused.push({ field: `${field}.loadBalancer.consistentHash.${what}`, reason: `gRPC hashes only on a header or its channel (A42); ${PROXYLESS} balance ROUND_ROBIN` });
+      refused.push({ field: `${field}.loadBalancer.consistentHash.${what}`, reason: 'gRPC hashes only on a header or the channel (A42); they balance ROUND_ROBIN' });
     } else if (ch) kept.consistentHash = ch;
     if (lb.localityLbSetting) kept.localityLbSetting = lb.localityLbSetting;
     if (Object.keys(kept).length) out.loadBalancer = kept;
@@ -48,10 +48,10 @@ export function proxylessPolicy(policy: PolicySettings, field: string): { policy
   if (policy.connectionPool) {
     const { pool, names } = proxylessPool(policy.connectionPool);
     if (pool) out.connectionPool = pool;
-    for (const n of names) refused.push({ field: `${field}.connectionPool.${n}`, reason: `not implemented by ${PROXYLESS} (of the circuit breakers gRPC has max requests only: http.http2MaxRequests)` });
+    for (const n of names) refused.push({ field: `${field}.connectionPool.${n}`, reason: 'not implemented by gRPC (its only circuit breaker is http.http2MaxRequests)' });
   }
   if (policy.outlierDetection) {
-    refused.push({ field: `${field}.outlierDetection`, reason: `gRPC ejects by success rate or failure percentage only (A50), not by consecutive errors; ${PROXYLESS} do not eject hosts` });
+    refused.push({ field: `${field}.outlierDetection`, reason: 'gRPC ejects by success rate or failure percentage (A50), not by consecutive errors; they eject no host' });
   }
   if (policy.tls) out.tls = policy.tls;
   return { policy: out, refused };
@@ -89,7 +89,7 @@ export function refusedInDestinationRule(dr: DestinationRule): Refused[] {
 export function proxylessHttpRoute(r: HttpRoute, field: string): { route?: HttpRoute; refused: Refused[] } {
   const refused: Refused[] = [];
   if (r.redirect) {
-    refused.push({ field: `${field}.redirect`, reason: `${PROXYLESS} cannot follow a redirect; the route is left out for them` });
+    refused.push({ field: `${field}.redirect`, reason: 'gRPC cannot follow a redirect; the route is left out' });
     return { refused };
   }
   let match = r.match;
@@ -97,28 +97,28 @@ export function proxylessHttpRoute(r: HttpRoute, field: string): { route?: HttpR
     match = match.filter((m) => !Object.keys(m.queryParams).length);
     refused.push({
       field: `${field}.match[].queryParams`,
-      reason: `a gRPC call has no query string; ${match.length ? 'those matches are' : 'the route is'} left out for ${PROXYLESS}`,
+      reason: `a gRPC call has no query string; ${match.length ? 'those matches are' : 'the route is'} left out`,
     });
     if (!match.length) return { refused };
   }
   const out: { -readonly [K in keyof HttpRoute]: HttpRoute[K] } = { ...r, match };
   const drop = (key: 'rewrite' | 'mirror' | 'headers', reason: string): void => {
     if (out[key] === undefined) return;
-    refused.push({ field: `${field}.${key}`, reason: `${reason} ${PROXYLESS}` });
+    refused.push({ field: `${field}.${key}`, reason });
     delete out[key];
   };
-  drop('rewrite', 'rewrites are not implemented by');
-  drop('mirror', 'mirroring is not implemented by');
-  drop('headers', 'header changes are not implemented by');
+  drop('rewrite', 'rewrites are not implemented by gRPC');
+  drop('mirror', 'mirroring is not implemented by gRPC');
+  drop('headers', 'header changes are not implemented by gRPC');
   if (r.route.some((d) => d.headers)) {
-    refused.push({ field: `${field}.route[].headers`, reason: `header changes are not implemented by ${PROXYLESS}` });
+    refused.push({ field: `${field}.route[].headers`, reason: 'header changes are not implemented by gRPC' });
     out.route = r.route.map(({ headers: _h, ...d }) => d);
   }
   if (r.retries) {
     const rt = r.retries;
     const kept: { -readonly [K in keyof typeof rt]: (typeof rt)[K] } = { ...rt };
     if (rt.perTryTimeoutMs !== undefined) {
-      refused.push({ field: `${field}.retries.perTryTimeout`, reason: `not implemented by ${PROXYLESS} (the call's deadline covers every try)` });
+      refused.push({ field: `${field}.retries.perTryTimeout`, reason: "not implemented by gRPC (the call's deadline covers every try)" });
       delete kept.perTryTimeoutMs;
     }
     if (rt.retryOn) {
@@ -205,7 +205,7 @@ export function proxylessClusterForm(cluster: Cluster, locality: Locality | unde
   if (cluster.type === 'STRICT_DNS') {
     const hosts = cluster.load_assignment?.endpoints?.flatMap((g) => g.lb_endpoints ?? []) ?? [];
     if (hosts.length !== 1) {
-      problems.push({ field: 'resolution: DNS', reason: `${hosts.length} hosts: ${PROXYLESS} resolve one host name per cluster (LOGICAL_DNS, A37); the cluster is not sent to them` });
+      problems.push({ field: 'resolution: DNS', reason: `${hosts.length} hosts: gRPC resolves one host name per cluster (LOGICAL_DNS, A37); the cluster is not sent` });
       return undefined;
     }
     out.type = 'LOGICAL_DNS';

@@ -9,7 +9,7 @@ import type { DestinationRule, VirtualService } from '../../model/rules/types.ts
 import { hostIndexOf } from '../../model/rules/hosts.ts';
 import { destinationRulesByHost, effectivePolicy, hashPolicy } from './destination-rule.ts';
 import { Refusal, type RuleContext, virtualServiceRoutes, virtualServicesByHost } from './http-route.ts';
-import { buildTargetRoute, proxylessVirtualService } from './proxyless.ts';
+import { buildTargetRoute, PROXYLESS, proxylessVirtualService } from './proxyless.ts';
 import { defaultHttpPort, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_ROUTE, outboundCluster } from './names.ts';
 
 export interface RouteProblem {
@@ -170,7 +170,7 @@ export function buildProxylessTargetRoute(model: ModelSnapshot, name: string, ta
   const forClient = (vs: VirtualService | undefined): { vs?: VirtualService; skip?: ReadonlySet<number> } => {
     if (!vs) return {};
     const p = proxylessVirtualService(vs);
-    for (const r of p.refused) problems.push({ name: `VirtualService ${vs.namespace}/${vs.name}`, reason: `${r.field}: ${r.reason}` });
+    for (const r of p.refused) problems.push({ name: `VirtualService ${vs.namespace}/${vs.name}`, reason: `${name}: not applied for ${PROXYLESS}: ${r.field}: ${r.reason}` });
     return p;
   };
   const routes: Route[] = [];

@@ -28,7 +28,7 @@ interface WorkloadFields {
   weight: number;
 }
 
-export function serviceEntry(spec: unknown, c: Checker, meta: { namespace: string; origin: Origin }): { service: Service; endpoints: Endpoint[] } | undefined {
+export function serviceEntry(spec: unknown, c: Checker, meta: { namespace: string; origin: Origin }): { services: Service[]; endpoints: Endpoint[] } | undefined {
   const s = c.object(spec, 'spec', SE_KEYS);
   if (!s) return undefined;
   const location = c.oneOf(s.location, 'spec.location', LOCATIONS) ?? 'MESH_EXTERNAL';
@@ -86,22 +86,26 @@ export function serviceEntry(spec: unknown, c: Checker, meta: { namespace: strin
   c.strings(s.subjectAltNames, 'spec.subjectAltNames');
 
   if (hosts.length === 0) return undefined;
-  const hostname = hosts[0]!.value;
-  const service: Service = {
-    hostname,
-    aliases: hosts.slice(1).map((h) => h.value),
-    namespace: meta.namespace,
-    ports,
-    addresses: addresses.map((a) => a.value),
-    resolution: (resolution === 'DNS_ROUND_ROBIN' ? 'DNS' : resolution) as Resolution,
-    location,
-    interfaces: [],
-    ...(selector ? { workloadSelector: selector } : {}),
-    origin: meta.origin,
-  };
+  // Istio's semantics: each host is a service of its own (its own clusters, VIP and rules),
+  // with the entry's ports, addresses and endpoints.
+  const services: Service[] = [];
   const endpoints: Endpoint[] = [];
-  for (const f of endpointFields) if (f) endpoints.push({ service: hostname, ...f, health: 'HEALTHY', origin: meta.origin });
-  return { service, endpoints };
+  for (const { value: hostname } of hosts) {
+    services.push({
+      hostname,
+      aliases: [],
+      namespace: meta.namespace,
+      ports,
+      addresses: addresses.map((a) => a.value),
+      resolution: (resolution === 'DNS_ROUND_ROBIN' ? 'DNS' : resolution) as Resolution,
+      location,
+      interfaces: [],
+      ...(selector ? { workloadSelector: selector } : {}),
+      origin: meta.origin,
+    });
+    for (const f of endpointFields) if (f) endpoints.push({ service: hostname, ...f, health: 'HEALTHY', origin: meta.origin });
+  }
+  return { services, endpoints };
 }
 
 export function workloadEntry(spec: unknown, c: Checker, meta: { name: string; namespace: string; origin: Origin }): Workload | undefined {

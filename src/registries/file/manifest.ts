@@ -178,7 +178,7 @@ function parseDocument(value: unknown, index: number, source: string, registry: 
     if (kind !== undefined && (top.spec === undefined || top.spec === null)) c.fail('spec', `spec is missing; a ${kind} needs a spec`);
     else if (kind === 'ServiceEntry') {
       const se = serviceEntry(top.spec, c, { namespace: head.namespace ?? 'default', origin });
-      if (se) result = { ...none, services: [se.service], endpoints: se.endpoints };
+      if (se) result = { ...none, services: se.services, endpoints: se.endpoints };
     } else if (kind === 'WorkloadEntry') {
       const w = workloadEntry(top.spec, c, { name: head.name ?? '', namespace: head.namespace ?? 'default', origin });
       if (w) result = { ...none, workloads: [w] };

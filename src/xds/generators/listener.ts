@@ -23,11 +23,11 @@ export function vipTargets(model: ModelSnapshot, vips: ReadonlyMap<string, strin
     const own = svc.addresses.filter((a) => !a.includes('/'));
     const addrs = own.length ? own : vips.has(svc.hostname) ? [vips.get(svc.hostname)!] : [];
     for (const port of svc.ports) {
-      for (const vip of addrs) out.push({ vip, port: port.number, http: isHttpProtocol(port.protocol), cluster: outboundCluster(svc.hostname, port.number), name: svc.hostname });
+      for (const vip of addrs) out.push({ vip, port: port.number, http: isHttpProtocol(port.protocol), cluster: outboundCluster(svc.hostname, port.number), name: svc.hostname, ref: svc.origin.ref });
       for (const iface of svc.interfaces) {
         const vip = vips.get(iface.hostname);
         if (!vip || (iface.port !== undefined && iface.port !== port.number)) continue;
-        out.push({ vip, port: port.number, http: isHttpProtocol(port.protocol), cluster: interfaceCluster(svc.hostname, port.number, iface.hostname), name: iface.hostname });
+        out.push({ vip, port: port.number, http: isHttpProtocol(port.protocol), cluster: interfaceCluster(svc.hostname, port.number, iface.hostname), name: iface.hostname, ref: svc.origin.ref });
       }
     }
   }

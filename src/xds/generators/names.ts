@@ -45,4 +45,6 @@ export interface VipTarget {
   readonly cluster: string;
   /** The service or interface name the VIP stands for. */
   readonly name: string;
+  /** The object that defined it (Origin.ref): the hosts of one ServiceEntry share its addresses. */
+  readonly ref: string;
 }

@@ -69,6 +69,11 @@ function domainsFor(svc: Service, port: ServicePort, isDefault: boolean, vip: st
   return out;
 }
 
+/** `IP:port`, as a service's own addresses give. */
+function isAddressDomain(domain: string): boolean {
+  return /^[\d.]+:\d+$/.test(domain) || domain.startsWith('[');
+}
+
 /** The route hash policy of the DestinationRule for `host` on `port`, if it hashes. */
 function hostHash(rules: ReadonlyMap<string, DestinationRule>, host: string, port: number): Record<string, unknown>[] | undefined {
   const dr = rules.get(host);
@@ -82,14 +87,17 @@ export function buildOutboundRoute(
   vips: ReadonlyMap<string, string> = new Map(),
   sources?: ReadonlySet<string>,
 ): RouteConfiguration {
-  const claimed = new Map<string, string>();
-  const claim = (domain: string, vhName: string): boolean => {
+  const claimed = new Map<string, { readonly vhName: string; readonly ref: string }>();
+  const claim = (domain: string, vhName: string, ref = ''): boolean => {
     const owner = claimed.get(domain);
     if (owner) {
-      problems.push({ name: domain, reason: `domain ${domain} of ${vhName} is already routed to ${owner}; first one kept` });
+      // The hosts of one ServiceEntry share its addresses: Host picks among them, not the address.
+      if (!(ref && owner.ref === ref && isAddressDomain(domain))) {
+        problems.push({ name: domain, reason: `domain ${domain} of ${vhName} is already routed to ${owner.vhName}; first one kept` });
+      }
       return false;
     }
-    claimed.set(domain, vhName);
+    claimed.set(domain, { vhName, ref });
     return true;
   };
   const virtualHosts: Record<string, unknown>[] = [];
@@ -103,7 +111,7 @@ export function buildOutboundRoute(
     for (const port of svc.ports) {
       if (!isHttpProtocol(port.protocol)) continue;
       const vhName = `${svc.hostname}:${port.number}`;
-      const domains = domainsFor(svc, port, port === dflt, vips.get(svc.hostname)).filter((d) => claim(d, vhName));
+      const domains = domainsFor(svc, port, port === dflt, vips.get(svc.hostname)).filter((d) => claim(d, vhName, svc.origin.ref));
       if (!domains.length) continue;
       // Interface rules first (by gRPC path), then the application's own rule, then the default.
       const routes: Route[] = [];

@@ -133,14 +133,16 @@ function vipChain(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): Fi
  * endpoints, so an endpoint change remains an EDS-only push.
  */
 export function transparentOutbound(proxy: ProxyShape, targets: readonly VipTarget[], problems: RouteProblem[], route: TcpRouteOf = () => undefined): Listener {
-  const seen = new Set<string>();
+  const seen = new Map<string, VipTarget>();
   const chains = targets.filter((t) => {
     const key = `${t.vip}:${t.port}`;
-    if (seen.has(key)) {
-      problems.push({ name: key, reason: `VIP ${key} of ${t.name} is already claimed by another name; first one kept` });
+    const first = seen.get(key);
+    if (first) {
+      // HTTP hosts of one ServiceEntry share its addresses: the one chain routes them by Host.
+      if (!(t.http && first.http && t.ref === first.ref)) problems.push({ name: key, reason: `VIP ${key} of ${t.name} is already claimed by ${first.name}; first one kept` });
       return false;
     }
-    seen.add(key);
+    seen.set(key, t);
     return true;
   });
   return {

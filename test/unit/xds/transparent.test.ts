@@ -70,7 +70,7 @@ test('passthrough clusters go to transparent sidecars only', () => {
 });
 
 test('a VIP chain for opaque TCP follows the name\'s VirtualService tcp route', () => {
-  const target = { vip: '240.240.0.2', port: 5432, http: false, cluster: 'outbound|5432||db.rpc.cluster.local', name: 'db.rpc.cluster.local' };
+  const target = { vip: '240.240.0.2', port: 5432, http: false, cluster: 'outbound|5432||db.rpc.cluster.local', name: 'db.rpc.cluster.local', ref: 'test' };
   const split = { weightedClusters: [{ name: 'outbound|5432|v1|db.rpc.cluster.local', weight: 80 }, { name: 'outbound|5432|v2|db.rpc.cluster.local', weight: 20 }] };
   const out = transparentOutbound(transparent, [target], [], (host, port) => (host === target.name && port === 5432 ? split : undefined)) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
   const tcp = out.filter_chains[0].filters[0].typed_config;

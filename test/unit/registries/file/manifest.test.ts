@@ -66,34 +66,33 @@ spec: { address: 10.0.0.2, labels: { app: echo }, ports: { tcp: 9001 }, locality
     const [d0, d1] = f.documents;
     assert.ok(d0?.ok && d1?.ok);
     const origin0 = { registry: REG, ref: 'conf/a.yaml#0 ServiceEntry shop/web' };
-    assert.deepEqual(d0.services, [
-      {
-        hostname: 'web.shop.local',
-        aliases: ['www.shop.local'],
-        namespace: 'shop',
-        ports: [
-          { name: 'http', number: 80, protocol: 'HTTP', targetPort: 8081 },
-          { name: 'https', number: 443, protocol: 'HTTPS' },
-        ],
-        addresses: ['240.240.0.10', '10.1.0.0/16'],
-        resolution: 'STATIC',
-        location: 'MESH_INTERNAL',
-        interfaces: [],
-        origin: origin0,
-      },
-    ]);
-    assert.deepEqual(d0.endpoints, [
-      {
-        service: 'web.shop.local',
-        address: '10.0.0.1',
-        ports: { http: 9080 },
-        labels: { version: 'v1' },
-        locality: { region: 'cn-east', zone: 'zone-a', subzone: 'rack-1' },
-        weight: 3,
-        health: 'HEALTHY',
-        origin: origin0,
-      },
-    ]);
+    // Istio's semantics: each host of the entry is a service of its own, with its endpoints.
+    const svc = (hostname: string): object => ({
+      hostname,
+      aliases: [],
+      namespace: 'shop',
+      ports: [
+        { name: 'http', number: 80, protocol: 'HTTP', targetPort: 8081 },
+        { name: 'https', number: 443, protocol: 'HTTPS' },
+      ],
+      addresses: ['240.240.0.10', '10.1.0.0/16'],
+      resolution: 'STATIC',
+      location: 'MESH_INTERNAL',
+      interfaces: [],
+      origin: origin0,
+    });
+    assert.deepEqual(d0.services, [svc('web.shop.local'), svc('www.shop.local')]);
+    const ep = (service: string): object => ({
+      service,
+      address: '10.0.0.1',
+      ports: { http: 9080 },
+      labels: { version: 'v1' },
+      locality: { region: 'cn-east', zone: 'zone-a', subzone: 'rack-1' },
+      weight: 3,
+      health: 'HEALTHY',
+      origin: origin0,
+    });
+    assert.deepEqual(d0.endpoints, [ep('web.shop.local'), ep('www.shop.local')]);
     assert.deepEqual(d1.workloads, [
       {
         name: 'echo-1',

@@ -26,7 +26,7 @@ export interface BackendOptions {
   port?: number;
   /** HTTP only: every Nth request (the Nth, 2Nth, …) is answered 503; 1 fails them all. */
   failEvery?: number;
-  /** HTTP only: answer each request after this many milliseconds. */
+  /** HTTP and gRPC: answer each request after this many milliseconds. */
   delayMs?: number;
 }
 
@@ -134,7 +134,9 @@ export async function startGrpcBackend(name: string, opts: BackendOptions = {}):
   server.addService(echoConstructor().service, {
     Call: (call: grpc.ServerUnaryCall<EchoRequest, EchoReply>, cb: grpc.sendUnaryData<EchoReply>) => {
       counter.n++;
-      cb(null, { message: call.request.message, backend: name });
+      const reply = (): void => cb(null, { message: call.request.message, backend: name });
+      if (opts.delayMs) setTimeout(reply, opts.delayMs);
+      else reply();
     },
   });
   const host = opts.host ?? '127.0.0.1';

@@ -106,3 +106,29 @@ export function decodeToJson(fullName: string, bytes: Uint8Array): Record<string
   const t = messageType(fullName);
   return t.toObject(t.decode(bytes), { enums: String, longs: String, bytes: String, defaults: false }) as Record<string, unknown>;
 }
+
+/**
+ * As decodeToJson, with every nested google.protobuf.Any (typed_config, api_listener…)
+ * decoded in place as Envoy's config dump shows it: {"@type": URL, ...fields}. An Any of a
+ * type not loaded stays as it is (base64 value).
+ */
+export function decodeToJsonDeep(fullName: string, bytes: Uint8Array): Record<string, unknown> {
+  return expandAnys(decodeToJson(fullName, bytes), 0) as Record<string, unknown>;
+}
+
+function expandAnys(v: unknown, depth: number): unknown {
+  if (depth > 32 || v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map((x) => expandAnys(x, depth + 1));
+  const o = v as Record<string, unknown>;
+  if (typeof o.type_url === 'string' && typeof o.value === 'string' && o.type_url.startsWith(TYPE_PREFIX)) {
+    const name = o.type_url.slice(TYPE_PREFIX.length);
+    try {
+      return { '@type': o.type_url, ...(expandAnys(decodeToJson(name, Buffer.from(o.value, 'base64')), depth + 1) as object) };
+    } catch {
+      return o;
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(o)) out[k] = expandAnys(x, depth + 1);
+  return out;
+}

@@ -96,6 +96,23 @@ test('admin: clear answers for bad requests', async () => {
   assert.match(metrics, /isthmus_registry_rejections\{registry="file:\/\/[^"]+"\} 1/);
 });
 
+test('config_dump shows nested messages decoded (typed_config with its @type), not base64', async () => {
+  const c = new AdsClient({ address: isthmus.xdsAddress, nodeId: 'dump-me' });
+  c.subscribe(TYPE.listener);
+  try {
+    await waitFor(() => c.responsesFor(TYPE.listener).length > 0, { timeoutMs: 5000, what: 'LDS response' });
+    const dump = JSON.parse((await status('/debug/config_dump?proxy=dump-me'))[1]) as { resources: { LDS: { name: string; resource: { filter_chains: { filters: { typed_config: Record<string, unknown> }[] }[] } }[] } }[];
+    const outbound = dump[0]!.resources.LDS.find((l) => l.name === 'virtualOutbound')!;
+    const hcm = outbound.resource.filter_chains[0]!.filters[0]!.typed_config;
+    assert.equal(hcm['@type'], 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager');
+    assert.deepEqual((hcm.rds as { route_config_name: string }).route_config_name, 'outbound');
+    const filters = hcm.http_filters as { name: string; typed_config: Record<string, unknown> }[];
+    assert.equal(filters.at(-1)!.typed_config['@type'], 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router');
+  } finally {
+    c.close();
+  }
+});
+
 test('xDS: a stream without a node id or with bad metadata is refused; others are unaffected', async () => {
   const good = new AdsClient({ address: isthmus.xdsAddress, nodeId: 'good' });
   good.subscribe(TYPE.cluster);

@@ -3,7 +3,7 @@
 import type { Subscription as RxSubscription } from 'rxjs';
 import { logger } from '../../shared/log.ts';
 import { metrics } from '../../shared/metrics.ts';
-import { decodeToJson, messageType } from '../proto.ts';
+import { decodeToJsonDeep, messageType } from '../proto.ts';
 import { type DecodedNode, type ProxyInfo, ProxyMetadataError, proxyFromNode } from '../proxy.ts';
 import { MESSAGE_OF, SHORT_NAME, TYPE_ORDER, type TypeUrl } from '../resources.ts';
 import type { Connection, ConnectionHooks } from './connection.ts';
@@ -233,5 +233,5 @@ export class AdsServer {
 
 function decodeAny(t: TypeUrl, any: Uint8Array): Record<string, unknown> {
   const value = (messageType('google.protobuf.Any').decode(any) as unknown as { value: Uint8Array }).value;
-  return decodeToJson(MESSAGE_OF[t], value);
+  return decodeToJsonDeep(MESSAGE_OF[t], value);
 }

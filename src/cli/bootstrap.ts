@@ -24,6 +24,10 @@ Options:
   --mode MODE             explicit (default: the app sends to the sidecar's ports) or
                           transparent (iptables redirects traffic; listeners match the
                           original destination, e.g. a VIP)
+  --vip-listeners         explicit mode: also listen on every service's and interface's
+                          VIP:port (bound to the VIP itself, freebind), so an app dials
+                          the address its name resolves to; needs the VIP range routed
+                          to lo on the host, e.g. ip route add local 240.240.0.0/16 dev lo
   --namespace NS          the workload's namespace (node metadata ISTHMUS_NAMESPACE)
   --label KEY=VALUE       a workload label (node metadata ISTHMUS_LABELS); repeatable
   --instance-ip IP        an address of the instance (e.g. the pod IP), so /debug/registryz
@@ -49,6 +53,7 @@ export function bootstrap(argv: string[]): number {
     namespace: { type: 'string' },
     label: { type: 'string', multiple: true },
     'instance-ip': { type: 'string', multiple: true },
+    'vip-listeners': { type: 'boolean' },
   });
   if (values.help) {
     process.stdout.write(BOOTSTRAP_HELP);
@@ -66,6 +71,9 @@ export function bootstrap(argv: string[]): number {
   }
   const mode = values.mode ?? 'explicit';
   if (mode !== 'explicit' && mode !== 'transparent') throw new UsageError(`--mode "${mode}": expected explicit or transparent`);
+  if (values['vip-listeners'] && (mode !== 'explicit' || values.proxyless)) {
+    throw new UsageError('--vip-listeners is for an explicit-mode sidecar (a transparent one takes VIPs by redirection; a proxyless client dials names)');
+  }
   const labels: Record<string, string> = {};
   for (const l of values.label ?? []) {
     const m = /^([A-Za-z0-9][-A-Za-z0-9_./]*)=([-A-Za-z0-9_.]*)$/.exec(l);
@@ -89,6 +97,7 @@ export function bootstrap(argv: string[]): number {
     inboundPort: portNumber('inbound-port', values['inbound-port'], DEFAULT_INBOUND_PORT),
     appPorts,
     delta: values.delta ?? false,
+    vipListeners: values['vip-listeners'] ?? false,
   };
   const out = values.proxyless ? grpcBootstrap(opts) : envoyBootstrap(opts);
   process.stdout.write(JSON.stringify(out, null, 2) + '\n');

@@ -17,6 +17,8 @@ export interface BootstrapOptions {
   readonly labels?: Readonly<Record<string, string>>;
   /** Addresses of the instance (e.g. the pod IP), for /debug/registryz. */
   readonly instanceIps?: readonly string[];
+  /** Explicit mode: listen on every VIP:port as well. */
+  readonly vipListeners?: boolean;
 }
 
 const XDS_CLUSTER = 'isthmus-xds';
@@ -29,6 +31,7 @@ function nodeMetadata(o: BootstrapOptions): Record<string, string> {
     ...(o.appPorts?.length ? { [META.appPorts]: o.appPorts.map((p) => `${p.port}:${p.protocol}`).join(',') } : {}),
     ...(o.namespace ? { [META.namespace]: o.namespace } : {}),
     ...(o.instanceIps?.length ? { [META.instanceIps]: o.instanceIps.join(',') } : {}),
+    ...(o.vipListeners ? { [META.vipListeners]: 'true' } : {}),
     ...(o.labels && Object.keys(o.labels).length
       ? { [META.labels]: Object.keys(o.labels).sort().map((k) => `${k}=${o.labels![k]}`).join(',') }
       : {}),

@@ -18,6 +18,8 @@ export interface ProxyShape {
   readonly bindAddress: string;
   readonly appAddress: string;
   readonly appPorts: readonly AppPort[];
+  /** Explicit mode: also listen on every VIP:port (ISTHMUS_VIP_LISTENERS). */
+  readonly vipListeners: boolean;
 }
 
 export interface ProxyInfo {
@@ -33,6 +35,8 @@ export interface ProxyInfo {
   /** Address of the local app that inbound traffic is forwarded to. */
   readonly appAddress: string;
   readonly appPorts: readonly AppPort[];
+  /** Explicit mode: also listen on every VIP:port, bound to the VIP itself (the host routes the VIP range to lo). */
+  readonly vipListeners: boolean;
   readonly metadata: Readonly<Record<string, unknown>>;
   /** Addresses of the instance it fronts (ISTHMUS_INSTANCE_IPS); empty when not given. */
   readonly instanceIps: readonly string[];
@@ -59,6 +63,8 @@ export const META = {
   labels: 'ISTHMUS_LABELS',
   /** Addresses of the instance the sidecar fronts ("ip,ip"); default: its xDS peer address. */
   instanceIps: 'ISTHMUS_INSTANCE_IPS',
+  /** "true": explicit mode listens on each VIP:port as well. */
+  vipListeners: 'ISTHMUS_VIP_LISTENERS',
 } as const;
 
 // protobufjs's built-in google.protobuf.Value uses camelCase names even under keepCase.
@@ -95,6 +101,13 @@ function port(meta: Record<string, unknown>, key: string, dflt: number): number 
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw new ProxyMetadataError(`node metadata ${key}: "${String(raw)}" is not a port (1-65535)`);
   return n;
+}
+
+function flag(meta: Record<string, unknown>, key: string): boolean {
+  const raw = meta[key];
+  if (raw === undefined || raw === '' || raw === false || raw === 'false') return false;
+  if (raw === true || raw === 'true') return true;
+  throw new ProxyMetadataError(`node metadata ${key}: "${String(raw)}" is not true or false`);
 }
 
 /** Parses "8080:HTTP,9090:GRPC" (protocol optional, HTTP by default). */
@@ -136,7 +149,9 @@ export function proxyFromNode(node: DecodedNode | undefined | null): ProxyInfo {
     bindAddress: String(metadata[META.bindAddress] ?? '127.0.0.1'),
     appAddress: String(metadata[META.appAddress] ?? '127.0.0.1'),
     appPorts: parseAppPorts(metadata[META.appPorts]),
+    vipListeners: flag(metadata, META.vipListeners),
   };
+  if (base.vipListeners && base.mode !== 'explicit') throw new ProxyMetadataError(`node metadata ${META.vipListeners}: VIP listeners are for explicit mode; a transparent sidecar takes VIPs by redirection`);
   const l = node.locality ?? {};
   const locality = { ...(l.region ? { region: l.region } : {}), ...(l.zone ? { zone: l.zone } : {}), ...(l.sub_zone ? { subzone: l.sub_zone } : {}) };
   const ips = metadata[META.instanceIps];

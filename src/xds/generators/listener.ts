@@ -9,7 +9,7 @@ import { ADS_SOURCE, faultFilter, routerFilter, socketAddress, tcpProxy } from '
 import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener, type VipTarget } from './names.ts';
 import type { RouteProblem } from './route.ts';
 import { tcpProxyFor, tcpRouter } from './tcp-route.ts';
-import { buildTransparentListeners, transparentHcm } from './transparent.ts';
+import { buildTransparentListeners, transparentHcm, uniqueTargets, vipListener } from './transparent.ts';
 
 /** Where traffic addressed to one VIP and port goes. */
 
@@ -44,7 +44,7 @@ export function buildSidecarListeners(
   // Transparent: redirected connections are taken by their original destination (VIP
   // chains, passthrough for the rest), so no per-port listeners are needed.
   if (proxy.mode === 'transparent') return buildTransparentListeners(proxy, problems, vipTargets(model, vips), tcpRouter(model));
-  const outbound: Record<string, unknown> = {
+  const outbound: Listener = {
     name: OUTBOUND_LISTENER,
     address: socketAddress(proxy.bindAddress, proxy.outboundPort),
     traffic_direction: 'OUTBOUND',
@@ -52,7 +52,7 @@ export function buildSidecarListeners(
     // x-envoy-* or x-forwarded-proto, header case kept, so the provider sees what the app sent.
     filter_chains: [{ name: 'http', filters: [transparentHcm('outbound', { rds: OUTBOUND_ROUTE })] }],
   };
-  const listeners: Record<string, unknown>[] = [outbound];
+  const listeners: Listener[] = [outbound];
 
   // Opaque TCP services: in explicit mode the app connects to the sidecar on the service port,
   // so one port is one service. A port keeps the service that held it (`held`, from the
@@ -89,6 +89,10 @@ export function buildSidecarListeners(
         filter_chains: [{ name: cluster, filters: [tcpProxyFor(cluster, route(svc.hostname, port.number, problems) ?? cluster)] }],
       });
     }
+  }
+
+  if (proxy.vipListeners) {
+    for (const t of uniqueTargets(vipTargets(model, vips), problems)) listeners.push(vipListener(t, route, problems));
   }
 
   if (proxy.appPorts.length) {

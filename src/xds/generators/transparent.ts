@@ -111,7 +111,34 @@ export function transparentHcm(statPrefix: string, route: { rds: string } | { cl
 }
 
 /** Where a VirtualService tcp route sends a name's port, if one applies. */
-type TcpRouteOf = (host: string, port: number, problems?: RouteProblem[]) => TcpRoute | undefined;
+export type TcpRouteOf = (host: string, port: number, problems?: RouteProblem[]) => TcpRoute | undefined;
+
+/** One target per VIP:port, the first; a second name on it is refused by name. */
+export function uniqueTargets(targets: readonly VipTarget[], problems: RouteProblem[]): VipTarget[] {
+  const seen = new Map<string, VipTarget>();
+  return targets.filter((t) => {
+    const key = `${t.vip}:${t.port}`;
+    const first = seen.get(key);
+    if (first) {
+      // HTTP hosts of one ServiceEntry share its addresses: the one chain routes them by Host.
+      if (!(t.http && first.http && t.ref === first.ref)) problems.push({ name: key, reason: `VIP ${key} of ${t.name} is already claimed by ${first.name}; first one kept` });
+      return false;
+    }
+    seen.set(key, t);
+    return true;
+  });
+}
+
+/**
+ * Explicit mode on VIPs: a listener bound to the VIP:port itself (freebind; the host routes
+ * the VIP range to lo), so an app dials the name's own address, which no client stack
+ * rewrites (Dubbo turns 127.x into the host address) and which tells apart two names on one
+ * port and each RPC interface. Traffic then goes where a transparent sidecar's VIP chain sends it.
+ */
+export function vipListener(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): Listener {
+  const { filter_chain_match: _match, ...chain } = vipChain(t, route, problems);
+  return { name: `${t.vip}_${t.port}`, address: socketAddress(t.vip, t.port), freebind: { value: true }, traffic_direction: 'OUTBOUND', filter_chains: [chain] };
+}
 
 function vipChain(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): FilterChain {
   return {
@@ -133,18 +160,7 @@ function vipChain(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): Fi
  * endpoints, so an endpoint change remains an EDS-only push.
  */
 export function transparentOutbound(proxy: ProxyShape, targets: readonly VipTarget[], problems: RouteProblem[], route: TcpRouteOf = () => undefined): Listener {
-  const seen = new Map<string, VipTarget>();
-  const chains = targets.filter((t) => {
-    const key = `${t.vip}:${t.port}`;
-    const first = seen.get(key);
-    if (first) {
-      // HTTP hosts of one ServiceEntry share its addresses: the one chain routes them by Host.
-      if (!(t.http && first.http && t.ref === first.ref)) problems.push({ name: key, reason: `VIP ${key} of ${t.name} is already claimed by ${first.name}; first one kept` });
-      return false;
-    }
-    seen.set(key, t);
-    return true;
-  });
+  const chains = uniqueTargets(targets, problems);
   return {
     name: OUTBOUND_LISTENER,
     address: socketAddress('0.0.0.0', proxy.outboundPort),

@@ -1,0 +1,92 @@
+// Explicit mode on VIPs (isthmus bootstrap --vip-listeners), without iptables: the caller's
+// sidecar listens on every service's VIP:port, bound to the VIP itself (the host routes the
+// VIP range to lo). An app dials the address its name resolves to, which no client stack
+// rewrites (Dubbo turns 127.x into the host's address), and two applications on one TCP port
+// are two listeners, each reaching its own providers.
+import { after, afterEach, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { bootstrap, ManifestDir, MAIN, REPO } from '../helpers/isthmus.ts';
+import { NetLab, type Agent, type Host } from '../helpers/netns.ts';
+import { PORTS } from '../helpers/netns-protocol.ts';
+import { freePort } from '../helpers/ports.ts';
+import { assertNoLeftovers, dumpLogsOnFailure, spawnTracked, stopAll, type Proc } from '../helpers/processes.ts';
+import { GiveUp, waitFor, waitUntil } from '../helpers/wait.ts';
+
+const APPS = ['orders', 'billing'] as const;
+const name = (app: string): string => `${app}.rpc.cluster.local`;
+const manifests = new ManifestDir();
+let lab: NetLab | undefined;
+let isthmusProc: Proc;
+let adminUrl: string;
+const hosts: Record<string, Host> = {};
+const agents: Record<string, Agent> = {};
+
+function entries(app: string, host: Host): object[] {
+  const meta = (kind: string): object => ({ apiVersion: 'networking.istio.io/v1', kind, metadata: { name: app, namespace: 'default' } });
+  return [
+    {
+      ...meta('ServiceEntry'),
+      spec: {
+        hosts: [name(app)],
+        location: 'MESH_INTERNAL',
+        resolution: 'STATIC',
+        // Both applications on one TCP port, as Dubbo's 20880 makes common.
+        ports: [{ number: PORTS.tcp, name: 'dubbo', protocol: 'TCP' }, { number: PORTS.http, name: 'http', protocol: 'HTTP' }],
+        workloadSelector: { labels: { app } },
+      },
+    },
+    { ...meta('WorkloadEntry'), spec: { address: host.ip, labels: { app }, ports: { dubbo: PORTS.tcp, http: PORTS.http } } },
+  ];
+}
+
+before(async () => {
+  lab = await NetLab.create();
+  hosts.caller = await lab.addHost('caller');
+  for (const app of APPS) hosts[app] = await lab.addHost(app);
+  manifests.write('apps.yaml', APPS.flatMap((app) => entries(app, hosts[app]!)));
+  const xdsPort = await freePort();
+  const adminPort = await freePort();
+  const dns = `${lab.rootIp}:${await freePort()}`;
+  adminUrl = `http://127.0.0.1:${adminPort}`;
+  isthmusProc = spawnTracked('isthmus', process.execPath, [
+    MAIN, 'serve', '--registry', manifests.url, '--xds-address', `${lab.rootIp}:${xdsPort}`, '--admin-address', `127.0.0.1:${adminPort}`,
+    '--dns-listen', dns, '--debounce-quiet', '50ms', '--debounce-max', '500ms', '--vip-store', `${manifests.dir}/../vips.json`,
+  ], { cwd: REPO });
+  await waitFor(async () => {
+    if (isthmusProc.exit) throw new GiveUp(`isthmus exited: ${isthmusProc.tail()}`);
+    return (await fetch(`${adminUrl}/healthz/ready`, { signal: AbortSignal.timeout(1000) })).status === 200;
+  }, { timeoutMs: 20_000, what: 'isthmus ready' });
+  for (const app of APPS) agents[app] = await lab.agent(hosts[app]!, { serve: app });
+  agents.caller = await lab.agent(hosts.caller, { dns });
+  // The one piece of host set-up VIP listeners need: the VIP range is local (no iptables).
+  await lab.inNs(hosts.caller.ns, 'ip', ['route', 'add', 'local', '240.240.0.0/16', 'dev', 'lo']);
+  const boot = await bootstrap(['--node-id', 'caller', '--xds-address', `${lab.rootIp}:${xdsPort}`, '--vip-listeners']);
+  await lab.sidecar(hosts.caller, boot);
+});
+
+afterEach(dumpLogsOnFailure);
+after(async () => {
+  await stopAll();
+  await lab?.destroy();
+  const still = lab ? await lab.leftovers() : [];
+  assertNoLeftovers();
+  assert.deepEqual(still, [], `left behind: ${still.join('; ')}`);
+});
+
+test('two applications on one TCP port: each name\'s VIP reaches its own providers through the explicit sidecar', async () => {
+  for (const app of APPS) {
+    const [vip] = await waitUntil(() => agents.caller!.request<string[]>('/resolve', { name: name(app) }), (a) => a.length === 1, { timeoutMs: 20_000, intervalMs: 200, what: `${name(app)} resolves` });
+    assert.match(vip!, /^240\.240\./);
+    for (const proto of ['tcp', 'http'] as const) {
+      const call = { proto, host: vip!, port: PORTS[proto], authority: `${name(app)}:${PORTS[proto]}` };
+      const a = await waitUntil(() => agents.caller!.request<{ ok: boolean; by?: string; error?: string }>('/call', call), (x) => x.ok, {
+        timeoutMs: 20_000,
+        intervalMs: 200,
+        what: `${proto} to ${app} at ${vip}`,
+      });
+      assert.equal(a.by, app, `${proto} call to ${name(app)} (${vip}) answered by ${a.by}`);
+      // Tolerance: none. Ten more, all to the name's own provider (only the sidecar listens on the VIP).
+      for (let i = 0; i < 10; i++) assert.equal((await agents.caller!.request<{ by?: string }>('/call', call)).by, app);
+    }
+  }
+});

@@ -24,7 +24,7 @@ export interface BackendOptions {
   host?: string;
   /** 0 (default) picks a free port. */
   port?: number;
-  /** HTTP only: every Nth request (the Nth, 2Nth, …) is answered 503; 1 fails them all. */
+  /** Every Nth request (the Nth, 2Nth, …) fails: HTTP 503, gRPC UNAVAILABLE; 1 fails them all. */
   failEvery?: number;
   /** HTTP and gRPC: answer each request after this many milliseconds. */
   delayMs?: number;
@@ -134,6 +134,10 @@ export async function startGrpcBackend(name: string, opts: BackendOptions = {}):
   server.addService(echoConstructor().service, {
     Call: (call: grpc.ServerUnaryCall<EchoRequest, EchoReply>, cb: grpc.sendUnaryData<EchoReply>) => {
       counter.n++;
+      if (opts.failEvery && counter.n % opts.failEvery === 0) {
+        cb({ code: grpc.status.UNAVAILABLE, details: `${name} fails every ${opts.failEvery}th call` });
+        return;
+      }
       const reply = (): void => cb(null, { message: call.request.message, backend: name });
       if (opts.delayMs) setTimeout(reply, opts.delayMs);
       else reply();

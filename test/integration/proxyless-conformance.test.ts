@@ -6,6 +6,7 @@
 //   consistentHash header   without a VirtualService, one user's calls stay on one backend
 //   VirtualService timeout  the call's deadline (max_stream_duration)
 //   fault abort             injected by the client (A33)
+//   header match, retries   a header picks the subset; UNAVAILABLE is retried (A28, A44)
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startBackend, type Backend } from '../helpers/backends.ts';
@@ -21,12 +22,13 @@ const RANDOM = 'random.conf.local';
 const ZONAL = 'zonal.conf.local';
 const STICKY = 'sticky.conf.local';
 const SLOW = 'slow.conf.local';
+const MATCHED = 'matched.conf.local';
 const manifests = new ManifestDir();
 const backends: Backend[] = [];
 const clients = new Map<ProxylessKind, ProxylessClient>();
 let isthmus: Isthmus;
 const port = new Map<string, PortSpec>();
-let random: Backend[], zonal: Backend[], sticky: Backend[], slow: Backend;
+let random: Backend[], zonal: Backend[], sticky: Backend[], slow: Backend, matched: Backend[];
 
 const meta = (kind: string, name: string): object => ({ apiVersion: 'networking.istio.io/v1', kind, metadata: { name, namespace: 'default' } });
 const target = (host: string): string => `xds:///${host}:${port.get(host)!.number}`;
@@ -45,6 +47,18 @@ function writeManifests(opts: { zonalLocal: boolean }): void {
     { ...meta('DestinationRule', 'zonal'), spec: { host: ZONAL, trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN', localityLbSetting: { enabled: true } } } } },
     entry('sticky', STICKY, sticky.map((b) => ep(b))),
     { ...meta('DestinationRule', 'sticky'), spec: { host: STICKY, trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: 'x-user' } } } } },
+    entry('matched', MATCHED, matched.map((b, i) => ep(b, { labels: { version: `v${i + 1}` } }))),
+    { ...meta('DestinationRule', 'matched'), spec: { host: MATCHED, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] } },
+    {
+      ...meta('VirtualService', 'matched'),
+      spec: {
+        hosts: [MATCHED],
+        http: [
+          { match: [{ headers: { 'x-ver': { exact: 'two' } } }], route: [{ destination: { host: MATCHED, subset: 'v2' } }], retries: { attempts: 3, retryOn: 'unavailable' } },
+          { route: [{ destination: { host: MATCHED, subset: 'v1' } }] },
+        ],
+      },
+    },
     entry('slow', SLOW, [ep(slow)]),
     {
       ...meta('VirtualService', 'slow'),
@@ -64,8 +78,10 @@ before(async () => {
   zonal = [await startBackend('grpc', 'zonal-local', { host: '127.0.0.93' }), await startBackend('grpc', 'zonal-remote-1', { host: '127.0.0.94' }), await startBackend('grpc', 'zonal-remote-2', { host: '127.0.0.95' })];
   sticky = await startBackends('grpc', 'sticky', 3, 96);
   slow = await startBackend('grpc', 'slow-1', { host: '127.0.0.99', delayMs: 1500 });
-  backends.push(...random, ...zonal, ...sticky, slow);
-  for (const h of [RANDOM, ZONAL, STICKY, SLOW]) port.set(h, { number: await freePort(), name: 'grpc', protocol: 'GRPC' });
+  // v2 fails every other call: only retries make all of them succeed.
+  matched = [await startBackend('grpc', 'matched-1', { host: '127.0.0.100' }), await startBackend('grpc', 'matched-2', { host: '127.0.0.101', failEvery: 2 })];
+  backends.push(...random, ...zonal, ...sticky, slow, ...matched);
+  for (const h of [RANDOM, ZONAL, STICKY, SLOW, MATCHED]) port.set(h, { number: await freePort(), name: 'grpc', protocol: 'GRPC' });
   writeManifests({ zonalLocal: true });
   isthmus = await startIsthmus({ name: 'isthmus-proxyless-conformance', registries: [manifests.url], debounceQuietMs: 100, debounceMaxMs: 500 });
   await Promise.all(
@@ -159,4 +175,15 @@ test('VirtualService timeout ends a slow call at the deadline; fault abort is in
     assert.ok(ms < 1200, `${kind}: the call took ${ms} ms`);
     console.log(`${kind}: slow call ended after ${ms} ms (${r.errors[0]})`);
   });
+});
+
+test('a header match picks the subset, and its route retries UNAVAILABLE until a try succeeds', async () => {
+  await each(async (kind, c) => {
+    await waitUntil(() => c.call(target(MATCHED), 10), (t) => t.counts['matched-1'] === 10, { timeoutMs: 30_000, intervalMs: 300, what: `${kind}: default route to v1` });
+    // matched-2 fails every other try: 20 calls succeed only if each failure is retried.
+    const r = await c.call(target(MATCHED), 20, 3000, { 'x-ver': 'two' });
+    assert.deepEqual(r, { counts: { 'matched-2': 20 }, errors: [] }, kind);
+  });
+  // Without the retry half the calls would fail: the backend did see the failed tries.
+  assert.ok(matched[1]!.requests >= 3 * 30, `matched-2 saw ${matched[1]!.requests} tries`);
 });

@@ -48,6 +48,7 @@ export interface RegistryStatus {
   readonly services: number;
   readonly endpoints: number;
   readonly rejections: readonly Rejection[];
+  readonly warnings?: readonly Rejection[];
 }
 
 /** Conflicts found while merging registries: reported, never silently resolved. */
@@ -198,5 +199,6 @@ export function registryStatus(s: RegistryState): RegistryStatus {
     services: s.services.length,
     endpoints: s.endpoints.length,
     rejections: s.rejections,
+    ...(s.warnings?.length ? { warnings: s.warnings } : {}),
   };
 }

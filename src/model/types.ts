@@ -91,6 +91,18 @@ export interface Endpoint {
    * interface of its service (an instance of the same application, e.g. a migrated pod).
    */
   readonly interfaces?: readonly string[];
+  /**
+   * Labels of one interface on this endpoint where they differ from `labels` (e.g. each
+   * interface's own version or revision), by interface name. Subsets of that interface
+   * match `labels` overlaid with these.
+   */
+  readonly interfaceLabels?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+}
+
+/** The labels an endpoint has as a provider of one interface (or of its service when none is named). */
+export function endpointLabels(e: Endpoint, iface?: string): Readonly<Record<string, string>> {
+  const own = iface === undefined ? undefined : e.interfaceLabels?.[iface];
+  return own ? { ...e.labels, ...own } : e.labels;
 }
 
 /** A workload instance that services select by labels (WorkloadEntry, pod, VM). */
@@ -131,6 +143,8 @@ export interface RegistryState {
   readonly endpoints: readonly Endpoint[];
   readonly workloads: readonly Workload[];
   readonly rejections: readonly Rejection[];
+  /** What the registry serves but an operator should know (e.g. an interface provided by two applications). */
+  readonly warnings?: readonly Rejection[];
   /** Routing rules (registries that carry Istio documents: files, Kubernetes). */
   readonly virtualServices?: readonly VirtualService[];
   readonly destinationRules?: readonly DestinationRule[];

@@ -356,6 +356,7 @@ class EtcdWatch {
       endpoints: model.endpoints,
       workloads: [],
       rejections: [...rejections, ...model.rejections],
+      ...(model.warnings.length ? { warnings: model.warnings } : {}),
     };
     this.report(state, providers.length, model.rejections);
     this.count('reload');

@@ -18,6 +18,7 @@ export interface SoaModel {
   readonly services: Service[];
   readonly endpoints: Endpoint[];
   readonly rejections: Rejection[];
+  readonly warnings: Rejection[];
 }
 
 /** A SoaMapper's output: arrays it may hand out again, so never to be modified. */
@@ -25,6 +26,7 @@ export interface MappedProviders {
   readonly services: readonly Service[];
   readonly endpoints: readonly Endpoint[];
   readonly rejections: readonly Rejection[];
+  readonly warnings: readonly Rejection[];
 }
 
 /** URL protocols and how Envoy can carry them. Unknown ones are opaque TCP. */
@@ -41,7 +43,7 @@ function ifaceKey(p: Provider): string {
 /** Maps a set of providers once. A registry keeps a SoaMapper instead, so that a change costs what changed. */
 export function mapProviders(providers: readonly Provider[], opts: SoaMappingOptions): SoaModel {
   const m = new SoaMapper(opts).map(providers);
-  return { services: [...m.services], endpoints: [...m.endpoints], rejections: [...m.rejections] };
+  return { services: [...m.services], endpoints: [...m.endpoints], rejections: [...m.rejections], warnings: [...m.warnings] };
 }
 
 type Naming = { readonly host: string; readonly appHost: string } | { readonly error: string };
@@ -81,7 +83,8 @@ export class SoaMapper {
     let n = this.names.get(p);
     if (!n) {
       try {
-        n = { host: interfaceHostname(p.interface, p.version, p.group, this.zone), appHost: applicationHostname(p.application, this.zone) };
+        const appHost = applicationHostname(p.application, this.zone);
+        n = { host: p.instanceOnly ? appHost : interfaceHostname(p.interface, p.version, p.group, this.zone), appHost };
       } catch (e) {
         if (!(e instanceof NamingError)) throw e;
         n = { error: e.message };
@@ -93,6 +96,7 @@ export class SoaMapper {
 
   map(providers: readonly Provider[]): MappedProviders {
     const rejections: Rejection[] = [];
+    const warnings: Rejection[] = [];
     const reject = (p: Provider, field: string, reason: string): void => {
       rejections.push({ source: p.key, kind: 'provider', name: p.interface, field, reason });
     };
@@ -127,6 +131,9 @@ export class SoaMapper {
         else if (first !== application) contested.add(host);
       }
     }
+    // An interface provided by several applications (a rename or a split in progress) is
+    // Dubbo's normal case: its name resolves to the providers of all of them.
+    const shared = new Map<string, string[]>();
     if (contested.size) {
       // Who claims each contested name, in key order, for the messages.
       const claims = new Map<string, Set<string>>();
@@ -136,13 +143,17 @@ export class SoaMapper {
       for (const p of sorted) {
         const n = this.naming(p);
         if ('error' in n) continue;
-        add(n.host, `${p.application}|${ifaceKey(p)}`);
+        if (!p.instanceOnly) add(n.host, `${p.application}|${ifaceKey(p)}`);
         add(n.appHost, `${p.application}|`);
+      }
+      for (const [host, cs] of claims) {
+        const keys = new Set([...cs].map((c) => c.slice(c.indexOf('|') + 1)));
+        if (keys.size === 1 && !keys.has('')) shared.set(host, [...cs].map((c) => c.slice(0, c.indexOf('|'))));
       }
       for (const { list } of apps.values()) {
         for (const p of list) {
           const host = hostOf(p);
-          if (contested.has(host)) {
+          if (contested.has(host) && !shared.has(host) && !p.instanceOnly) {
             const others = [...claims.get(host)!].filter((c) => c !== `${p.application}|${ifaceKey(p)}`).map(describeClaim);
             reject(p, 'interface', `name ${host} is also claimed by ${others.join(', ')}; neither is served under it`);
           }
@@ -170,14 +181,49 @@ export class SoaMapper {
       endpoints.push(...app.endpoints);
       rejections.push(...app.rejections!);
     }
+    for (const [host, owners] of [...shared].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const list = sorted.filter((p) => !p.instanceOnly && owners.includes(p.application) && !('error' in this.naming(p)) && hostOf(p) === host);
+      const out = this.mapShared(host, list);
+      services.push(out.service);
+      endpoints.push(...out.endpoints);
+      rejections.push(...out.rejections);
+      const p = list[0]!;
+      warnings.push({
+        source: host,
+        kind: 'interface',
+        name: p.interface,
+        reason: `interface ${describeKey(ifaceKey(p))} is provided by applications ${owners.join(', ')}; ${host} resolves to the providers of all of them (each endpoint labelled app=<application>), and each application's own name to its own`,
+      });
+    }
     this.apps = apps;
     const last = this.last;
     this.last = {
       services: last && sameItems(last.services, services) ? last.services : services,
       endpoints: last && sameItems(last.endpoints, endpoints) ? last.endpoints : endpoints,
       rejections,
+      warnings,
     };
     return this.last;
+  }
+
+  /** An interface of several applications: a service of its own, every provider an endpoint labelled with its application. */
+  private mapShared(host: string, list: readonly Provider[]): { service: Service; endpoints: Endpoint[]; rejections: Rejection[] } {
+    const { ports, rejections } = servicePorts(list, `interface ${list[0]!.interface}`);
+    const methods = [...new Set(list.flatMap((p) => p.methods))].sort();
+    const first = list[0]!;
+    const service: Service = {
+      hostname: host,
+      aliases: [],
+      namespace: this.opts.namespace ?? 'default',
+      ports: [...ports.values()].sort((a, b) => a.number - b.number),
+      addresses: [],
+      resolution: 'STATIC',
+      location: 'MESH_INTERNAL',
+      interfaces: [],
+      origin: { registry: this.opts.registry, ref: `interface ${first.interface}${methods.length ? ` (${methods.join(',')})` : ''} of applications ${[...new Set(list.map((p) => p.application))].join(', ')}` },
+    };
+    const endpoints = instanceEndpoints(list.filter((p) => ports.has(p.protocol)), host, this.opts.registry, () => undefined);
+    return { service, endpoints, rejections };
   }
 
   /** One application's service, endpoints and problems, given which names are contested. */
@@ -195,40 +241,24 @@ export class SoaMapper {
       for (const p of list) reject(p, 'application', `application name ${hostname} collides with an interface name; the application is not served`);
       return { endpoints, rejections };
     }
-    // One port per protocol: the lowest port seen; endpoints carry their own.
-    const ports = new Map<string, ServicePort>();
-    for (const p of list) {
-      const prev = ports.get(p.protocol);
-      if (!prev || p.port < prev.number) ports.set(p.protocol, { name: p.protocol, number: p.port, protocol: portProtocol(p.protocol) });
-    }
-    const byNumber = new Map<number, string>();
-    for (const port of [...ports.values()].sort((a, b) => a.number - b.number || (a.name < b.name ? -1 : 1))) {
-      const other = byNumber.get(port.number);
-      if (other) {
-        for (const p of list) if (p.protocol === port.name) reject(p, 'protocol', `application ${application} serves ${other} and ${port.name} on port ${port.number}; ${port.name} is not served`);
-        ports.delete(port.name);
-      } else byNumber.set(port.number, port.name);
-    }
+    const { ports, rejections: portProblems } = servicePorts(list, `application ${application}`);
+    rejections.push(...portProblems);
 
     const interfaces = new Map<string, RpcInterface>();
-    const instances = new Map<string, { providers: Provider[] }>();
     for (const p of list) {
-      if (!ports.has(p.protocol)) continue;
+      if (!ports.has(p.protocol) || p.instanceOnly) continue;
       const host = hostOf(p);
-      if (!contested.has(host)) {
-        const prev = interfaces.get(host);
-        const methods = [...new Set([...(prev?.methods ?? []), ...p.methods])].sort();
-        interfaces.set(host, {
-          name: p.interface,
-          ...(p.version ? { version: p.version } : {}),
-          ...(p.group ? { group: p.group } : {}),
-          methods,
-          port: ports.get(p.protocol)!.number,
-          hostname: host,
-        });
-      }
-      const inst = `${p.address}|${p.protocol}|${p.port}`;
-      (instances.get(inst) ?? instances.set(inst, { providers: [] }).get(inst)!).providers.push(p);
+      if (contested.has(host)) continue;
+      const prev = interfaces.get(host);
+      const methods = [...new Set([...(prev?.methods ?? []), ...p.methods])].sort();
+      interfaces.set(host, {
+        name: p.interface,
+        ...(p.version ? { version: p.version } : {}),
+        ...(p.group ? { group: p.group } : {}),
+        methods,
+        port: ports.get(p.protocol)!.number,
+        hostname: host,
+      });
     }
 
     const service: Service = {
@@ -244,28 +274,78 @@ export class SoaMapper {
       workloadSelector: { app: application },
       origin: { registry: opts.registry, ref: `application ${application}` },
     };
-
-    // An instance (address, protocol port) serving several interfaces is one endpoint.
-    for (const { providers: ps } of instances.values()) {
-      const first = ps[0]!;
-      const labels: Record<string, string> = { app: application };
-      for (const [k, v] of Object.entries(first.params)) if (ps.every((p) => p.params[k] === v)) labels[k] = v;
-      endpoints.push({
-        service: hostname,
-        address: first.address,
-        ports: { [first.protocol]: first.port },
-        labels,
-        locality: { ...(first.params.region ? { region: first.params.region } : {}), ...(first.params.zone ? { zone: first.params.zone } : {}) },
-        // Dubbo's default weight 100 is a normal instance, weight 1 in the model, so VM
-        // providers and instances from other registries share traffic evenly.
-        weight: Math.max(...ps.map((p) => p.weight)) / 100,
-        health: ps.some((p) => p.enabled) ? 'HEALTHY' : 'UNHEALTHY',
-        origin: { registry: opts.registry, ref: first.key },
-        interfaces: [...new Set(ps.map((p) => hostOf(p)).filter((h) => !contested.has(h)))].sort(),
-      });
-    }
+    const served = (p: Provider): string | undefined => {
+      if (p.instanceOnly) return undefined;
+      const h = hostOf(p);
+      return contested.has(h) ? undefined : h;
+    };
+    endpoints.push(...instanceEndpoints(list.filter((p) => ports.has(p.protocol)), hostname, opts.registry, served));
     return { service, endpoints, rejections };
   }
+}
+
+/** One port per protocol, the lowest seen (endpoints carry their own); two protocols on one number keep the first. */
+function servicePorts(list: readonly Provider[], owner: string): { ports: Map<string, ServicePort>; rejections: Rejection[] } {
+  const rejections: Rejection[] = [];
+  const ports = new Map<string, ServicePort>();
+  for (const p of list) {
+    const prev = ports.get(p.protocol);
+    if (!prev || p.port < prev.number) ports.set(p.protocol, { name: p.protocol, number: p.port, protocol: portProtocol(p.protocol) });
+  }
+  const byNumber = new Map<number, string>();
+  for (const port of [...ports.values()].sort((a, b) => a.number - b.number || (a.name < b.name ? -1 : 1))) {
+    const other = byNumber.get(port.number);
+    if (other) {
+      for (const p of list) {
+        if (p.protocol === port.name) rejections.push({ source: p.key, kind: 'provider', name: p.interface, field: 'protocol', reason: `${owner} serves ${other} and ${port.name} on port ${port.number}; ${port.name} is not served` });
+      }
+      ports.delete(port.name);
+    } else byNumber.set(port.number, port.name);
+  }
+  return { ports, rejections };
+}
+
+/**
+ * One endpoint per instance (address, protocol, port), however many interfaces it serves or
+ * ways it registered. Labels equal on all its providers are the endpoint's; what differs per
+ * interface (version, revision…) is kept under that interface.
+ */
+function instanceEndpoints(list: readonly Provider[], service: string, registry: string, served: (p: Provider) => string | undefined): Endpoint[] {
+  const instances = new Map<string, Provider[]>();
+  for (const p of list) {
+    const inst = `${p.address}|${p.protocol}|${p.port}`;
+    (instances.get(inst) ?? instances.set(inst, []).get(inst)!).push(p);
+  }
+  const endpoints: Endpoint[] = [];
+  for (const ps of instances.values()) {
+    const first = ps[0]!;
+    const labels: Record<string, string> = { app: first.application };
+    for (const [k, v] of Object.entries(first.params)) if (k !== 'app' && ps.every((p) => p.params[k] === v)) labels[k] = v;
+    const own: Record<string, Record<string, string>> = {};
+    for (const p of ps) {
+      const host = served(p);
+      if (!host) continue;
+      for (const [k, v] of Object.entries(p.params)) {
+        if (k !== 'app' && labels[k] !== v) (own[host] ??= {})[k] = v;
+      }
+    }
+    const interfaces = [...new Set(ps.map(served).filter((h): h is string => h !== undefined))].sort();
+    endpoints.push({
+      service,
+      address: first.address,
+      ports: { [first.protocol]: first.port },
+      labels,
+      locality: { ...(first.params.region ? { region: first.params.region } : {}), ...(first.params.zone ? { zone: first.params.zone } : {}) },
+      // Dubbo's default weight 100 is a normal instance, weight 1 in the model, so VM
+      // providers and instances from other registries share traffic evenly.
+      weight: Math.max(...ps.map((p) => p.weight)) / 100,
+      health: ps.some((p) => p.enabled) ? 'HEALTHY' : 'UNHEALTHY',
+      origin: { registry, ref: first.key },
+      interfaces,
+      ...(Object.keys(own).length ? { interfaceLabels: own } : {}),
+    });
+  }
+  return endpoints;
 }
 
 /** Hostname → the distinct claims one application makes on it (its interfaces' names and its own). */
@@ -274,7 +354,7 @@ function appClaims(application: string, list: readonly Provider[], hostOf: (p: P
   const add = (host: string, claim: string): void => {
     (claims.get(host) ?? claims.set(host, new Set()).get(host)!).add(claim);
   };
-  for (const p of list) add(hostOf(p), `${application}|${ifaceKey(p)}`);
+  for (const p of list) if (!p.instanceOnly) add(hostOf(p), `${application}|${ifaceKey(p)}`);
   add(appHost, `${application}|`);
   return claims;
 }
@@ -282,6 +362,10 @@ function appClaims(application: string, list: readonly Provider[], hostOf: (p: P
 function describeClaim(c: string): string {
   const [app, key] = c.split('|');
   if (!key) return `application ${app}`;
+  return `${describeKey(key)} of application ${app}`;
+}
+
+function describeKey(key: string): string {
   const [iface, version, group] = key.split(':');
-  return `${iface}${version ? ` version ${version}` : ''}${group ? ` group ${group}` : ''} of application ${app}`;
+  return `${iface}${version ? ` version ${version}` : ''}${group ? ` group ${group}` : ''}`;
 }

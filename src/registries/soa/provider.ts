@@ -18,6 +18,11 @@ export interface Provider {
   readonly enabled: boolean;
   /** Every other URL parameter. */
   readonly params: Readonly<Record<string, string>>;
+  /**
+   * An application instance whose interfaces are not known (application-level discovery
+   * without metadata): it serves its application's ports, and names no interface.
+   */
+  readonly instanceOnly?: true;
 }
 
 export class ProviderError extends Error {

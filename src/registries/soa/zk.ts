@@ -478,6 +478,7 @@ class ZkWatch {
       endpoints: model.endpoints,
       workloads: [],
       rejections: [...[...this.servedProblems.values()], ...malformed, ...model.rejections],
+      ...(model.warnings.length ? { warnings: model.warnings } : {}),
     };
     rejectedGauge.set({ registry: this.s.id }, malformed.length + model.rejections.length);
     providersGauge.set({ registry: this.s.id }, providers.length);

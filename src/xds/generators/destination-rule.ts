@@ -8,7 +8,7 @@
 import type { ClusterLoadAssignment } from '../../generated/envoy.ts';
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import type { DestinationRule, PolicySettings, Subset } from '../../model/rules/types.ts';
-import type { Endpoint, Locality, Service, ServicePort } from '../../model/types.ts';
+import { endpointLabels, type Endpoint, type Locality, type Service, type ServicePort } from '../../model/types.ts';
 import { canonicalHost, hostIndexOf, type HostIndex } from '../../model/rules/hosts.ts';
 import { toAny } from '../proto.ts';
 
@@ -80,7 +80,7 @@ export function planSubsetClusters(svc: Service, endpoints: readonly Endpoint[],
     if (!idr) continue;
     const serving = endpoints.filter((e) => !e.interfaces || e.interfaces.includes(iface.hostname));
     for (const subset of idr.spec.subsets) {
-      const eps = serving.filter((e) => labelsMatch(e.labels, subset.labels));
+      const eps = serving.filter((e) => labelsMatch(endpointLabels(e, iface.hostname), subset.labels));
       for (const port of svc.ports) {
         if (iface.port !== undefined && iface.port !== port.number) continue;
         out.push({ name: subsetCluster(iface.hostname, port.number, subset.name), port, endpoints: eps, policy: effectivePolicy(idr, port.number, subset), rule: idr });

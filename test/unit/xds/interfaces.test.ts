@@ -8,6 +8,7 @@ import { decodeToJson } from '../../../src/xds/proto.ts';
 import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE } from '../../../src/xds/resources.ts';
 import { messageType } from '../../../src/xds/proto.ts';
 import { proxy } from './fixtures.ts';
+import { doc, drOf, parseOne } from '../model/rules/helpers.ts';
 
 const Q1 = 'com.a.userquery.v1.rpc.cluster.local';
 const Q2 = 'com.a.userquery.v2.rpc.cluster.local';
@@ -76,4 +77,20 @@ test('a VM provider with Dubbo weight 100 and a migrated instance of weight 1 ge
   };
   const weights = Object.fromEntries(cla.endpoints.flatMap((l) => l.lb_endpoints.map((e) => [e.endpoint.address.socket_address.address, e.load_balancing_weight.value])));
   assert.deepEqual(weights, { '10.0.0.1': 100, '10.0.0.2': 100, '10.9.0.1': 100 });
+});
+
+test("an interface's subsets match its own labels on an instance whose interfaces differ in them", () => {
+  const specs: ProviderSpec[] = [
+    { address: '10.0.0.1', port: 20880, interface: 'com.a.Q', application: 'u', params: { revision: '1.2' } },
+    { address: '10.0.0.1', port: 20880, interface: 'com.a.W', application: 'u', params: { revision: '3.0' } },
+    { address: '10.0.0.2', port: 20880, interface: 'com.a.Q', application: 'u', params: { revision: '1.3' } },
+  ];
+  const soa = mapProviders(specs.map((s) => parseProviderKey(providerKey('/dubbo', s.interface, buildProviderUrl(s, 1)), '/dubbo')!), { registry: 'etcd://x/dubbo' });
+  const host = 'com.a.q.rpc.cluster.local';
+  const dr = drOf(parseOne(doc('DestinationRule', 'q', { host, subsets: [{ name: 'old', labels: { revision: '1.2' } }, { name: 'new', labels: { revision: '1.3' } }] })));
+  const model = mergeStates([{ id: 'etcd://x/dubbo', synced: true, services: soa.services, endpoints: soa.endpoints, workloads: [], rejections: [], destinationRules: [dr] }]);
+  const g = new XdsCache().update(model);
+  const p = proxy('x');
+  assert.deepEqual(addresses(decode(ENDPOINT_TYPE, g.resolve(ENDPOINT_TYPE, `outbound|20880|old|${host}`, p)!.any)), ['10.0.0.1']);
+  assert.deepEqual(addresses(decode(ENDPOINT_TYPE, g.resolve(ENDPOINT_TYPE, `outbound|20880|new|${host}`, p)!.any)), ['10.0.0.2']);
 });

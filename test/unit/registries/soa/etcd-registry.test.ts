@@ -259,7 +259,7 @@ describe('EtcdRegistry on a running etcd', () => {
   it('lists in pages at one revision: a registry larger than a page', async () => {
     const root = freshRoot();
     const ops = [];
-    for (let i = 0; i < 250; i++) ops.push(kv.put(key(root, provider({ address: `10.5.${i >> 8}.${i & 255}`, application: `app${i % 7}` }))).value('').exec());
+    for (let i = 0; i < 250; i++) ops.push(kv.put(key(root, provider({ address: `10.5.${i >> 8}.${i & 255}`, application: `app${i % 7}`, interface: `com.acme.Q${i % 7}` }))).value('').exec());
     await Promise.all(ops);
     const rec = record(registry([etcd.endpoint], root, { pageSize: 40 }));
     const { state } = await rec.next((s) => s.synced, 'synced');

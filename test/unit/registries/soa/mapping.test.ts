@@ -54,16 +54,60 @@ test('interfaces that collide on one name are both reported and neither served',
   assert.deepEqual(m.services.flatMap((s) => s.interfaces.map((i) => i.name)), ['com.a.Ok']);
 });
 
-test('the same interface in two applications is a conflict, not a merge', () => {
+test('an interface in two applications resolves to the providers of both; each application keeps its own name; a warning says so', () => {
   const m = mapProviders(
     providers([
-      { address: '10.0.0.1', port: 1, interface: 'com.a.Shared', application: 'x' },
-      { address: '10.0.0.2', port: 1, interface: 'com.a.Shared', application: 'y' },
+      { address: '10.0.0.1', port: 20880, interface: 'com.a.Shared', application: 'x', methods: ['get'] },
+      { address: '10.0.0.1', port: 20880, interface: 'com.a.OnlyX', application: 'x' },
+      { address: '10.0.0.2', port: 20881, interface: 'com.a.Shared', application: 'y', methods: ['get', 'put'] },
     ]),
     opts,
   );
-  assert.equal(m.rejections.length, 2);
-  assert.deepEqual(m.services.map((s) => [s.hostname, s.interfaces.length]), [['x.rpc.cluster.local', 0], ['y.rpc.cluster.local', 0]]);
+  assert.deepEqual(m.rejections, []);
+  assert.deepEqual(m.services.map((s) => [s.hostname, s.interfaces.map((i) => i.name)]), [
+    ['x.rpc.cluster.local', ['com.a.OnlyX']],
+    ['y.rpc.cluster.local', []],
+    ['com.a.shared.rpc.cluster.local', []],
+  ]);
+  const shared = m.services[2]!;
+  assert.deepEqual(shared.ports, [{ name: 'dubbo', number: 20880, protocol: 'TCP' }]);
+  assert.match(shared.origin.ref ?? '', /interface com\.a\.Shared \(get,put\) of applications x, y/);
+  assert.deepEqual(
+    m.endpoints.filter((e) => e.service === shared.hostname).map((e) => [e.address, e.ports, e.labels.app]),
+    [['10.0.0.1', { dubbo: 20880 }, 'x'], ['10.0.0.2', { dubbo: 20881 }, 'y']],
+  );
+  // The applications' own endpoints stay, without the shared name.
+  assert.deepEqual(m.endpoints.filter((e) => e.service === 'x.rpc.cluster.local').map((e) => e.interfaces), [['com.a.onlyx.rpc.cluster.local']]);
+  assert.equal(m.warnings.length, 1);
+  assert.match(m.warnings[0]!.reason, /interface com\.a\.Shared is provided by applications x, y; com\.a\.shared\.rpc\.cluster\.local resolves to the providers of all of them/);
+});
+
+test('the same interface name in two applications with different versions is two names, one each', () => {
+  const m = mapProviders(
+    providers([
+      { address: '10.0.0.1', port: 1, interface: 'com.a.S', application: 'x', version: '1' },
+      { address: '10.0.0.2', port: 1, interface: 'com.a.S', application: 'y', version: '2' },
+    ]),
+    opts,
+  );
+  assert.deepEqual(m.warnings, []);
+  assert.deepEqual(m.services.map((s) => s.interfaces.map((i) => i.hostname)), [['com.a.s.v1.rpc.cluster.local'], ['com.a.s.v2.rpc.cluster.local']]);
+});
+
+test('labels that differ per interface on one instance are kept under each interface', () => {
+  const m = mapProviders(
+    providers([
+      { address: '10.0.0.1', port: 20880, interface: 'com.a.Q', application: 'u', version: '1.0.0', params: { revision: '1.2', region: 'r1' } },
+      { address: '10.0.0.1', port: 20880, interface: 'com.a.W', application: 'u', params: { revision: '3.0', region: 'r1' } },
+    ]),
+    opts,
+  );
+  const [e] = m.endpoints;
+  assert.deepEqual(e!.labels, { app: 'u', application: 'u', region: 'r1' });
+  assert.deepEqual(e!.interfaceLabels, {
+    'com.a.q.v1-0-0.rpc.cluster.local': { revision: '1.2', version: '1.0.0' },
+    'com.a.w.rpc.cluster.local': { revision: '3.0' },
+  });
 });
 
 test('protocols map to ports: tri is gRPC, two protocols on one port are refused', () => {
@@ -111,11 +155,13 @@ test('a SoaMapper re-maps only the applications a change touches, and equals a m
   const [rival] = providers([{ address: '10.0.2.1', port: 20880, interface: 'com.a.Order', application: 'rival' }]);
   const m3 = check([...heavier, rival!]);
   assert.deepEqual(m3.services.find((s) => s.hostname === 'order.rpc.cluster.local')!.interfaces, []);
-  assert.equal(m3.rejections.length, 2);
+  assert.deepEqual(m3.endpoints.filter((e) => e.service === 'com.a.order.rpc.cluster.local').map((e) => e.labels.app), ['order', 'rival']);
+  assert.equal(m3.warnings.length, 1);
   // The rival gone: the name is order's again.
   const m4 = check(heavier);
   assert.deepEqual(m4.services.find((s) => s.hostname === 'order.rpc.cluster.local')!.interfaces.map((i) => i.name), ['com.a.Order']);
   assert.deepEqual(m4.rejections, []);
+  assert.deepEqual(m4.warnings, []);
   // A provider gone, then the application gone.
   check(heavier.slice(1));
   assert.deepEqual(check(heavier.slice(2)).services.map((s) => s.hostname), ['order.rpc.cluster.local']);

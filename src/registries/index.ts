@@ -38,7 +38,7 @@ export function registryFromUrl(raw: string, defaults: RegistryDefaults = {}): R
       }
       case 'zk': {
         const u = parseSoaUrl(raw);
-        return new ZkRegistry({ connect: u.hosts.join(','), root: u.root, namespace: u.namespace, ...zone });
+        return new ZkRegistry({ connect: u.hosts.join(','), root: u.root, services: u.services, namespace: u.namespace, ...zone });
       }
       case 'kube':
         return new KubeRegistry({ ...zone, ...parseKubeUrl(raw) });

@@ -232,10 +232,69 @@ export class DubboWriter {
   }
 
   /** Creates a node at an exact path (parents persistent). */
-  async node(path: string, ephemeral = true): Promise<string> {
+  async node(path: string, ephemeral = true, data?: string): Promise<string> {
     await this.client.mkdirp(path.slice(0, path.lastIndexOf('/')));
-    await this.client.create(path, ephemeral ? 'ephemeral' : 'persistent');
+    await this.client.create(path, ephemeral ? 'ephemeral' : 'persistent', data === undefined ? undefined : Buffer.from(data));
     return path;
+  }
+
+  /** An application-level instance as Dubbo 3 registers it: Curator x-discovery JSON under `<services>/<app>/<ip:port>`. */
+  instance(p: { application: string; address: string; port: number; endpoints?: { port: number; protocol: string }[]; revision?: string; storage?: 'local' | 'remote'; metadata?: Record<string, string>; services?: string }): Promise<string> {
+    const id = `${p.address}:${p.port}`;
+    const metadata: Record<string, string> = {
+      ...(p.endpoints ? { 'dubbo.endpoints': JSON.stringify(p.endpoints) } : {}),
+      'dubbo.metadata.revision': p.revision ?? 'e7733ed05cc319a3c4bc4fc1f21ef9c2',
+      'dubbo.metadata.storage-type': p.storage ?? 'local',
+      'meta-v': p.storage === 'remote' ? '2.0.0' : '1.0.0',
+      timestamp: '1764800000000',
+      ...p.metadata,
+    };
+    const doc = {
+      name: p.application,
+      id,
+      address: p.address,
+      port: p.port,
+      sslPort: null,
+      payload: { '@class': 'org.apache.dubbo.registry.zookeeper.ZookeeperInstance', id, name: p.application, metadata },
+      registrationTimeUTC: 1764800000000,
+      serviceType: 'DYNAMIC',
+      uriSpec: null,
+    };
+    return this.node(`${p.services ?? '/services'}/${p.application}/${id}`, true, JSON.stringify(doc));
+  }
+
+  /** `<root>/mapping/<iface>`: the applications serving an interface. */
+  mapping(iface: string, apps: string[]): Promise<string> {
+    return this.node(`${this.root}/mapping/${iface}`, false, apps.join(','));
+  }
+
+  /** A service definition `<root>/metadata/<iface>[/<version>][/<group>]/provider/<app>`, as Dubbo's metadata report writes it. */
+  definition(iface: string, application: string, p: { methods: string[]; version?: string; group?: string }): Promise<string> {
+    const doc = {
+      canonicalName: iface,
+      codeSource: 'file:/app.jar',
+      methods: p.methods.map((name) => ({ name, parameterTypes: ['java.lang.String'], returnType: 'java.lang.String', annotations: [] })),
+      types: [],
+      annotations: [],
+      parameters: { application, interface: iface, methods: p.methods.join(','), 'register-mode': 'instance', side: 'provider', release: '3.3.6', ...(p.version ? { version: p.version } : {}), ...(p.group ? { group: p.group } : {}) },
+    };
+    const path = [this.root, 'metadata', iface, p.version, p.group, 'provider', application].filter(Boolean).join('/');
+    return this.node(path, false, JSON.stringify(doc));
+  }
+
+  /** A revision document `<root>/metadata/<app>/<revision>` (metadata-type=remote). */
+  revision(application: string, revision: string, services: { iface: string; protocol: string; port: number; methods: string[]; version?: string; group?: string }[]): Promise<string> {
+    const doc = {
+      app: application,
+      revision,
+      services: Object.fromEntries(
+        services.map((x) => [
+          `${x.group ? `${x.group}/` : ''}${x.iface}${x.version ? `:${x.version}` : ''}:${x.protocol}`,
+          { name: x.iface, ...(x.group ? { group: x.group } : {}), ...(x.version ? { version: x.version } : {}), protocol: x.protocol, path: x.iface, port: x.port, params: { application, interface: x.iface, methods: x.methods.join(','), side: 'provider', ...(x.version ? { version: x.version } : {}) } },
+        ]),
+      ),
+    };
+    return this.node(`${this.root}/metadata/${application}/${revision}`, false, JSON.stringify(doc));
   }
 
   remove(path: string): Promise<void> {

@@ -148,7 +148,7 @@ export class SoaMapper {
       }
       for (const [host, cs] of claims) {
         const keys = new Set([...cs].map((c) => c.slice(c.indexOf('|') + 1)));
-        if (keys.size === 1 && !keys.has('')) shared.set(host, [...cs].map((c) => c.slice(0, c.indexOf('|'))));
+        if (keys.size === 1 && !keys.has('')) shared.set(host, [...cs].map((c) => c.slice(0, c.indexOf('|'))).sort());
       }
       for (const { list } of apps.values()) {
         for (const p of list) {

@@ -112,8 +112,7 @@ export function parseProviderUrl(raw: string, key = raw): Provider {
   const weight = params.weight === undefined ? 100 : Number(params.weight);
   if (!Number.isInteger(weight) || weight < 0 || weight > 0xffffffff) throw new ProviderError('weight', `weight "${clip(params.weight!)}" is not a whole number 0-4294967295`);
 
-  const labels: Record<string, string> = {};
-  for (const [k, v] of Object.entries(params)) if (!NOT_LABELS.has(k)) labels[k] = v;
+  const labels = providerLabels(params);
   return {
     key,
     protocol,
@@ -128,6 +127,13 @@ export function parseProviderUrl(raw: string, key = raw): Provider {
     enabled: params.enabled !== 'false',
     params: labels,
   };
+}
+
+/** The parameters of a provider that label it (not those that describe it). */
+export function providerLabels(params: Readonly<Record<string, string>>): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(params)) if (!NOT_LABELS.has(k)) labels[k] = v;
+  return labels;
 }
 
 export interface ProviderSpec {

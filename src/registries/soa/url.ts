@@ -8,6 +8,8 @@ export interface SoaUrl {
   readonly root: string;
   /** Namespace of the services (query parameter `namespace`, default "default"). */
   readonly namespace: string;
+  /** Where application-level instances are registered (query parameter `services`, default /services). */
+  readonly services: string;
   /** The URL in canonical form: the registry id. */
   readonly id: string;
 }
@@ -30,8 +32,10 @@ export function parseSoaUrl(raw: string): SoaUrl {
   const root = (m[3] ?? '').replace(/\/+$/, '') || '/dubbo';
   if (root.includes('//') || /[\s]/.test(root)) throw new SoaUrlError(`"${raw}": root "${root}" is not a clean path`);
   const params = new URLSearchParams(m[4] ?? '');
-  for (const k of params.keys()) if (k !== 'namespace') throw new SoaUrlError(`"${raw}": unknown parameter "${k}" (known: namespace)`);
+  for (const k of params.keys()) if (k !== 'namespace' && k !== 'services') throw new SoaUrlError(`"${raw}": unknown parameter "${k}" (known: namespace, services)`);
+  const services = (params.get('services') ?? '/services').replace(/\/+$/, '') || '/';
+  if (!services.startsWith('/') || services.includes('//') || /\s/.test(services)) throw new SoaUrlError(`"${raw}": services "${services}" is not an absolute clean path`);
   const namespace = params.get('namespace') ?? 'default';
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) throw new SoaUrlError(`"${raw}": namespace "${namespace}" is not a DNS-1123 label`);
-  return { scheme, hosts, root, namespace, id: `${scheme}://${hosts.join(',')}${root}` };
+  return { scheme, hosts, root, namespace, services, id: `${scheme}://${hosts.join(',')}${root}` };
 }

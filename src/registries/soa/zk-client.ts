@@ -102,6 +102,7 @@ interface RawClient extends EventEmitter {
   getSessionTimeout(): number;
   getChildren(path: string, watcher: ((e: RawEvent) => void) | undefined, cb: Cb<string[]>): void;
   exists(path: string, watcher: ((e: RawEvent) => void) | undefined, cb: Cb<RawStat | null>): void;
+  getData(path: string, watcher: ((e: RawEvent) => void) | undefined, cb: Cb<Buffer | null>): void;
   create(path: string, data: Buffer | undefined, mode: number, cb: Cb<string>): void;
   remove(path: string, version: number, cb: Cb<void>): void;
 }
@@ -280,6 +281,12 @@ export class ZkClient extends EventEmitter {
 
   getChildren(path: string, watcher?: ZkWatcher): Promise<string[]> {
     return this.call<string[]>((cb) => this.raw.getChildren(path, wrapWatcher(watcher), cb), path);
+  }
+
+  /** A node's data ('' for none); a data watch fires on change or deletion. */
+  async getData(path: string, watcher?: ZkWatcher): Promise<string> {
+    const data = await this.call<Buffer | null>((cb) => this.raw.getData(path, wrapWatcher(watcher), cb), path);
+    return data ? data.toString('utf8') : '';
   }
 
   /** The node's stat, or undefined when it does not exist (a watch then fires on creation). */

@@ -19,6 +19,8 @@ import { SoaMapper } from './mapping.ts';
 import { parseProviderKey, ProviderError, type Provider } from './provider.ts';
 import { normalizeRoot } from '../../shared/paths.ts';
 import { ZK_CODES, ZkClient, ZkError, type ZkWatcher } from './zk-client.ts';
+import { instanceProviders } from './instances.ts';
+import { AppLevelTree, appLevelInput, ZkAppLevel, type ZkReads } from './zk-app-level.ts';
 import { registryEvents as events, registryRejections as rejectionsGauge, soaConnected as connectedGauge, soaMalformed as malformedTotal, soaProviders as providersGauge, soaRejected as rejectedGauge } from '../metrics.ts';
 
 export interface ZkRegistryOptions {
@@ -26,6 +28,8 @@ export interface ZkRegistryOptions {
   readonly connect: string;
   /** Root of the Dubbo layout, e.g. /dubbo. */
   readonly root: string;
+  /** Where application-level instances are registered (Dubbo's default /services). */
+  readonly services?: string;
   readonly namespace?: string;
   readonly zone?: string;
   /** Requested session timeout (the server bounds it). Default 30 s. */
@@ -56,6 +60,7 @@ export class ZkRegistry implements Registry {
       id: this.id,
       connect: opts.connect,
       root,
+      services: normalizeRoot(opts.services ?? '/services'),
       mapping: { registry: this.id, ...(opts.namespace ? { namespace: opts.namespace } : {}), ...(opts.zone ? { zone: opts.zone } : {}) },
       sessionTimeoutMs: opts.sessionTimeoutMs ?? 30_000,
       connectTimeoutMs: opts.connectTimeoutMs ?? 3000,
@@ -75,6 +80,7 @@ interface Settings {
   readonly id: string;
   readonly connect: string;
   readonly root: string;
+  readonly services: string;
   readonly mapping: { registry: string; namespace?: string; zone?: string };
   readonly sessionTimeoutMs: number;
   readonly connectTimeoutMs: number;
@@ -94,6 +100,8 @@ class Session {
   readonly gen: number;
   readonly client: ZkClient;
   readonly tree: Tree = new Map();
+  /** Application-level instances, mappings and metadata. */
+  readonly app = new AppLevelTree();
   /** Paths that could not be read for a reason other than the connection. */
   readonly problems = new Map<string, Rejection>();
   readonly watchers = new Map<string, ZkWatcher>();
@@ -116,6 +124,7 @@ class ZkWatch {
   private gen = 0;
   /** The tree being served: the loaded session's, or the last one loaded before it. */
   private served: Tree = new Map();
+  private servedApp = new AppLevelTree();
   private servedProblems = new Map<string, Rejection>();
   private synced = false;
   private error: string | undefined;
@@ -193,6 +202,7 @@ class ZkWatch {
         this.count('session');
         log.debug('ZooKeeper session opened', { registry: this.s.id, session: client.sessionId, timeoutMs: client.sessionTimeoutMs });
         this.run(s, 'root', () => this.readRoot(s));
+        new ZkAppLevel(this.reads(s), s.app, { root: this.s.root, services: this.s.services }).start();
       } else {
         // Same session: the server re-arms our watches and replays what we missed.
         this.count('reconnect');
@@ -260,8 +270,10 @@ class ZkWatch {
     this.attempt = 0;
     const changed = !sameKeys(this.served, s.tree) || !sameProblems(this.servedProblems, s.problems);
     this.served = s.tree;
+    this.servedApp = s.app;
     this.servedProblems = s.problems;
-    if (changed || !this.synced) this.dirty = true;
+    // Application-level trees are compared by what they map to, at publish.
+    if (changed || !this.synced || s.app.instances.size || s.app.mapping.size) this.dirty = true;
     this.synced = true;
     this.setError(s.client.connected ? undefined : this.error);
     this.schedulePublish();
@@ -292,6 +304,26 @@ class ZkWatch {
         if (s.pending === 0 && !s.loaded && this.live(s)) this.onLoaded(s);
       }
     })();
+  }
+
+  /** The session's reads, for the application-level trees. */
+  private reads(s: Session): ZkReads {
+    return {
+      client: s.client,
+      live: () => this.live(s),
+      run: (key, fn) => this.run(s, `a:${key}`, fn),
+      watcher: (key, onEvent) => this.watcher(s, `a:${key}`, onEvent),
+      request: (fn) => this.request(s, fn),
+      problem: (path, err) => this.problem(s, path, err),
+      clearProblem: (path) => s.problems.delete(path),
+      changed: () => {
+        if (s.loaded && this.live(s)) {
+          this.dirty = true;
+          this.schedulePublish();
+        }
+      },
+      show: showKey,
+    };
   }
 
   private watcher(s: Session, path: string, onEvent: () => void): ZkWatcher {
@@ -347,7 +379,16 @@ class ZkWatch {
     s.problems.delete(root);
     const now = new Set(children);
     for (const iface of [...s.tree.keys()]) if (!now.has(iface)) this.dropInterface(s, iface);
-    for (const iface of children) if (!s.watchers.has(this.ifacePath(iface))) this.run(s, `i:${iface}`, () => this.readInterface(s, iface));
+    for (const iface of children) {
+      if (this.reserved.has(iface)) continue;
+      if (!s.watchers.has(this.ifacePath(iface))) this.run(s, `i:${iface}`, () => this.readInterface(s, iface));
+    }
+  }
+
+  /** Children of the root that are Dubbo's other trees, not interfaces. */
+  private get reserved(): ReadonlySet<string> {
+    const own = this.s.root === '/' ? [this.s.services.split('/')[1]!, 'zookeeper'] : [];
+    return new Set(['config', 'mapping', 'metadata', ...own]);
   }
 
   private ifacePath(iface: string): string {
@@ -469,7 +510,11 @@ class ZkWatch {
         else malformed.push(e.rejection);
       }
     }
-    const model = this.mapper.map(providers);
+    const { input, rejections: appRejections } = appLevelInput(this.servedApp, providers, { root: this.s.root, services: this.s.services });
+    const appLevel = instanceProviders(input);
+    const model = this.mapper.map(appLevel.providers.length ? [...providers, ...appLevel.providers] : providers);
+    malformed.push(...appRejections);
+    const warnings = [...appLevel.warnings, ...model.warnings];
     const state: RegistryState = {
       id: this.s.id,
       synced: this.synced,
@@ -478,7 +523,7 @@ class ZkWatch {
       endpoints: model.endpoints,
       workloads: [],
       rejections: [...[...this.servedProblems.values()], ...malformed, ...model.rejections],
-      ...(model.warnings.length ? { warnings: model.warnings } : {}),
+      ...(warnings.length ? { warnings } : {}),
     };
     rejectedGauge.set({ registry: this.s.id }, malformed.length + model.rejections.length);
     providersGauge.set({ registry: this.s.id }, providers.length);

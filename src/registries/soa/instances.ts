@@ -1,0 +1,228 @@
+// Dubbo 3 application-level discovery: instances under `/services/<application>/<ip:port>`
+// (Curator x-discovery JSON), which interfaces an application serves from
+// `<root>/mapping/<interface>`, their definitions from
+// `<root>/metadata/<interface>[/<version>][/<group>]/provider/<application>`, and with
+// `metadata-type=remote` the instance's revision document `<root>/metadata/<app>/<revision>`.
+// The result is providers in the same form as interface-level ones, so both discovery
+// models map to one service and one set of endpoints.
+import { isIP } from 'node:net';
+import type { Rejection } from '../../model/types.ts';
+import { type Provider, ProviderError, providerLabels } from './provider.ts';
+
+/** One registered instance of an application. */
+export interface AppInstance {
+  readonly key: string;
+  readonly application: string;
+  readonly address: string;
+  /** Protocols and ports (`dubbo.endpoints`; the instance port for Dubbo's default protocol when absent). */
+  readonly endpoints: readonly { readonly protocol: string; readonly port: number }[];
+  readonly revision?: string;
+  /** Where the instance's interfaces are written: `remote` in the metadata tree, `local` only in the application. */
+  readonly storage: 'local' | 'remote';
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+/** One interface of one application, as its definition or revision document states it. */
+export interface InterfaceInfo {
+  readonly interface: string;
+  readonly version?: string;
+  readonly group?: string;
+  readonly methods: readonly string[];
+  readonly params: Readonly<Record<string, string>>;
+  /** Set in a revision document: the interface is served over this protocol only. */
+  readonly protocol?: string;
+  readonly port?: number;
+}
+
+/** An instance's metadata revision (`metadata-type=remote`): its interfaces exactly. */
+export interface RevisionDoc {
+  readonly application: string;
+  readonly revision: string;
+  readonly services: readonly InterfaceInfo[];
+}
+
+const MAX_DOC_BYTES = 1 << 20;
+// Instance metadata that describes Dubbo itself rather than labelling the instance.
+const INSTANCE_NOT_LABELS = new Set(['meta-v', 'timestamp', 'weight']);
+
+function json(data: string, what: string): Record<string, unknown> {
+  if (data.length > MAX_DOC_BYTES) throw new ProviderError(what, `${what} is ${data.length} bytes, over the ${MAX_DOC_BYTES}-byte limit`);
+  let v: unknown;
+  try {
+    v = JSON.parse(data);
+  } catch (e) {
+    throw new ProviderError(what, `${what} is not JSON: ${(e as Error).message}`);
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new ProviderError(what, `${what} is not a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+function port(v: unknown, field: string): number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) throw new ProviderError(field, `${field} ${JSON.stringify(v)} is not a port 1-65535`);
+  return n;
+}
+
+function stringMap(v: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!v || typeof v !== 'object') return out;
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) if (typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean') out[k] = String(x);
+  return out;
+}
+
+/** Parses `/services/<application>/<id>`; throws ProviderError naming the field that is wrong. */
+export function parseInstance(key: string, application: string, data: string): AppInstance {
+  const doc = json(data, 'instance');
+  if (doc.name !== undefined && doc.name !== application) throw new ProviderError('name', `instance names application ${JSON.stringify(doc.name)} but is registered under ${JSON.stringify(application)}`);
+  const address = doc.address;
+  if (typeof address !== 'string' || !isIP(address)) throw new ProviderError('address', `instance address ${JSON.stringify(address)} is not an IP address`);
+  const instancePort = port(doc.port, 'port');
+  const payload = (doc.payload ?? {}) as Record<string, unknown>;
+  const metadata = stringMap(payload.metadata);
+  let endpoints: { protocol: string; port: number }[] = [{ protocol: 'dubbo', port: instancePort }];
+  const raw = metadata['dubbo.endpoints'];
+  if (raw !== undefined) {
+    let list: unknown;
+    try {
+      list = JSON.parse(raw);
+    } catch {
+      throw new ProviderError('payload.metadata.dubbo.endpoints', 'dubbo.endpoints is not a JSON list');
+    }
+    if (!Array.isArray(list) || list.length === 0) throw new ProviderError('payload.metadata.dubbo.endpoints', 'dubbo.endpoints is not a list of {port, protocol}');
+    endpoints = list.map((e: unknown, i) => {
+      const o = (e ?? {}) as Record<string, unknown>;
+      if (typeof o.protocol !== 'string' || !/^[a-z][a-z0-9+.-]*$/.test(o.protocol)) throw new ProviderError(`payload.metadata.dubbo.endpoints[${i}].protocol`, `protocol ${JSON.stringify(o.protocol)} is not a URL scheme`);
+      return { protocol: o.protocol, port: port(o.port, `payload.metadata.dubbo.endpoints[${i}].port`) };
+    });
+  }
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(metadata)) if (!k.startsWith('dubbo.') && !INSTANCE_NOT_LABELS.has(k)) labels[k] = v;
+  const revision = metadata['dubbo.metadata.revision'];
+  return {
+    key,
+    application,
+    address,
+    endpoints,
+    ...(revision ? { revision } : {}),
+    storage: metadata['dubbo.metadata.storage-type'] === 'remote' ? 'remote' : 'local',
+    labels,
+  };
+}
+
+/** `<root>/mapping/<interface>`: the applications that serve it, comma-separated. */
+export function parseMapping(data: string): string[] {
+  return [...new Set(data.split(',').map((s) => s.trim()).filter(Boolean))];
+}
+
+function methodsOf(doc: Record<string, unknown>, params: Record<string, string>): string[] {
+  if (Array.isArray(doc.methods)) {
+    const names = doc.methods.map((m) => (m && typeof m === 'object' ? (m as { name?: unknown }).name : undefined)).filter((n): n is string => typeof n === 'string');
+    if (names.length) return [...new Set(names)].sort();
+  }
+  return (params.methods ?? '').split(',').map((s) => s.trim()).filter(Boolean).sort();
+}
+
+/** A service definition `<root>/metadata/<interface>/…/provider/<application>`. */
+export function parseDefinition(iface: string, data: string): InterfaceInfo {
+  const doc = json(data, 'definition');
+  const params = stringMap(doc.parameters);
+  const name = typeof doc.canonicalName === 'string' ? doc.canonicalName : (params.interface ?? iface);
+  if (name !== iface) throw new ProviderError('canonicalName', `definition names interface ${JSON.stringify(name)} but is stored under ${JSON.stringify(iface)}`);
+  return {
+    interface: iface,
+    ...(params.version ? { version: params.version } : {}),
+    ...(params.group ? { group: params.group } : {}),
+    methods: methodsOf(doc, params),
+    params: providerLabels(params),
+  };
+}
+
+/** A revision document `<root>/metadata/<application>/<revision>` (metadata-type=remote). */
+export function parseRevision(application: string, revision: string, data: string): RevisionDoc {
+  const doc = json(data, 'revision');
+  if (doc.app !== undefined && doc.app !== application) throw new ProviderError('app', `revision document names application ${JSON.stringify(doc.app)}, stored under ${JSON.stringify(application)}`);
+  const services: InterfaceInfo[] = [];
+  const raw = doc.services;
+  if (!raw || typeof raw !== 'object') throw new ProviderError('services', 'revision document has no services map');
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    const s = (v ?? {}) as Record<string, unknown>;
+    const params = stringMap(s.params);
+    const name = typeof s.name === 'string' ? s.name : params.interface;
+    if (!name) throw new ProviderError(`services.${k}.name`, 'a service without a name');
+    const protocol = typeof s.protocol === 'string' ? s.protocol : undefined;
+    const version = typeof s.version === 'string' && s.version ? s.version : params.version;
+    const group = typeof s.group === 'string' && s.group ? s.group : params.group;
+    services.push({
+      interface: name,
+      ...(version ? { version } : {}),
+      ...(group ? { group } : {}),
+      methods: methodsOf({}, params),
+      params: providerLabels(params),
+      ...(protocol ? { protocol } : {}),
+      ...(s.port !== undefined && s.port !== 0 ? { port: port(s.port, `services.${k}.port`) } : {}),
+    });
+  }
+  return { application, revision, services };
+}
+
+export interface AppLevelInput {
+  readonly instances: readonly AppInstance[];
+  /** Interface → the applications that serve it. */
+  readonly mapping: ReadonlyMap<string, readonly string[]>;
+  /** `<application>\0<interface>` → its definitions (one per version and group). */
+  readonly definitions: ReadonlyMap<string, readonly InterfaceInfo[]>;
+  /** `<application>/<revision>` → the revision document. */
+  readonly revisions: ReadonlyMap<string, RevisionDoc>;
+  /** Interface-level providers of the same registry: an instance registered both ways counts once. */
+  readonly interfaceLevel: readonly Provider[];
+  /** Where revision documents live, for the messages. */
+  readonly metadataRoot: string;
+}
+
+export function definitionKey(application: string, iface: string): string {
+  return `${application}\u0000${iface}`;
+}
+
+/** Application-level instances → providers, and what an operator should know about them. */
+export function instanceProviders(input: AppLevelInput): { providers: Provider[]; warnings: Rejection[] } {
+  const providers: Provider[] = [];
+  const warnings: Rejection[] = [];
+  const registered = new Set(input.interfaceLevel.map((p) => `${p.application}|${p.address}`));
+  const byApp = new Map<string, string[]>();
+  for (const [iface, apps] of input.mapping) for (const a of apps) (byApp.get(a) ?? byApp.set(a, []).get(a)!).push(iface);
+  for (const inst of input.instances) {
+    // Registered both ways: the interface-level providers say exactly what it serves.
+    if (registered.has(`${inst.application}|${inst.address}`)) continue;
+    let services: readonly InterfaceInfo[] | undefined;
+    if (inst.storage === 'remote' && inst.revision) {
+      services = input.revisions.get(`${inst.application}/${inst.revision}`)?.services;
+      if (!services) {
+        warnings.push({ source: inst.key, kind: 'instance', name: inst.application, field: 'payload.metadata.dubbo.metadata.revision', reason: `revision ${inst.revision} not found at ${input.metadataRoot}/${inst.application}/${inst.revision}; its interfaces are taken from the mapping` });
+      }
+    }
+    services ??= (byApp.get(inst.application) ?? []).sort().flatMap((iface) => input.definitions.get(definitionKey(inst.application, iface)) ?? [{ interface: iface, methods: [], params: {} }]);
+    const base = { application: inst.application, address: inst.address, weight: 100, enabled: true } as const;
+    if (services.length === 0) {
+      warnings.push({ source: inst.key, kind: 'instance', name: inst.application, reason: `no interface of application ${inst.application} is known (none in the mapping, metadata kept in the application): served under the application name only` });
+      for (const e of inst.endpoints) providers.push({ ...base, key: inst.key, protocol: e.protocol, port: e.port, interface: '', methods: [], params: { ...inst.labels }, instanceOnly: true });
+      continue;
+    }
+    for (const s of services) {
+      const own = s.protocol ? [{ protocol: s.protocol, port: s.port ?? inst.endpoints.find((e) => e.protocol === s.protocol)?.port ?? inst.endpoints[0]!.port }] : inst.endpoints;
+      for (const e of own) {
+        providers.push({
+          ...base,
+          key: `${inst.key}#${s.interface}${s.version ? `:${s.version}` : ''}${s.group ? `:${s.group}` : ''}@${e.protocol}`,
+          protocol: e.protocol,
+          port: e.port,
+          interface: s.interface,
+          methods: s.methods,
+          ...(s.version ? { version: s.version } : {}),
+          ...(s.group ? { group: s.group } : {}),
+          params: { ...inst.labels, ...s.params },
+        });
+      }
+    }
+  }
+  return { providers, warnings };
+}

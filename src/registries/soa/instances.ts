@@ -20,6 +20,8 @@ export interface AppInstance {
   /** Where the instance's interfaces are written: `remote` in the metadata tree, `local` only in the application. */
   readonly storage: 'local' | 'remote';
   readonly labels: Readonly<Record<string, string>>;
+  /** False when Dubbo marks the instance disabled or unhealthy. */
+  readonly healthy: boolean;
 }
 
 /** One interface of one application, as its definition or revision document states it. */
@@ -70,15 +72,21 @@ function stringMap(v: unknown): Record<string, string> {
   return out;
 }
 
-/** Parses `/services/<application>/<id>`; throws ProviderError naming the field that is wrong. */
+/**
+ * Parses `/services/<application>/<id>`: Curator's x-discovery JSON (ZooKeeper: `name`,
+ * `address`, `payload.metadata`) or Dubbo's own instance JSON (etcd: `serviceName`, `host`,
+ * `metadata`). Throws ProviderError naming the field that is wrong.
+ */
 export function parseInstance(key: string, application: string, data: string): AppInstance {
   const doc = json(data, 'instance');
-  if (doc.name !== undefined && doc.name !== application) throw new ProviderError('name', `instance names application ${JSON.stringify(doc.name)} but is registered under ${JSON.stringify(application)}`);
-  const address = doc.address;
-  if (typeof address !== 'string' || !isIP(address)) throw new ProviderError('address', `instance address ${JSON.stringify(address)} is not an IP address`);
+  const curator = doc.payload !== undefined || doc.address !== undefined;
+  const [nameField, addressField, metadataField] = curator ? ['name', 'address', 'payload.metadata'] : ['serviceName', 'host', 'metadata'];
+  const name = doc[nameField];
+  if (name !== undefined && name !== application) throw new ProviderError(nameField, `instance names application ${JSON.stringify(name)} but is registered under ${JSON.stringify(application)}`);
+  const address = doc[addressField];
+  if (typeof address !== 'string' || !isIP(address)) throw new ProviderError(addressField, `instance address ${JSON.stringify(address)} is not an IP address`);
   const instancePort = port(doc.port, 'port');
-  const payload = (doc.payload ?? {}) as Record<string, unknown>;
-  const metadata = stringMap(payload.metadata);
+  const metadata = stringMap(curator ? ((doc.payload ?? {}) as Record<string, unknown>).metadata : doc.metadata);
   let endpoints: { protocol: string; port: number }[] = [{ protocol: 'dubbo', port: instancePort }];
   const raw = metadata['dubbo.endpoints'];
   if (raw !== undefined) {
@@ -86,13 +94,13 @@ export function parseInstance(key: string, application: string, data: string): A
     try {
       list = JSON.parse(raw);
     } catch {
-      throw new ProviderError('payload.metadata.dubbo.endpoints', 'dubbo.endpoints is not a JSON list');
+      throw new ProviderError(`${metadataField}.dubbo.endpoints`, 'dubbo.endpoints is not a JSON list');
     }
-    if (!Array.isArray(list) || list.length === 0) throw new ProviderError('payload.metadata.dubbo.endpoints', 'dubbo.endpoints is not a list of {port, protocol}');
+    if (!Array.isArray(list) || list.length === 0) throw new ProviderError(`${metadataField}.dubbo.endpoints`, 'dubbo.endpoints is not a list of {port, protocol}');
     endpoints = list.map((e: unknown, i) => {
       const o = (e ?? {}) as Record<string, unknown>;
-      if (typeof o.protocol !== 'string' || !/^[a-z][a-z0-9+.-]*$/.test(o.protocol)) throw new ProviderError(`payload.metadata.dubbo.endpoints[${i}].protocol`, `protocol ${JSON.stringify(o.protocol)} is not a URL scheme`);
-      return { protocol: o.protocol, port: port(o.port, `payload.metadata.dubbo.endpoints[${i}].port`) };
+      if (typeof o.protocol !== 'string' || !/^[a-z][a-z0-9+.-]*$/.test(o.protocol)) throw new ProviderError(`${metadataField}.dubbo.endpoints[${i}].protocol`, `protocol ${JSON.stringify(o.protocol)} is not a URL scheme`);
+      return { protocol: o.protocol, port: port(o.port, `${metadataField}.dubbo.endpoints[${i}].port`) };
     });
   }
   const labels: Record<string, string> = {};
@@ -106,6 +114,8 @@ export function parseInstance(key: string, application: string, data: string): A
     ...(revision ? { revision } : {}),
     storage: metadata['dubbo.metadata.storage-type'] === 'remote' ? 'remote' : 'local',
     labels,
+    // Dubbo's own JSON says whether the instance takes calls.
+    healthy: doc.enabled !== false && doc.healthy !== false,
   };
 }
 
@@ -201,7 +211,7 @@ export function instanceProviders(input: AppLevelInput): { providers: Provider[]
       }
     }
     services ??= (byApp.get(inst.application) ?? []).sort().flatMap((iface) => input.definitions.get(definitionKey(inst.application, iface)) ?? [{ interface: iface, methods: [], params: {} }]);
-    const base = { application: inst.application, address: inst.address, weight: 100, enabled: true } as const;
+    const base = { application: inst.application, address: inst.address, weight: 100, enabled: inst.healthy } as const;
     if (services.length === 0) {
       warnings.push({ source: inst.key, kind: 'instance', name: inst.application, reason: `no interface of application ${inst.application} is known (none in the mapping, metadata kept in the application): served under the application name only` });
       for (const e of inst.endpoints) providers.push({ ...base, key: inst.key, protocol: e.protocol, port: e.port, interface: '', methods: [], params: { ...inst.labels }, instanceOnly: true });

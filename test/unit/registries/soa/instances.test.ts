@@ -1,0 +1,56 @@
+// Application-level instance documents and their providers, without a registry.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { instanceProviders, parseDefinition, parseInstance, parseMapping, parseRevision } from '../../../../src/registries/soa/instances.ts';
+import { ProviderError } from '../../../../src/registries/soa/provider.ts';
+
+const CURATOR = JSON.stringify({
+  name: 'orders',
+  id: '10.0.0.5:20880',
+  address: '10.0.0.5',
+  port: 20880,
+  payload: { '@class': 'org.apache.dubbo.registry.zookeeper.ZookeeperInstance', metadata: { 'dubbo.endpoints': '[{"port":20880,"protocol":"dubbo"},{"port":50051,"protocol":"tri"}]', 'dubbo.metadata.revision': 'r1', 'dubbo.metadata.storage-type': 'local', 'meta-v': '1.0.0', zone: 'z1' } },
+});
+// What Dubbo's etcd ServiceDiscovery writes (Gson of DefaultServiceInstance).
+const GSON = JSON.stringify({ serviceName: 'orders', host: '10.0.0.6', port: 20880, enabled: true, healthy: false, metadata: { 'dubbo.metadata.revision': 'r2', 'dubbo.metadata.storage-type': 'remote' } });
+
+test('instance documents in both shapes: Curator (ZooKeeper) and Dubbo\'s own (etcd)', () => {
+  const a = parseInstance('/services/orders/10.0.0.5:20880', 'orders', CURATOR);
+  assert.deepEqual(a, { key: '/services/orders/10.0.0.5:20880', application: 'orders', address: '10.0.0.5', endpoints: [{ protocol: 'dubbo', port: 20880 }, { protocol: 'tri', port: 50051 }], revision: 'r1', storage: 'local', labels: { zone: 'z1' }, healthy: true });
+  const b = parseInstance('/services/orders/10.0.0.6:20880', 'orders', GSON);
+  assert.deepEqual([b.address, b.endpoints, b.storage, b.healthy], ['10.0.0.6', [{ protocol: 'dubbo', port: 20880 }], 'remote', false]);
+  const bad: [string, string, RegExp][] = [
+    [JSON.stringify({ name: 'other', address: '10.0.0.5', port: 1 }), 'name', /names application "other" but is registered under "orders"/],
+    [JSON.stringify({ serviceName: 'orders', host: 'db.local', port: 1 }), 'host', /instance address "db.local" is not an IP address/],
+    [JSON.stringify({ address: '10.0.0.5', port: 70000 }), 'port', /port 70000 is not a port/],
+    ['[1]', 'instance', /not a JSON object/],
+  ];
+  for (const [doc, field, re] of bad) assert.throws(() => parseInstance('k', 'orders', doc), (e: Error) => e instanceof ProviderError && e.field === field && re.test(e.message), doc);
+});
+
+test('providers of an instance: from the revision document when remote, else the mapping and definitions; a registered-both-ways instance is skipped', () => {
+  const local = parseInstance('/services/orders/10.0.0.5:20880', 'orders', CURATOR);
+  const remote = parseInstance('/services/orders/10.0.0.6:20880', 'orders', GSON);
+  const def = parseDefinition('com.a.Q', JSON.stringify({ canonicalName: 'com.a.Q', methods: [{ name: 'get' }, { name: 'list' }], parameters: { version: '1.0.0', side: 'provider', revision: '2.1' } }));
+  const rev = parseRevision('orders', 'r2', JSON.stringify({ app: 'orders', revision: 'r2', services: { 'com.a.Q:1.0.0:tri': { name: 'com.a.Q', version: '1.0.0', protocol: 'tri', port: 50052, params: { methods: 'get' } } } }));
+  const out = instanceProviders({
+    instances: [local, remote],
+    mapping: new Map([['com.a.Q', parseMapping('orders, orders ,')]]),
+    definitions: new Map([['orders\u0000com.a.Q', [def]]]),
+    revisions: new Map([['orders/r2', rev]]),
+    interfaceLevel: [],
+    metadataRoot: '/dubbo/metadata',
+  });
+  assert.deepEqual(out.warnings, []);
+  assert.deepEqual(
+    out.providers.map((p) => [p.address, p.protocol, p.port, p.interface, p.version, p.methods.join(','), p.enabled, p.params.revision]),
+    [
+      ['10.0.0.5', 'dubbo', 20880, 'com.a.Q', '1.0.0', 'get,list', true, '2.1'],
+      ['10.0.0.5', 'tri', 50051, 'com.a.Q', '1.0.0', 'get,list', true, '2.1'],
+      ['10.0.0.6', 'tri', 50052, 'com.a.Q', '1.0.0', 'get', false, undefined],
+    ],
+  );
+  // The same instance registered at interface level too: those providers alone describe it.
+  const both = instanceProviders({ instances: [local], mapping: new Map([['com.a.Q', ['orders']]]), definitions: new Map(), revisions: new Map(), metadataRoot: '/dubbo/metadata', interfaceLevel: [{ key: 'k', protocol: 'dubbo', address: '10.0.0.5', port: 20880, interface: 'com.a.Q', application: 'orders', methods: [], weight: 100, enabled: true, params: {} }] });
+  assert.deepEqual(both.providers, []);
+});

@@ -34,7 +34,7 @@ export function registryFromUrl(raw: string, defaults: RegistryDefaults = {}): R
         return new FileRegistry(rest);
       case 'etcd': {
         const u = parseSoaUrl(raw);
-        return new EtcdRegistry({ endpoints: u.hosts, root: u.root, namespace: u.namespace, ...zone });
+        return new EtcdRegistry({ endpoints: u.hosts, root: u.root, services: u.services, namespace: u.namespace, ...zone });
       }
       case 'zk': {
         const u = parseSoaUrl(raw);

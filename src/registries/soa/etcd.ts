@@ -5,7 +5,7 @@
 // deletes their keys (a delete or an expired lease), never because a connection dropped.
 import { backoffDelay } from '../../shared/backoff.ts';
 import { createHash } from 'node:crypto';
-import { Etcd3, type IKeyValue, type IRangeResponse, Range, type Watcher } from 'etcd3';
+import { Etcd3, type IKeyValue, type IRangeResponse, isRecoverableError, Range, type Watcher } from 'etcd3';
 import { clientOptions } from '../../shared/etcd.ts';
 import { normalizeRoot } from '../../shared/paths.ts';
 import { Observable } from 'rxjs';
@@ -15,6 +15,7 @@ import type { RegistryState, Rejection } from '../../model/types.ts';
 import { logger } from '../../shared/log.ts';
 import { SoaMapper } from './mapping.ts';
 import { parseProviderKey, type Provider, ProviderError } from './provider.ts';
+import { applyAppLevelKey, AppLevelTree, appLevelInput, type AppLevelPaths, instanceProviders, isAppLevelKey } from './instances.ts';
 import { registryEvents as events, soaConnected as connectedGauge, soaMalformed as malformedTotal, soaProviders as providersGauge, soaRejected as rejectedGauge } from '../metrics.ts';
 
 export interface EtcdRegistryOptions {
@@ -22,6 +23,8 @@ export interface EtcdRegistryOptions {
   readonly endpoints: readonly string[];
   /** Root of the Dubbo layout, e.g. /dubbo. */
   readonly root: string;
+  /** Where application-level instances are registered (Dubbo's default /services). */
+  readonly services?: string;
   /** Namespace of the services (default "default"). */
   readonly namespace?: string;
   /** DNS zone of interface and application names (default rpc.cluster.local). */
@@ -57,6 +60,7 @@ export class EtcdRegistry implements Registry {
       id: this.id,
       endpoints: opts.endpoints,
       root,
+      app: { root, services: normalizeRoot(opts.services ?? '/services') },
       namespace: opts.namespace ?? 'default',
       ...(opts.zone ? { zone: opts.zone } : {}),
       backoffInitialMs: opts.backoffInitialMs ?? 200,
@@ -77,6 +81,7 @@ interface Settings {
   readonly id: string;
   readonly endpoints: readonly string[];
   readonly root: string;
+  readonly app: AppLevelPaths;
   readonly namespace: string;
   readonly zone?: string;
   readonly backoffInitialMs: number;
@@ -99,12 +104,15 @@ class EtcdWatch {
   private phase: Phase = 'idle';
   /** Identity (see keyIdentity) → provider or rejection. */
   private entries = new Map<string, Entry>();
+  /** Application-level instances, mappings and metadata (keys with their values). */
+  private app = new AppLevelTree();
   private synced = false;
   private error: string | undefined;
   /** Bumped per session; callbacks of an older session are ignored. */
   private session = 0;
   private client: Etcd3 | undefined;
   private watcher: Watcher | undefined;
+  private servicesWatcher: Watcher | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private publishTimer: { readonly cancel: () => void } | undefined;
   private failures = 0;
@@ -157,15 +165,29 @@ class EtcdWatch {
     const client = new Etcd3(clientOptions(this.s.endpoints, this.s.requestTimeoutMs));
     this.client = client;
     let listing: { revision: string; kvs: IKeyValue[] };
+    const appKvs: IKeyValue[] = [];
+    // Application-level trees need values; /services is outside the root unless the root is /.
+    const appPrefixes = [`${this.s.root}/mapping/`, `${this.s.root}/metadata/`, `${this.s.app.services}/`].map((p) => p.replace(/^\/\//, '/'));
+    const ownServices = !`${this.s.app.services}/`.startsWith(this.prefix);
     try {
-      listing = await listPrefix(client, this.prefix, this.s.pageSize);
+      // One listing after another: a member that failed one rests, and the next goes elsewhere.
+      const onMember = <T>(fn: () => Promise<T>): Promise<T> => retryOnMembers(fn, this.s.endpoints.length);
+      listing = await onMember(() => listPrefix(client, this.prefix, this.s.pageSize));
+      const rev = listing.revision;
+      for (const p of appPrefixes) appKvs.push(...(await onMember(() => listPrefix(client, p, this.s.pageSize, { values: true, revision: rev }))).kvs);
     } catch (err) {
-      if (session === this.session) this.fail(err, 'list_error');
+      // The history moved past the root listing's revision before the other prefixes were
+      // read at it: list again, as for a canceled watch; nothing is unreachable.
+      if (session === this.session) this.fail(err, /compacted/.test(describeError(err)) ? 'list_compacted' : 'list_error', !/compacted/.test(describeError(err)));
       return;
     }
     if (session !== this.session) return;
     this.count('relist');
-    this.replaceAll(listing.kvs);
+    this.replaceAll(listing.kvs.filter((kv) => !isAppLevelKey(kv.key.toString('utf8'), this.s.app)));
+    const app = new AppLevelTree();
+    for (const kv of appKvs) applyAppLevelKey(app, this.s.app, kv.key.toString('utf8'), kv.value.toString('utf8'), (k) => showKey(k, k.length));
+    this.app = app;
+    this.dirty = true;
 
     const watcher = client.watch().inRange(Range.prefix(this.prefix)).startRevision(String(BigInt(listing.revision) + 1n)).watcher();
     this.watcher = watcher;
@@ -178,12 +200,32 @@ class EtcdWatch {
       connectedGauge.set({ registry: this.s.id }, 1);
       this.schedulePublish(true);
     });
-    watcher.on('data', (res) => {
+    const onData = (res: { events: { type: string; kv: IKeyValue }[] }): void => {
       if (session !== this.session) return;
       let changed = false;
-      for (const ev of res.events) changed = (ev.type === 'Delete' ? this.remove(ev.kv.key) : this.put(ev.kv.key)) || changed;
+      for (const ev of res.events) {
+        const key = ev.kv.key.toString('utf8');
+        if (isAppLevelKey(key, this.s.app)) {
+          if (applyAppLevelKey(this.app, this.s.app, key, ev.type === 'Delete' ? undefined : ev.kv.value.toString('utf8'), (k) => showKey(k, k.length))) {
+            this.dirty = true;
+            changed = true;
+          }
+        } else changed = (ev.type === 'Delete' ? this.remove(ev.kv.key) : this.put(ev.kv.key)) || changed;
+      }
       if (changed) this.schedulePublish();
-    });
+    };
+    watcher.on('data', onData);
+    if (ownServices) {
+      const services = client.watch().prefix(`${this.s.app.services}/`).startRevision(String(BigInt(listing.revision) + 1n)).watcher();
+      this.servicesWatcher = services;
+      services.on('data', onData);
+      services.on('disconnected', (err: Error) => {
+        if (session === this.session) this.fail(err, 'watch_error');
+      });
+      services.on('error', (err: Error) => {
+        if (session === this.session) this.fail(err, 'watch_canceled', false);
+      });
+    }
     watcher.on('disconnected', (err: Error) => {
       if (session === this.session) this.fail(err, 'watch_error');
     });
@@ -220,10 +262,11 @@ class EtcdWatch {
 
   /** Drops the watcher and the client of the current session, if any. */
   private teardown(): void {
-    const watcher = this.watcher;
+    const watchers = [this.watcher, this.servicesWatcher];
     const client = this.client;
-    this.watcher = this.client = undefined;
-    if (watcher) {
+    this.watcher = this.servicesWatcher = this.client = undefined;
+    for (const watcher of watchers) {
+      if (!watcher) continue;
       // Keep an error listener: a late cancellation must not become an unhandled 'error' event.
       watcher.removeAllListeners();
       watcher.on('error', () => undefined);
@@ -346,8 +389,12 @@ class EtcdWatch {
       if ('provider' in e) providers.push(e.provider);
       else rejections.push(e.rejection);
     }
+    const { input, rejections: appRejections } = appLevelInput(this.app, providers, this.s.app);
+    const appLevel = instanceProviders(input);
+    rejections.push(...appRejections);
     rejections.sort((a, b) => (a.source < b.source ? -1 : a.source > b.source ? 1 : 0));
-    const model = this.mapper.map(providers);
+    const model = this.mapper.map(appLevel.providers.length ? [...providers, ...appLevel.providers] : providers);
+    const warnings = [...appLevel.warnings, ...model.warnings];
     const state: RegistryState = {
       id: this.s.id,
       synced: this.synced,
@@ -356,7 +403,7 @@ class EtcdWatch {
       endpoints: model.endpoints,
       workloads: [],
       rejections: [...rejections, ...model.rejections],
-      ...(model.warnings.length ? { warnings: model.warnings } : {}),
+      ...(warnings.length ? { warnings } : {}),
     };
     this.report(state, providers.length, model.rejections);
     this.count('reload');
@@ -391,23 +438,34 @@ class EtcdWatch {
 }
 
 /** Every key under the prefix at one revision, in pages (a large registry exceeds one gRPC message). */
-async function listPrefix(client: Etcd3, prefix: string, pageSize: number): Promise<{ revision: string; kvs: IKeyValue[] }> {
+async function listPrefix(client: Etcd3, prefix: string, pageSize: number, opts: { values?: boolean; revision?: string } = {}): Promise<{ revision: string; kvs: IKeyValue[] }> {
   const range = Range.prefix(prefix);
   const kvs: IKeyValue[] = [];
   let start = range.start;
-  let revision: string | undefined;
+  let revision: string | undefined = opts.revision;
   while (true) {
     const res: IRangeResponse = await client.kv.range({
       key: start,
       range_end: range.end,
       limit: pageSize,
-      keys_only: true,
+      keys_only: !opts.values,
       ...(revision ? { revision } : {}),
     });
     revision ??= res.header.revision;
     kvs.push(...res.kvs);
     if (!res.more || res.kvs.length === 0) return { revision, kvs };
     start = Buffer.concat([res.kvs[res.kvs.length - 1]!.key, Buffer.from([0])]);
+  }
+}
+
+/** Runs a request again on a recoverable error while other members may answer (the one that failed rests). */
+async function retryOnMembers<T>(fn: () => Promise<T>, members: number): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (i >= members || !(err instanceof Error) || !isRecoverableError(err)) throw err;
+    }
   }
 }
 

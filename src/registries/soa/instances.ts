@@ -236,3 +236,117 @@ export function instanceProviders(input: AppLevelInput): { providers: Provider[]
   }
   return { providers, warnings };
 }
+
+export type Parsed<T> = { readonly value: T } | { readonly rejection: Rejection };
+
+/** What one session has read of the application-level trees. */
+export class AppLevelTree {
+  /** Application → instance node name → instance. */
+  readonly instances = new Map<string, Map<string, Parsed<AppInstance>>>();
+  /** Interface → the applications its mapping names. */
+  readonly mapping = new Map<string, readonly string[]>();
+  /** Interface → definition node path → definition of one application. */
+  readonly definitions = new Map<string, Map<string, Parsed<{ application: string; info: InterfaceInfo }>>>();
+  /** `<app>/<revision>` → its document (or why it cannot be used); absent while not found. */
+  readonly revisions = new Map<string, Parsed<RevisionDoc>>();
+}
+
+export interface AppLevelPaths {
+  /** Dubbo root, e.g. /dubbo: its `mapping` and `metadata` children. */
+  readonly root: string;
+  /** Where instances are, e.g. /services. */
+  readonly services: string;
+}
+
+/** The application-level input for the mapping, and the nodes that could not be used. */
+export function appLevelInput(tree: AppLevelTree, interfaceLevel: readonly Provider[], paths: AppLevelPaths): { input: AppLevelInput; rejections: Rejection[] } {
+  const rejections: Rejection[] = [];
+  const instances: AppInstance[] = [];
+  const apps = [...tree.instances.keys()].sort();
+  for (const app of apps) {
+    for (const e of tree.instances.get(app)!.values()) {
+      if ('value' in e) instances.push(e.value);
+      else rejections.push(e.rejection);
+    }
+  }
+  const definitions = new Map<string, InterfaceInfo[]>();
+  for (const [iface, defs] of tree.definitions) {
+    for (const e of defs.values()) {
+      if ('rejection' in e) {
+        rejections.push(e.rejection);
+        continue;
+      }
+      const k = definitionKey(e.value.application, iface);
+      (definitions.get(k) ?? definitions.set(k, []).get(k)!).push(e.value.info);
+    }
+  }
+  const revisions = new Map<string, RevisionDoc>();
+  const used = new Set(instances.filter((i) => i.storage === 'remote' && i.revision).map((i) => `${i.application}/${i.revision}`));
+  for (const [k, e] of tree.revisions) {
+    if (!used.has(k)) continue;
+    if ('value' in e) revisions.set(k, e.value);
+    else rejections.push(e.rejection);
+  }
+  return { input: { instances, mapping: tree.mapping, definitions, revisions, interfaceLevel, metadataRoot: `${paths.root}/metadata` }, rejections };
+}
+
+/** A parse that names what is wrong instead of throwing. */
+export function parseOr<T>(source: string, kind: string, name: string, fn: () => T): Parsed<T> {
+  try {
+    return { value: fn() };
+  } catch (err) {
+    if (!(err instanceof ProviderError)) throw err;
+    return { rejection: { source, kind, name, field: err.field, reason: err.message } };
+  }
+}
+
+/** Which application-level tree a key belongs to, for registries that read flat keys (etcd). */
+export function isAppLevelKey(key: string, paths: AppLevelPaths): boolean {
+  return key.startsWith(`${paths.services}/`) || key.startsWith(`${paths.root}/mapping/`) || key.startsWith(`${paths.root}/metadata/`);
+}
+
+/**
+ * Applies one key of a flat store (undefined value: deleted) to the tree; false when the key
+ * is none of the application-level layout's. `show` renders a key for messages.
+ */
+export function applyAppLevelKey(tree: AppLevelTree, paths: AppLevelPaths, key: string, value: string | undefined, show: (k: string) => string = (k) => k): boolean {
+  const under = (prefix: string): string[] | undefined => (key.startsWith(`${prefix}/`) ? key.slice(prefix.length + 1).split('/') : undefined);
+  const inst = under(paths.services);
+  if (inst) {
+    if (inst.length !== 2 || !inst[0] || !inst[1]) return false;
+    const [app, id] = inst as [string, string];
+    const known = tree.instances.get(app) ?? tree.instances.set(app, new Map()).get(app)!;
+    if (value === undefined) {
+      known.delete(id);
+      if (!known.size) tree.instances.delete(app);
+    } else known.set(id, parseOr(show(key), 'instance', app, () => parseInstance(key, app, value)));
+    return true;
+  }
+  const mapped = under(`${paths.root}/mapping`);
+  if (mapped) {
+    if (mapped.length !== 1 || !mapped[0]) return false;
+    if (value === undefined) tree.mapping.delete(mapped[0]);
+    else tree.mapping.set(mapped[0], parseMapping(value));
+    return true;
+  }
+  const meta = under(`${paths.root}/metadata`);
+  if (!meta || meta.some((p) => !p)) return false;
+  if (meta.length === 2) {
+    // <app>/<revision>
+    const rev = `${meta[0]}/${meta[1]}`;
+    if (value === undefined) tree.revisions.delete(rev);
+    else tree.revisions.set(rev, parseOr(show(key), 'revision', meta[0]!, () => parseRevision(meta[0]!, meta[1]!, value)));
+    return true;
+  }
+  if (meta.length >= 3 && meta[meta.length - 2] === 'provider') {
+    const iface = meta[0]!;
+    const app = meta[meta.length - 1]!;
+    const defs = tree.definitions.get(iface) ?? tree.definitions.set(iface, new Map()).get(iface)!;
+    if (value === undefined) {
+      defs.delete(key);
+      if (!defs.size) tree.definitions.delete(iface);
+    } else defs.set(key, parseOr(show(key), 'definition', iface, () => ({ application: app, info: parseDefinition(iface, value) })));
+    return true;
+  }
+  return false;
+}

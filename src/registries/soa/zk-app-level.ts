@@ -3,10 +3,7 @@
 // revision documents under `<root>/metadata`. Every read goes through the session's
 // reader, so a lost connection, an expired session or a malformed node behave as for
 // interface-level providers.
-import type { Rejection } from '../../model/types.ts';
-import { type AppInstance, type AppLevelInput, definitionKey, type InterfaceInfo, parseDefinition, parseInstance, parseMapping, parseRevision, type RevisionDoc } from './instances.ts';
-import type { Provider } from './provider.ts';
-import { ProviderError } from './provider.ts';
+import { type AppInstance, type AppLevelPaths, type AppLevelTree, type InterfaceInfo, type Parsed, parseDefinition, parseInstance, parseMapping, parseOr, parseRevision } from './instances.ts';
 import { ZK_CODES, type ZkClient, ZkError, type ZkWatcher } from './zk-client.ts';
 
 /** What the session offers its reads. */
@@ -25,27 +22,6 @@ export interface ZkReads {
   changed(): void;
   /** Shows a key in rejections and logs. */
   show(key: string): string;
-}
-
-type Parsed<T> = { readonly value: T } | { readonly rejection: Rejection };
-
-/** What one session has read of the application-level trees. */
-export class AppLevelTree {
-  /** Application → instance node name → instance. */
-  readonly instances = new Map<string, Map<string, Parsed<AppInstance>>>();
-  /** Interface → the applications its mapping names. */
-  readonly mapping = new Map<string, readonly string[]>();
-  /** Interface → definition node path → definition of one application. */
-  readonly definitions = new Map<string, Map<string, Parsed<{ application: string; info: InterfaceInfo }>>>();
-  /** `<app>/<revision>` → its document (or why it cannot be used); absent while not found. */
-  readonly revisions = new Map<string, Parsed<RevisionDoc>>();
-}
-
-export interface AppLevelPaths {
-  /** Dubbo root, e.g. /dubbo: its `mapping` and `metadata` children. */
-  readonly root: string;
-  /** Where instances are, e.g. /services. */
-  readonly services: string;
 }
 
 // Definitions sit at most this deep below `metadata/<iface>` (version, group, side, application).
@@ -109,12 +85,7 @@ export class ZkAppLevel {
   }
 
   private parsed<T>(key: string, kind: string, name: string, fn: () => T): Parsed<T> {
-    try {
-      return { value: fn() };
-    } catch (err) {
-      if (!(err instanceof ProviderError)) throw err;
-      return { rejection: { source: this.r.show(key), kind, name, field: err.field, reason: err.message } };
-    }
+    return parseOr(this.r.show(key), kind, name, fn);
   }
 
   // --- /services/<app>/<id> -----------------------------------------------------------
@@ -230,36 +201,4 @@ export class ZkAppLevel {
     this.tree.definitions.set(iface, found);
     this.r.changed();
   }
-}
-
-/** The application-level input for the mapping, and the nodes that could not be used. */
-export function appLevelInput(tree: AppLevelTree, interfaceLevel: readonly Provider[], paths: AppLevelPaths): { input: AppLevelInput; rejections: Rejection[] } {
-  const rejections: Rejection[] = [];
-  const instances: AppInstance[] = [];
-  const apps = [...tree.instances.keys()].sort();
-  for (const app of apps) {
-    for (const e of tree.instances.get(app)!.values()) {
-      if ('value' in e) instances.push(e.value);
-      else rejections.push(e.rejection);
-    }
-  }
-  const definitions = new Map<string, InterfaceInfo[]>();
-  for (const [iface, defs] of tree.definitions) {
-    for (const e of defs.values()) {
-      if ('rejection' in e) {
-        rejections.push(e.rejection);
-        continue;
-      }
-      const k = definitionKey(e.value.application, iface);
-      (definitions.get(k) ?? definitions.set(k, []).get(k)!).push(e.value.info);
-    }
-  }
-  const revisions = new Map<string, RevisionDoc>();
-  const used = new Set(instances.filter((i) => i.storage === 'remote' && i.revision).map((i) => `${i.application}/${i.revision}`));
-  for (const [k, e] of tree.revisions) {
-    if (!used.has(k)) continue;
-    if ('value' in e) revisions.set(k, e.value);
-    else rejections.push(e.rejection);
-  }
-  return { input: { instances, mapping: tree.mapping, definitions, revisions, interfaceLevel, metadataRoot: `${paths.root}/metadata` }, rejections };
 }

@@ -19,8 +19,8 @@ import { SoaMapper } from './mapping.ts';
 import { parseProviderKey, ProviderError, type Provider } from './provider.ts';
 import { normalizeRoot } from '../../shared/paths.ts';
 import { ZK_CODES, ZkClient, ZkError, type ZkWatcher } from './zk-client.ts';
-import { instanceProviders } from './instances.ts';
-import { AppLevelTree, appLevelInput, ZkAppLevel, type ZkReads } from './zk-app-level.ts';
+import { AppLevelTree, appLevelInput, instanceProviders } from './instances.ts';
+import { ZkAppLevel, type ZkReads } from './zk-app-level.ts';
 import { registryEvents as events, registryRejections as rejectionsGauge, soaConnected as connectedGauge, soaMalformed as malformedTotal, soaProviders as providersGauge, soaRejected as rejectedGauge } from '../metrics.ts';
 
 export interface ZkRegistryOptions {

@@ -18,6 +18,7 @@ export const ROOTS = [
   'envoy.config.route.v3.RouteConfiguration',
   'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
   'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+  'envoy.extensions.filters.network.dubbo_proxy.v3.DubboProxy',
   'envoy.extensions.filters.http.router.v3.Router',
   'envoy.extensions.filters.http.fault.v3.HTTPFault',
   'envoy.extensions.filters.http.header_mutation.v3.HeaderMutation',
@@ -56,7 +57,11 @@ export function generate(): string {
   const short = (n: string): string => n.split('.').filter((p) => /^[A-Z]/.test(p)).join('_');
   const counts = new Map<string, number>();
   for (const n of all) counts.set(short(n), (counts.get(short(n)) ?? 0) + 1);
-  const ident = (n: string): string => (counts.get(short(n)) === 1 ? short(n) : n.replace(/\./g, '_'));
+  // On a clash the core message (envoy.config.*) keeps the short name; the others are spelled out.
+  const core = (n: string): boolean => n.startsWith('envoy.config.');
+  const coreOwner = new Map<string, number>();
+  for (const n of all) if (core(n)) coreOwner.set(short(n), (coreOwner.get(short(n)) ?? 0) + 1);
+  const ident = (n: string): string => (counts.get(short(n)) === 1 || (core(n) && coreOwner.get(short(n)) === 1) ? short(n) : n.replace(/\./g, '_'));
 
   const typeOf = (f: protobuf.Field): string => {
     const r = f.resolvedType;

@@ -154,7 +154,7 @@ export interface Cluster {
   max_requests_per_connection?: UInt32Value;
   circuit_breakers?: CircuitBreakers;
   upstream_http_protocol_options?: UpstreamHttpProtocolOptions;
-  common_http_protocol_options?: envoy_config_core_v3_HttpProtocolOptions;
+  common_http_protocol_options?: HttpProtocolOptions;
   http_protocol_options?: Http1ProtocolOptions;
   http2_protocol_options?: Http2ProtocolOptions;
   typed_extension_protocol_options?: Record<string, Any>;
@@ -165,7 +165,7 @@ export interface Cluster {
   dns_resolvers?: Address[];
   use_tcp_for_dns_lookups?: boolean;
   dns_resolution_config?: DnsResolutionConfig;
-  typed_dns_resolver_config?: envoy_config_core_v3_TypedExtensionConfig;
+  typed_dns_resolver_config?: TypedExtensionConfig;
   wait_for_warm_on_init?: BoolValue;
   outlier_detection?: OutlierDetection;
   cleanup_interval?: Duration;
@@ -188,7 +188,7 @@ export interface Cluster {
   lrs_server?: ConfigSource;
   lrs_report_endpoint_metrics?: string[];
   track_timeout_budgets?: boolean;
-  upstream_config?: envoy_config_core_v3_TypedExtensionConfig;
+  upstream_config?: TypedExtensionConfig;
   track_cluster_stats?: TrackClusterStats;
   preconnect_policy?: Cluster_PreconnectPolicy;
   connection_pool_per_downstream_connection?: boolean;
@@ -351,7 +351,7 @@ export interface LoadBalancingPolicy {
 
 /** envoy.config.cluster.v3.LoadBalancingPolicy.Policy */
 export interface LoadBalancingPolicy_Policy {
-  typed_extension_config?: envoy_config_core_v3_TypedExtensionConfig;
+  typed_extension_config?: TypedExtensionConfig;
 }
 
 /** envoy.config.cluster.v3.OutlierDetection */
@@ -379,7 +379,7 @@ export interface OutlierDetection {
   max_ejection_time?: Duration;
   max_ejection_time_jitter?: Duration;
   successful_active_health_check_uneject_host?: BoolValue;
-  monitors?: envoy_config_core_v3_TypedExtensionConfig[];
+  monitors?: TypedExtensionConfig[];
   always_eject_one_host?: BoolValue;
 }
 
@@ -407,7 +407,7 @@ export interface UpstreamConnectionOptions_HappyEyeballsConfig {
 }
 
 /** envoy.config.common.mutation_rules.v3.HeaderMutation */
-export interface envoy_config_common_mutation_rules_v3_HeaderMutation {
+export interface HeaderMutation {
   remove?: string;
   append?: HeaderValueOption;
 }
@@ -427,7 +427,7 @@ export interface AggregatedConfigSource {
 export interface AlternateProtocolsCacheOptions {
   name?: string;
   max_entries?: UInt32Value;
-  key_value_store_config?: envoy_config_core_v3_TypedExtensionConfig;
+  key_value_store_config?: TypedExtensionConfig;
   prepopulated_entries?: AlternateProtocolsCacheOptions_AlternateProtocolsCacheEntry[];
   canonical_suffixes?: string[];
 }
@@ -448,7 +448,7 @@ export interface ApiConfigSource {
   request_timeout?: Duration;
   rate_limit_settings?: RateLimitSettings;
   set_node_on_first_message_only?: boolean;
-  config_validators?: envoy_config_core_v3_TypedExtensionConfig[];
+  config_validators?: TypedExtensionConfig[];
 }
 
 /** envoy.config.core.v3.ApiConfigSource.ApiType */
@@ -470,7 +470,7 @@ export interface BindConfig {
   socket_options?: SocketOption[];
   extra_source_addresses?: ExtraSourceAddress[];
   additional_source_addresses?: SocketAddress[];
-  local_address_selector?: envoy_config_core_v3_TypedExtensionConfig;
+  local_address_selector?: TypedExtensionConfig;
 }
 
 /** envoy.config.core.v3.CidrRange */
@@ -677,7 +677,7 @@ export interface HealthCheck {
   unhealthy_edge_interval?: Duration;
   healthy_edge_interval?: Duration;
   event_log_path?: string;
-  event_logger?: envoy_config_core_v3_TypedExtensionConfig[];
+  event_logger?: TypedExtensionConfig[];
   event_service?: EventServiceConfig;
   always_log_health_check_failures?: boolean;
   always_log_health_check_success?: boolean;
@@ -757,7 +757,7 @@ export interface Http1ProtocolOptions {
 /** envoy.config.core.v3.Http1ProtocolOptions.HeaderKeyFormat */
 export interface Http1ProtocolOptions_HeaderKeyFormat {
   proper_case_words?: Http1ProtocolOptions_HeaderKeyFormat_ProperCaseWords;
-  stateful_formatter?: envoy_config_core_v3_TypedExtensionConfig;
+  stateful_formatter?: TypedExtensionConfig;
 }
 
 /** envoy.config.core.v3.Http1ProtocolOptions.HeaderKeyFormat.ProperCaseWords */
@@ -799,7 +799,7 @@ export interface Http3ProtocolOptions {
 }
 
 /** envoy.config.core.v3.HttpProtocolOptions */
-export interface envoy_config_core_v3_HttpProtocolOptions {
+export interface HttpProtocolOptions {
   idle_timeout?: Duration;
   max_connection_duration?: Duration;
   max_headers_count?: UInt32Value;
@@ -992,7 +992,7 @@ export interface SubstitutionFormatString {
   text_format_source?: DataSource;
   omit_empty_values?: boolean;
   content_type?: string;
-  formatters?: envoy_config_core_v3_TypedExtensionConfig[];
+  formatters?: TypedExtensionConfig[];
   json_format_options?: JsonFormatOptions;
 }
 
@@ -1013,7 +1013,7 @@ export interface TransportSocket {
 }
 
 /** envoy.config.core.v3.TypedExtensionConfig */
-export interface envoy_config_core_v3_TypedExtensionConfig {
+export interface TypedExtensionConfig {
   name?: string;
   typed_config?: Any;
 }
@@ -1204,7 +1204,7 @@ export interface Listener {
 /** envoy.config.listener.v3.Listener.ConnectionBalanceConfig */
 export interface Listener_ConnectionBalanceConfig {
   exact_balance?: Listener_ConnectionBalanceConfig_ExactBalance;
-  extend_balance?: envoy_config_core_v3_TypedExtensionConfig;
+  extend_balance?: TypedExtensionConfig;
 }
 
 /** envoy.config.listener.v3.Listener.ConnectionBalanceConfig.ExactBalance */
@@ -1252,24 +1252,24 @@ export interface envoy_config_listener_v3_QuicProtocolOptions {
   crypto_handshake_timeout?: Duration;
   enabled?: RuntimeFeatureFlag;
   packets_to_read_to_connection_count_ratio?: UInt32Value;
-  crypto_stream_config?: envoy_config_core_v3_TypedExtensionConfig;
-  proof_source_config?: envoy_config_core_v3_TypedExtensionConfig;
-  connection_id_generator_config?: envoy_config_core_v3_TypedExtensionConfig;
-  server_preferred_address_config?: envoy_config_core_v3_TypedExtensionConfig;
+  crypto_stream_config?: TypedExtensionConfig;
+  proof_source_config?: TypedExtensionConfig;
+  connection_id_generator_config?: TypedExtensionConfig;
+  server_preferred_address_config?: TypedExtensionConfig;
   send_disable_active_migration?: BoolValue;
-  connection_debug_visitor_config?: envoy_config_core_v3_TypedExtensionConfig;
+  connection_debug_visitor_config?: TypedExtensionConfig;
 }
 
 /** envoy.config.listener.v3.UdpListenerConfig */
 export interface UdpListenerConfig {
   downstream_socket_config?: UdpSocketConfig;
   quic_options?: envoy_config_listener_v3_QuicProtocolOptions;
-  udp_packet_packet_writer_config?: envoy_config_core_v3_TypedExtensionConfig;
+  udp_packet_packet_writer_config?: TypedExtensionConfig;
 }
 
 /** envoy.config.route.v3.ClusterSpecifierPlugin */
 export interface ClusterSpecifierPlugin {
-  extension?: envoy_config_core_v3_TypedExtensionConfig;
+  extension?: TypedExtensionConfig;
   is_optional?: boolean;
 }
 
@@ -1330,7 +1330,7 @@ export interface HedgePolicy {
 export interface InternalRedirectPolicy {
   max_internal_redirects?: UInt32Value;
   redirect_response_codes?: number[];
-  predicates?: envoy_config_core_v3_TypedExtensionConfig[];
+  predicates?: TypedExtensionConfig[];
   allow_cross_scheme_redirect?: boolean;
   response_headers_to_copy?: string[];
 }
@@ -1364,7 +1364,7 @@ export interface RateLimit_Action {
   header_value_match?: RateLimit_Action_HeaderValueMatch;
   dynamic_metadata?: RateLimit_Action_DynamicMetaData;
   metadata?: RateLimit_Action_MetaData;
-  extension?: envoy_config_core_v3_TypedExtensionConfig;
+  extension?: TypedExtensionConfig;
   masked_remote_address?: RateLimit_Action_MaskedRemoteAddress;
   query_parameter_value_match?: RateLimit_Action_QueryParameterValueMatch;
 }
@@ -1469,7 +1469,7 @@ export interface envoy_config_route_v3_RetryPolicy {
   per_try_idle_timeout?: Duration;
   retry_priority?: envoy_config_route_v3_RetryPolicy_RetryPriority;
   retry_host_predicate?: envoy_config_route_v3_RetryPolicy_RetryHostPredicate[];
-  retry_options_predicates?: envoy_config_core_v3_TypedExtensionConfig[];
+  retry_options_predicates?: TypedExtensionConfig[];
   host_selection_retry_max_attempts?: number | string;
   retriable_status_codes?: number[];
   retry_back_off?: RetryPolicy_RetryBackOff;
@@ -1543,7 +1543,7 @@ export interface RouteAction {
   metadata_match?: Metadata;
   prefix_rewrite?: string;
   regex_rewrite?: RegexMatchAndSubstitute;
-  path_rewrite_policy?: envoy_config_core_v3_TypedExtensionConfig;
+  path_rewrite_policy?: TypedExtensionConfig;
   host_rewrite_literal?: string;
   auto_host_rewrite?: BoolValue;
   host_rewrite_header?: string;
@@ -1551,7 +1551,7 @@ export interface RouteAction {
   append_x_forwarded_host?: boolean;
   timeout?: Duration;
   idle_timeout?: Duration;
-  early_data_policy?: envoy_config_core_v3_TypedExtensionConfig;
+  early_data_policy?: TypedExtensionConfig;
   retry_policy?: envoy_config_route_v3_RetryPolicy;
   retry_policy_typed_config?: Any;
   request_mirror_policies?: RouteAction_RequestMirrorPolicy[];
@@ -1678,7 +1678,7 @@ export interface RouteMatch {
   safe_regex?: envoy_type_matcher_v3_RegexMatcher;
   connect_matcher?: RouteMatch_ConnectMatcher;
   path_separated_prefix?: string;
-  path_match_policy?: envoy_config_core_v3_TypedExtensionConfig;
+  path_match_policy?: TypedExtensionConfig;
   case_sensitive?: BoolValue;
   runtime_fraction?: RuntimeFractionalPercent;
   headers?: HeaderMatcher[];
@@ -1867,8 +1867,8 @@ export interface envoy_extensions_filters_http_header_mutation_v3_HeaderMutation
 
 /** envoy.extensions.filters.http.header_mutation.v3.Mutations */
 export interface Mutations {
-  request_mutations?: envoy_config_common_mutation_rules_v3_HeaderMutation[];
-  response_mutations?: envoy_config_common_mutation_rules_v3_HeaderMutation[];
+  request_mutations?: HeaderMutation[];
+  response_mutations?: HeaderMutation[];
 }
 
 /** envoy.extensions.filters.http.router.v3.Router */
@@ -1894,6 +1894,81 @@ export interface Router_UpstreamAccessLogOptions {
 export interface OriginalDst {
 }
 
+/** envoy.extensions.filters.network.dubbo_proxy.v3.Drds */
+export interface Drds {
+  config_source?: ConfigSource;
+  route_config_name?: string;
+}
+
+/** envoy.extensions.filters.network.dubbo_proxy.v3.DubboFilter */
+export interface DubboFilter {
+  name?: string;
+  config?: Any;
+}
+
+/** envoy.extensions.filters.network.dubbo_proxy.v3.DubboProxy */
+export interface DubboProxy {
+  stat_prefix?: string;
+  protocol_type?: ProtocolType;
+  serialization_type?: SerializationType;
+  route_config?: envoy_extensions_filters_network_dubbo_proxy_v3_RouteConfiguration[];
+  drds?: Drds;
+  multiple_route_config?: MultipleRouteConfiguration;
+  dubbo_filters?: DubboFilter[];
+}
+
+/** envoy.extensions.filters.network.dubbo_proxy.v3.MethodMatch */
+export interface MethodMatch {
+  name?: envoy_type_matcher_v3_StringMatcher;
+  params_match?: Record<string, MethodMatch_ParameterMatchSpecifier>;
+}
+
+/** envoy.extensions.filters.network.dubbo_proxy.v3.MethodMatch.ParameterMatchSpecifier */
+export interface MethodMatch_ParameterMatchSpecifier {
+  exact_match?: string;
+  range_match?: Int64Range;
+}
+
+/** envoy.extensions.filters.network.dubbo_proxy.v3.MultipleRouteConfiguration */
+export interface MultipleRouteConfiguration {
+  name?: string;
+  route_config?: envoy_extensions_filters_network_dubbo_proxy_v3_RouteConfiguration[];
+}
+
+/** envoy.extensions.filters.network.dubbo_proxy.v3.ProtocolType */
+export type ProtocolType = "Dubbo" | number;
+
+/** envoy.extensions.filters.network.dubbo_proxy.v3.Route */
+export interface envoy_extensions_filters_network_dubbo_proxy_v3_Route {
+  match?: envoy_extensions_filters_network_dubbo_proxy_v3_RouteMatch;
+  route?: envoy_extensions_filters_network_dubbo_proxy_v3_RouteAction;
+}
+
+/** envoy.extensions.filters.network.dubbo_proxy.v3.RouteAction */
+export interface envoy_extensions_filters_network_dubbo_proxy_v3_RouteAction {
+  cluster?: string;
+  weighted_clusters?: WeightedCluster;
+  metadata_match?: Metadata;
+}
+
+/** envoy.extensions.filters.network.dubbo_proxy.v3.RouteConfiguration */
+export interface envoy_extensions_filters_network_dubbo_proxy_v3_RouteConfiguration {
+  name?: string;
+  interface?: string;
+  group?: string;
+  version?: string;
+  routes?: envoy_extensions_filters_network_dubbo_proxy_v3_Route[];
+}
+
+/** envoy.extensions.filters.network.dubbo_proxy.v3.RouteMatch */
+export interface envoy_extensions_filters_network_dubbo_proxy_v3_RouteMatch {
+  method?: MethodMatch;
+  headers?: HeaderMatcher[];
+}
+
+/** envoy.extensions.filters.network.dubbo_proxy.v3.SerializationType */
+export type SerializationType = "Hessian2" | number;
+
 /** envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager */
 export interface HttpConnectionManager {
   codec_type?: HttpConnectionManager_CodecType;
@@ -1904,7 +1979,7 @@ export interface HttpConnectionManager {
   http_filters?: HttpFilter[];
   add_user_agent?: BoolValue;
   tracing?: HttpConnectionManager_Tracing;
-  common_http_protocol_options?: envoy_config_core_v3_HttpProtocolOptions;
+  common_http_protocol_options?: HttpProtocolOptions;
   http_protocol_options?: Http1ProtocolOptions;
   http2_protocol_options?: Http2ProtocolOptions;
   http3_protocol_options?: Http3ProtocolOptions;
@@ -1923,8 +1998,8 @@ export interface HttpConnectionManager {
   access_log_options?: HttpConnectionManager_HcmAccessLogOptions;
   use_remote_address?: BoolValue;
   xff_num_trusted_hops?: number;
-  original_ip_detection_extensions?: envoy_config_core_v3_TypedExtensionConfig[];
-  early_header_mutation_extensions?: envoy_config_core_v3_TypedExtensionConfig[];
+  original_ip_detection_extensions?: TypedExtensionConfig[];
+  early_header_mutation_extensions?: TypedExtensionConfig[];
   internal_address_config?: HttpConnectionManager_InternalAddressConfig;
   skip_xff_append?: boolean;
   via?: string;
@@ -1947,7 +2022,7 @@ export interface HttpConnectionManager {
   path_normalization_options?: HttpConnectionManager_PathNormalizationOptions;
   strip_trailing_host_dot?: boolean;
   proxy_status_config?: HttpConnectionManager_ProxyStatusConfig;
-  typed_header_validation_config?: envoy_config_core_v3_TypedExtensionConfig;
+  typed_header_validation_config?: TypedExtensionConfig;
   append_x_forwarded_port?: boolean;
   append_local_overload?: boolean;
   add_proxy_protocol_connection_state?: BoolValue;
@@ -2167,13 +2242,13 @@ export type PreserveCaseFormatterConfig_FormatterTypeOnEnvoyHeaders = "DEFAULT" 
 
 /** envoy.extensions.upstreams.http.v3.HttpProtocolOptions */
 export interface envoy_extensions_upstreams_http_v3_HttpProtocolOptions {
-  common_http_protocol_options?: envoy_config_core_v3_HttpProtocolOptions;
+  common_http_protocol_options?: HttpProtocolOptions;
   upstream_http_protocol_options?: UpstreamHttpProtocolOptions;
   explicit_http_config?: HttpProtocolOptions_ExplicitHttpConfig;
   use_downstream_protocol_config?: HttpProtocolOptions_UseDownstreamHttpConfig;
   auto_config?: HttpProtocolOptions_AutoHttpConfig;
   http_filters?: HttpFilter[];
-  header_validation_config?: envoy_config_core_v3_TypedExtensionConfig;
+  header_validation_config?: TypedExtensionConfig;
 }
 
 /** envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig */
@@ -2594,7 +2669,7 @@ export interface MessageByName {
   "envoy.config.cluster.v3.TrackClusterStats": TrackClusterStats;
   "envoy.config.cluster.v3.UpstreamConnectionOptions": UpstreamConnectionOptions;
   "envoy.config.cluster.v3.UpstreamConnectionOptions.HappyEyeballsConfig": UpstreamConnectionOptions_HappyEyeballsConfig;
-  "envoy.config.common.mutation_rules.v3.HeaderMutation": envoy_config_common_mutation_rules_v3_HeaderMutation;
+  "envoy.config.common.mutation_rules.v3.HeaderMutation": HeaderMutation;
   "envoy.config.core.v3.Address": Address;
   "envoy.config.core.v3.AggregatedConfigSource": AggregatedConfigSource;
   "envoy.config.core.v3.AlternateProtocolsCacheOptions": AlternateProtocolsCacheOptions;
@@ -2640,7 +2715,7 @@ export interface MessageByName {
   "envoy.config.core.v3.Http2ProtocolOptions": Http2ProtocolOptions;
   "envoy.config.core.v3.Http2ProtocolOptions.SettingsParameter": Http2ProtocolOptions_SettingsParameter;
   "envoy.config.core.v3.Http3ProtocolOptions": Http3ProtocolOptions;
-  "envoy.config.core.v3.HttpProtocolOptions": envoy_config_core_v3_HttpProtocolOptions;
+  "envoy.config.core.v3.HttpProtocolOptions": HttpProtocolOptions;
   "envoy.config.core.v3.JsonFormatOptions": JsonFormatOptions;
   "envoy.config.core.v3.KeepaliveSettings": KeepaliveSettings;
   "envoy.config.core.v3.Locality": Locality;
@@ -2667,7 +2742,7 @@ export interface MessageByName {
   "envoy.config.core.v3.SubstitutionFormatString": SubstitutionFormatString;
   "envoy.config.core.v3.TcpKeepalive": TcpKeepalive;
   "envoy.config.core.v3.TransportSocket": TransportSocket;
-  "envoy.config.core.v3.TypedExtensionConfig": envoy_config_core_v3_TypedExtensionConfig;
+  "envoy.config.core.v3.TypedExtensionConfig": TypedExtensionConfig;
   "envoy.config.core.v3.UdpSocketConfig": UdpSocketConfig;
   "envoy.config.core.v3.UpstreamHttpProtocolOptions": UpstreamHttpProtocolOptions;
   "envoy.config.core.v3.WatchedDirectory": WatchedDirectory;
@@ -2769,6 +2844,16 @@ export interface MessageByName {
   "envoy.extensions.filters.http.router.v3.Router": Router;
   "envoy.extensions.filters.http.router.v3.Router.UpstreamAccessLogOptions": Router_UpstreamAccessLogOptions;
   "envoy.extensions.filters.listener.original_dst.v3.OriginalDst": OriginalDst;
+  "envoy.extensions.filters.network.dubbo_proxy.v3.Drds": Drds;
+  "envoy.extensions.filters.network.dubbo_proxy.v3.DubboFilter": DubboFilter;
+  "envoy.extensions.filters.network.dubbo_proxy.v3.DubboProxy": DubboProxy;
+  "envoy.extensions.filters.network.dubbo_proxy.v3.MethodMatch": MethodMatch;
+  "envoy.extensions.filters.network.dubbo_proxy.v3.MethodMatch.ParameterMatchSpecifier": MethodMatch_ParameterMatchSpecifier;
+  "envoy.extensions.filters.network.dubbo_proxy.v3.MultipleRouteConfiguration": MultipleRouteConfiguration;
+  "envoy.extensions.filters.network.dubbo_proxy.v3.Route": envoy_extensions_filters_network_dubbo_proxy_v3_Route;
+  "envoy.extensions.filters.network.dubbo_proxy.v3.RouteAction": envoy_extensions_filters_network_dubbo_proxy_v3_RouteAction;
+  "envoy.extensions.filters.network.dubbo_proxy.v3.RouteConfiguration": envoy_extensions_filters_network_dubbo_proxy_v3_RouteConfiguration;
+  "envoy.extensions.filters.network.dubbo_proxy.v3.RouteMatch": envoy_extensions_filters_network_dubbo_proxy_v3_RouteMatch;
   "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": HttpConnectionManager;
   "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.HcmAccessLogOptions": HttpConnectionManager_HcmAccessLogOptions;
   "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig": HttpConnectionManager_InternalAddressConfig;

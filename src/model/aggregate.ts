@@ -300,12 +300,19 @@ function mergeService(a: Service, b: Service, conflicts: Conflict[]): Service {
   return hit.svc;
 }
 
+function isDubboOfTcp(a: ServicePort, b: ServicePort): boolean {
+  return (a.protocol === 'DUBBO' && b.protocol === 'TCP') || (a.protocol === 'TCP' && b.protocol === 'DUBBO');
+}
+
 function mergeTwo(a: Service, b: Service, conflicts: Conflict[]): Service {
   const ports = [...a.ports];
   for (const p of b.ports) {
     const same = ports.find((x) => x.number === p.number);
     if (!same) ports.push(p);
-    else if (same.protocol !== p.protocol) {
+    else if (isDubboOfTcp(same, p)) {
+      // A Dubbo registry knows what a manifest calls TCP: the port is Dubbo's.
+      ports[ports.indexOf(same)] = same.protocol === 'DUBBO' ? same : { ...same, protocol: 'DUBBO' };
+    } else if (same.protocol !== p.protocol) {
       conflicts.push({
         name: a.hostname,
         reason: `port ${p.number} is ${same.protocol} in one registry and ${p.protocol} in another; using ${same.protocol}`,

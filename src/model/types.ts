@@ -4,8 +4,9 @@ import type { Origin } from './origin.ts';
 
 export type { Origin } from './origin.ts';
 
-export type Protocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'TCP' | 'TLS' | 'HTTPS';
-export const PROTOCOLS: readonly Protocol[] = ['HTTP', 'HTTP2', 'GRPC', 'TCP', 'TLS', 'HTTPS'];
+/** DUBBO: Dubbo's own protocol (Hessian2 on TCP), decoded by Envoy's Dubbo filter; otherwise like TCP. */
+export type Protocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'TCP' | 'TLS' | 'HTTPS' | 'DUBBO';
+export const PROTOCOLS: readonly Protocol[] = ['HTTP', 'HTTP2', 'GRPC', 'TCP', 'TLS', 'HTTPS', 'DUBBO'];
 
 /** Protocols Envoy can route by Host/:authority. */
 export function isHttpProtocol(p: Protocol): boolean {

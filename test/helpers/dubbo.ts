@@ -79,6 +79,10 @@ export interface DubboProviderOptions {
   weight?: number;
   /** Each call answers after this long. */
   delayMs?: number;
+  /** Service parameters, registered in the provider URL (endpoint labels in Isthmus). */
+  params?: Readonly<Record<string, string>>;
+  /** dubbo.protocol.prefer-serialization, e.g. 'fastjson2,hessian2' (Dubbo 3.2's default). */
+  preferSerialization?: string;
   /** dubbo.application.metadata-type: local (Dubbo's default; MetadataService on the port) or remote (in the metadata report, /dubbo/metadata/<app>/<revision>). */
   metadataType?: 'local' | 'remote';
   /** More flags of DubboApp.java, e.g. ['--bind-port', '20881']. */
@@ -136,6 +140,8 @@ export async function startDubboProvider(opts: DubboProviderOptions): Promise<Du
   if (opts.weight !== undefined) args.push('--weight', String(opts.weight));
   if (opts.delayMs !== undefined) args.push('--delay-ms', String(opts.delayMs));
   if (opts.metadataType) args.push('--metadata-type', opts.metadataType);
+  if (opts.params) args.push('--param', Object.entries(opts.params).map(([k, v]) => `${k}=${v}`).join(','));
+  if (opts.preferSerialization) args.push('--prefer-serialization', opts.preferSerialization);
   args.push(...(opts.args ?? []));
   const name = opts.name ?? `dubbo-${opts.application}-${instance}`;
   const t0 = Date.now();

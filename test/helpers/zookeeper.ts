@@ -25,6 +25,8 @@ export interface ZooKeeperOptions {
   minSessionTimeoutMs?: number;
   maxSessionTimeoutMs?: number;
   timeoutMs?: number;
+  /** Address to serve on (default 127.0.0.1), e.g. the root side of a NetLab for clients in namespaces. */
+  host?: string;
 }
 
 export class ZooKeeperServer {
@@ -33,22 +35,24 @@ export class ZooKeeperServer {
   readonly dir: string;
   readonly dataDir: string;
   readonly configPath: string;
+  readonly host: string;
   proc: Proc | undefined;
 
-  constructor(name: string, port: number, dir: string) {
+  constructor(name: string, port: number, dir: string, host = '127.0.0.1') {
     this.name = name;
     this.port = port;
+    this.host = host;
     this.dir = dir;
     this.dataDir = path.join(dir, 'data');
     this.configPath = path.join(dir, 'zoo.cfg');
   }
 
-  /** `127.0.0.1:PORT`, for clients. */
+  /** `HOST:PORT`, for clients. */
   get connect(): string {
-    return `127.0.0.1:${this.port}`;
+    return `${this.host}:${this.port}`;
   }
 
-  /** Registry URL for Isthmus: zk://127.0.0.1:PORT/ROOT. */
+  /** Registry URL for Isthmus: zk://HOST:PORT/ROOT. */
   url(root = '/dubbo'): string {
     return `zk://${this.connect}${root}`;
   }
@@ -108,7 +112,7 @@ export class ZooKeeperServer {
   fourLetter(cmd: string, timeoutMs = 2000): Promise<string> {
     return new Promise((resolve) => {
       let out = '';
-      const sock = net.connect({ host: '127.0.0.1', port: this.port });
+      const sock = net.connect({ host: this.host, port: this.port });
       const done = (): void => {
         clearTimeout(timer);
         sock.destroy();
@@ -142,7 +146,7 @@ export async function createZooKeeper(opts: ZooKeeperOptions = {}): Promise<ZooK
   const name = opts.name ?? 'zookeeper';
   if (!fs.existsSync(ZK_JAR)) throw new Error(`ZooKeeper not found at ${ZK_JAR}: run bash scripts/provision.sh`);
   const tick = opts.tickTimeMs ?? 100;
-  const server = new ZooKeeperServer(name, await freePort(), scratchDir(name));
+  const server = new ZooKeeperServer(name, await freePort(), scratchDir(name), opts.host);
   fs.mkdirSync(server.dataDir, { recursive: true });
   fs.writeFileSync(
     server.configPath,
@@ -152,7 +156,7 @@ export async function createZooKeeper(opts: ZooKeeperOptions = {}): Promise<ZooK
       `maxSessionTimeout=${opts.maxSessionTimeoutMs ?? 60 * tick}`,
       `dataDir=${server.dataDir}`,
       `clientPort=${server.port}`,
-      'clientPortAddress=127.0.0.1',
+      `clientPortAddress=${server.host}`,
       'maxClientCnxns=0',
       'admin.enableServer=false',
       '4lw.commands.whitelist=ruok,srvr,stat,mntr,cons',
@@ -307,13 +311,17 @@ export class DubboWriter {
   }
 }
 
-/** A provider URL as Dubbo 3 writes it (parameters in Dubbo's order, timestamp and pid included). */
-export function dubboUrl(p: { protocol?: string; address: string; port: number; iface: string; application: string; methods?: string[]; version?: string; group?: string; extra?: Record<string, string> }): string {
+/**
+ * A provider URL as Dubbo 3 writes it (parameters in Dubbo's order, timestamp and pid
+ * included). `opaque`: a raw TCP backend registered in Dubbo's layout, without Dubbo's
+ * protocol version (`dubbo=2.0.2`), so Isthmus keeps its port opaque TCP.
+ */
+export function dubboUrl(p: { protocol?: string; address: string; port: number; iface: string; application: string; methods?: string[]; version?: string; group?: string; extra?: Record<string, string>; opaque?: boolean }): string {
   const params: [string, string][] = [
     ['anyhost', 'true'],
     ['application', p.application],
     ['deprecated', 'false'],
-    ['dubbo', '2.0.2'],
+    ...(p.opaque ? [] : ([['dubbo', '2.0.2']] as [string, string][])),
     ['dynamic', 'true'],
     ['generic', 'false'],
     ...(p.group ? ([['group', p.group]] as [string, string][]) : []),

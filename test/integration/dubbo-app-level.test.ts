@@ -54,7 +54,7 @@ test('instance mode only: the application is served with both interfaces, their 
   const [port, triPort] = [await freePort(), await freePort()];
   const p = await startDubboProvider({ registry: zookeeperRegistry(zk.connect), application: 'billing', registerMode: 'instance', port, triPort });
   const svc = await waitUntil(() => service('billing.rpc.cluster.local'), (s) => s?.interfaces.length === 2 && s.endpoints.length === 2, { ...PROPAGATION, what: 'billing with two interfaces and its instance' });
-  assert.deepEqual(svc!.ports.map((x) => [x.name, x.number, x.protocol]), [['dubbo', port, 'TCP'], ['tri', triPort, 'GRPC']].sort((a, b) => (a[1] as number) - (b[1] as number)));
+  assert.deepEqual(svc!.ports.map((x) => [x.name, x.number, x.protocol]), [['dubbo', port, 'DUBBO'], ['tri', triPort, 'GRPC']].sort((a, b) => (a[1] as number) - (b[1] as number)));
   assert.deepEqual(svc!.interfaces.map((i) => [i.name, i.methods]), [[GREETER, ['greet']], [ORDERS, ['place']]]);
   assert.deepEqual(ports(svc), [`127.0.0.1:${port}`, `127.0.0.1:${triPort}`].sort());
   assert.equal(svc!.endpoints[0]!.labels.app, 'billing');

@@ -62,7 +62,7 @@ after(async () => {
 test('a Dubbo provider in interface register mode is one service in registryz, with both interfaces and its endpoint', async () => {
   const svc = await waitUntil(appService, (s) => s?.endpoints.length === 1, { ...PROPAGATION, what: `${APP_HOST} with one endpoint in /debug/registryz` });
   assert.ok(svc);
-  assert.deepEqual(svc.ports, [{ name: 'dubbo', number: provider.port, protocol: 'TCP' }]);
+  assert.deepEqual(svc.ports, [{ name: 'dubbo', number: provider.port, protocol: 'DUBBO' }]);
   assert.deepEqual(
     svc.interfaces.map((i) => ({ name: i.name, hostname: i.hostname, methods: i.methods, port: i.port })),
     [

@@ -75,7 +75,8 @@ before(async () => {
 
   // Raw nodes in the Dubbo layout, as a Dubbo 3 application writes them.
   writer = await DubboWriter.connect(zk.connect, '/dubbo', 6000);
-  await writer.provider(dubboUrl({ address: tcp1.host, port: dubboPort, iface: 'com.acme.Orders', application: 'orders', methods: ['place', 'cancel'] }));
+  // The backends echo raw TCP: registered without Dubbo's protocol version, the port stays opaque.
+  await writer.provider(dubboUrl({ address: tcp1.host, port: dubboPort, iface: 'com.acme.Orders', application: 'orders', methods: ['place', 'cancel'], opaque: true }));
   await writer.provider(dubboUrl({ protocol: 'tri', address: grpc1.host, port: triPort, iface: 'isthmus.test.Echo', application: 'greeter', methods: ['Call'] }));
   // And one written by a registrar for an app that cannot register itself.
   registrarOrders = await register('register-orders-2', { address: tcp2.host, port: dubboPort, interface: 'com.acme.Orders', application: 'orders', methods: ['place', 'cancel'] });

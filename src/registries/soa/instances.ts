@@ -214,7 +214,7 @@ export function instanceProviders(input: AppLevelInput): { providers: Provider[]
     const base = { application: inst.application, address: inst.address, weight: 100, enabled: inst.healthy } as const;
     if (services.length === 0) {
       warnings.push({ source: inst.key, kind: 'instance', name: inst.application, reason: `no interface of application ${inst.application} is known (none in the mapping, metadata kept in the application): served under the application name only` });
-      for (const e of inst.endpoints) providers.push({ ...base, key: inst.key, protocol: e.protocol, port: e.port, interface: '', methods: [], params: { ...inst.labels }, instanceOnly: true });
+      for (const e of inst.endpoints) providers.push({ ...base, key: inst.key, protocol: e.protocol, port: e.port, interface: '', methods: [], params: { ...inst.labels }, instanceOnly: true, ...(e.protocol === 'dubbo' ? { speaksDubbo: true as const } : {}) });
       continue;
     }
     for (const s of services) {
@@ -230,6 +230,8 @@ export function instanceProviders(input: AppLevelInput): { providers: Provider[]
           ...(s.version ? { version: s.version } : {}),
           ...(s.group ? { group: s.group } : {}),
           params: { ...inst.labels, ...s.params },
+          // Dubbo 3's own service discovery wrote it.
+          ...(e.protocol === 'dubbo' ? { speaksDubbo: true as const } : {}),
         });
       }
     }

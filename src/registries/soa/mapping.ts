@@ -29,8 +29,8 @@ export interface MappedProviders {
   readonly warnings: readonly Rejection[];
 }
 
-/** URL protocols and how Envoy can carry them. Unknown ones are opaque TCP. */
-const PROTOCOL_OF: Readonly<Record<string, Protocol>> = { tri: 'GRPC', grpc: 'GRPC', http: 'HTTP', rest: 'HTTP', h2: 'HTTP2', h2c: 'HTTP2' };
+/** URL protocols and how Envoy can carry them (dubbo: its Dubbo filter). Unknown ones are opaque TCP. */
+const PROTOCOL_OF: Readonly<Record<string, Protocol>> = { dubbo: 'DUBBO', tri: 'GRPC', grpc: 'GRPC', http: 'HTTP', rest: 'HTTP', h2: 'HTTP2', h2c: 'HTTP2' };
 
 export function portProtocol(urlProtocol: string): Protocol {
   return PROTOCOL_OF[urlProtocol] ?? 'TCP';
@@ -292,6 +292,9 @@ function servicePorts(list: readonly Provider[], owner: string): { ports: Map<st
     const prev = ports.get(p.protocol);
     if (!prev || p.port < prev.number) ports.set(p.protocol, { name: p.protocol, number: p.port, protocol: portProtocol(p.protocol) });
   }
+  // Envoy decodes a Dubbo port only when every provider on it is the Dubbo framework's.
+  const dubbo = ports.get('dubbo');
+  if (dubbo && list.some((p) => p.protocol === 'dubbo' && !p.speaksDubbo)) ports.set('dubbo', { ...dubbo, protocol: 'TCP' });
   const byNumber = new Map<number, string>();
   for (const port of [...ports.values()].sort((a, b) => a.number - b.number || (a.name < b.name ? -1 : 1))) {
     const other = byNumber.get(port.number);

@@ -23,6 +23,12 @@ export interface Provider {
    * without metadata): it serves its application's ports, and names no interface.
    */
   readonly instanceOnly?: true;
+  /**
+   * Written by the Dubbo framework for its own protocol (a dubbo:// URL with Dubbo's protocol
+   * version, `dubbo=2.0.2`, or a Dubbo 3 instance): calls on it are Dubbo frames Envoy's
+   * Dubbo filter can decode. A hand-registered dubbo:// provider stays opaque TCP.
+   */
+  readonly speaksDubbo?: true;
 }
 
 export class ProviderError extends Error {
@@ -126,6 +132,7 @@ export function parseProviderUrl(raw: string, key = raw): Provider {
     weight,
     enabled: params.enabled !== 'false',
     params: labels,
+    ...(protocol === 'dubbo' && params.dubbo ? { speaksDubbo: true as const } : {}),
   };
 }
 

@@ -8,7 +8,7 @@ import type { ProxyShape } from '../proxy.ts';
 import { ADS_SOURCE, faultFilter, routerFilter, socketAddress, tcpProxy } from './common.ts';
 import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener, type VipTarget } from './names.ts';
 import type { RouteProblem } from './route.ts';
-import { tcpProxyFor, tcpRouter } from './tcp-route.ts';
+import { opaqueFilters } from './dubbo-route.ts';
 import { buildTransparentListeners, transparentHcm, uniqueTargets, vipListener } from './transparent.ts';
 
 /** Where traffic addressed to one VIP and port goes. */
@@ -43,7 +43,7 @@ export function buildSidecarListeners(
 ): Listener[] {
   // Transparent: redirected connections are taken by their original destination (VIP
   // chains, passthrough for the rest), so no per-port listeners are needed.
-  if (proxy.mode === 'transparent') return buildTransparentListeners(proxy, problems, vipTargets(model, vips), tcpRouter(model));
+  if (proxy.mode === 'transparent') return buildTransparentListeners(proxy, problems, vipTargets(model, vips), opaqueFilters(model));
   const outbound: Listener = {
     name: OUTBOUND_LISTENER,
     address: socketAddress(proxy.bindAddress, proxy.outboundPort),
@@ -60,7 +60,7 @@ export function buildSidecarListeners(
   // not take the calls of the one already there. It is refused by name instead.
   const reserved = new Set([proxy.outboundPort, proxy.inboundPort, ...proxy.appPorts.map((p) => p.port)]);
   const bound = ports.bound ?? new Map<number, string>();
-  const route = tcpRouter(model);
+  const route = opaqueFilters(model);
   const tcpPorts = (svc: Service): number[] => svc.ports.filter((p) => !isHttpProtocol(p.protocol)).map((p) => p.number);
   // Owners first (holders before the others), listeners then in model order, so that equal
   // content gives equal versions whatever the history.
@@ -86,7 +86,7 @@ export function buildSidecarListeners(
         address: socketAddress(proxy.bindAddress, port.number),
         traffic_direction: 'OUTBOUND',
         // A VirtualService tcp route may send this port elsewhere, or split it by weight.
-        filter_chains: [{ name: cluster, filters: [tcpProxyFor(cluster, route(svc.hostname, port.number, problems) ?? cluster)] }],
+        filter_chains: [{ name: cluster, filters: [route(svc.hostname, port.number, cluster, problems)] }],
       });
     }
   }

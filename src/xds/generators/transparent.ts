@@ -14,7 +14,8 @@ import { buildInboundCluster } from './cluster.ts';
 import { ADS_SOURCE, faultFilter, socketAddress, tcpProxy } from './common.ts';
 import { inboundCluster, INBOUND_LISTENER, OUTBOUND_LISTENER, OUTBOUND_ROUTE, type VipTarget } from './names.ts';
 import type { RouteProblem } from './route.ts';
-import { tcpProxyFor, type TcpRoute } from './tcp-route.ts';
+import { tcpProxyFor } from './tcp-route.ts';
+import type { OpaqueFilterOf } from './dubbo-route.ts';
 
 /** Outbound connections to destinations Isthmus does not route: sent on to where they were going. */
 export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
@@ -110,8 +111,8 @@ export function transparentHcm(statPrefix: string, route: { rds: string } | { cl
   };
 }
 
-/** Where a VirtualService tcp route sends a name's port, if one applies. */
-export type TcpRouteOf = (host: string, port: number, problems?: RouteProblem[]) => TcpRoute | undefined;
+/** The filter of a name's opaque port: its tcp route or its cluster, or Envoy's Dubbo filter (see dubbo-route.ts). */
+const plainTcp: OpaqueFilterOf = (_host, _port, cluster) => tcpProxyFor(cluster, cluster);
 
 /** One target per VIP:port, the first; a second name on it is refused by name. */
 export function uniqueTargets(targets: readonly VipTarget[], problems: RouteProblem[]): VipTarget[] {
@@ -135,20 +136,20 @@ export function uniqueTargets(targets: readonly VipTarget[], problems: RouteProb
  * rewrites (Dubbo turns 127.x into the host address) and which tells apart two names on one
  * port and each RPC interface. Traffic then goes where a transparent sidecar's VIP chain sends it.
  */
-export function vipListener(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): Listener {
+export function vipListener(t: VipTarget, route: OpaqueFilterOf, problems: RouteProblem[]): Listener {
   const { filter_chain_match: _match, ...chain } = vipChain(t, route, problems);
   return { name: `${t.vip}_${t.port}`, address: socketAddress(t.vip, t.port), freebind: { value: true }, traffic_direction: 'OUTBOUND', filter_chains: [chain] };
 }
 
-function vipChain(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): FilterChain {
+function vipChain(t: VipTarget, route: OpaqueFilterOf, problems: RouteProblem[]): FilterChain {
   return {
     name: `${t.vip}_${t.port}`,
     filter_chain_match: {
       prefix_ranges: [{ address_prefix: t.vip, prefix_len: { value: t.vip.includes(':') ? 128 : 32 } }],
       destination_port: { value: t.port },
     },
-    // Opaque TCP: the VirtualService tcp route of the name, if any, else its cluster.
-    filters: [t.http ? transparentHcm('outbound', { rds: OUTBOUND_ROUTE }) : tcpProxyFor(t.cluster, route(t.name, t.port, problems) ?? t.cluster)],
+    // Opaque: the VirtualService tcp route of the name, if any, else its cluster; Dubbo's filter on Dubbo ports.
+    filters: [t.http ? transparentHcm('outbound', { rds: OUTBOUND_ROUTE }) : route(t.name, t.port, t.cluster, problems)],
   };
 }
 
@@ -159,7 +160,7 @@ function vipChain(t: VipTarget, route: TcpRouteOf, problems: RouteProblem[]): Fi
  * own: the passthrough reaches that exact instance, and listeners stay independent of
  * endpoints, so an endpoint change remains an EDS-only push.
  */
-export function transparentOutbound(proxy: ProxyShape, targets: readonly VipTarget[], problems: RouteProblem[], route: TcpRouteOf = () => undefined): Listener {
+export function transparentOutbound(proxy: ProxyShape, targets: readonly VipTarget[], problems: RouteProblem[], route: OpaqueFilterOf = plainTcp): Listener {
   const chains = uniqueTargets(targets, problems);
   return {
     name: OUTBOUND_LISTENER,
@@ -190,6 +191,6 @@ export function transparentInbound(proxy: ProxyShape): Listener {
 }
 
 /** Every listener of a transparent sidecar: outbound and inbound (inbound even with no app port). */
-export function buildTransparentListeners(proxy: ProxyShape, problems: RouteProblem[], targets: readonly VipTarget[], route?: TcpRouteOf): Listener[] {
+export function buildTransparentListeners(proxy: ProxyShape, problems: RouteProblem[], targets: readonly VipTarget[], route?: OpaqueFilterOf): Listener[] {
   return [transparentOutbound(proxy, targets, problems, route), transparentInbound(proxy)];
 }

@@ -5,6 +5,7 @@ import { XdsCache } from '../../../src/xds/cache.ts';
 import { decodeToJson, messageType } from '../../../src/xds/proto.ts';
 import { CLUSTER_TYPE, LISTENER_TYPE } from '../../../src/xds/resources.ts';
 import { transparentOutbound } from '../../../src/xds/generators/transparent.ts';
+import { tcpProxyFor } from '../../../src/xds/generators/tcp-route.ts';
 import { endpoint, model, proxy, service } from './fixtures.ts';
 
 function decode(typeUrl: string, any: Uint8Array): Record<string, unknown> {
@@ -72,7 +73,7 @@ test('passthrough clusters go to transparent sidecars only', () => {
 test('a VIP chain for opaque TCP follows the name\'s VirtualService tcp route', () => {
   const target = { vip: '240.240.0.2', port: 5432, http: false, cluster: 'outbound|5432||db.rpc.cluster.local', name: 'db.rpc.cluster.local', ref: 'test' };
   const split = { weightedClusters: [{ name: 'outbound|5432|v1|db.rpc.cluster.local', weight: 80 }, { name: 'outbound|5432|v2|db.rpc.cluster.local', weight: 20 }] };
-  const out = transparentOutbound(transparent, [target], [], (host, port) => (host === target.name && port === 5432 ? split : undefined)) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const out = transparentOutbound(transparent, [target], [], (host, port, cluster) => tcpProxyFor(cluster, host === target.name && port === 5432 ? split : cluster)) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
   const tcp = out.filter_chains[0].filters[0].typed_config;
   const decoded = inner(tcp);
   assert.deepEqual(decoded.weighted_clusters.clusters.map((c: { name: string; weight: number }) => [c.name, c.weight]), [[split.weightedClusters[0]!.name, 80], [split.weightedClusters[1]!.name, 20]]);

@@ -200,7 +200,7 @@ test('RPCService: interfaces named exactly like the SOA registry names them, pod
   const svc = m.services[0]!;
   assert.equal(svc.hostname, 'user.rpc.cluster.local');
   assert.deepEqual(svc.workloadSelector, { app: 'user' });
-  assert.deepEqual(svc.ports, [{ name: 'grpc', number: 8080, protocol: 'GRPC' }, { name: 'dubbo', number: 20880, protocol: 'TCP' }]);
+  assert.deepEqual(svc.ports, [{ name: 'grpc', number: 8080, protocol: 'GRPC' }, { name: 'dubbo', number: 20880, protocol: 'DUBBO' }]);
   assert.deepEqual(svc.interfaces.map((i) => [i.hostname, i.port, i.methods]), [
     ['com.a.userapi.rpc.cluster.local', 8080, []],
     ['com.a.userquery.v1-0-0.rpc.cluster.local', 20880, ['get', 'list']],

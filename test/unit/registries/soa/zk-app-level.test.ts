@@ -59,7 +59,7 @@ test('an application registered in instance mode only is served: its interfaces 
   assert.deepEqual(st.rejections, []);
   assert.deepEqual(st.services.map((s) => s.hostname), ['orders.rpc.cluster.local']);
   const svc = st.services[0]!;
-  assert.deepEqual(svc.ports.map((p) => [p.name, p.number, p.protocol]), [['dubbo', 20880, 'TCP'], ['tri', 50051, 'GRPC']]);
+  assert.deepEqual(svc.ports.map((p) => [p.name, p.number, p.protocol]), [['dubbo', 20880, 'DUBBO'], ['tri', 50051, 'GRPC']]);
   assert.deepEqual(
     svc.interfaces.map((i) => [i.name, i.version, i.methods, i.hostname]),
     [

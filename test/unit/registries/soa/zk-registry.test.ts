@@ -64,7 +64,7 @@ test('providers in the exact Dubbo layout become one service per application, ea
     assert.deepEqual(st.rejections, []);
     assert.deepEqual(st.services.map((s) => s.hostname), ['userservice.rpc.cluster.local']);
     const svc = st.services[0]!;
-    assert.deepEqual(svc.ports, [{ name: 'dubbo', number: 20880, protocol: 'TCP' }]);
+    assert.deepEqual(svc.ports, [{ name: 'dubbo', number: 20880, protocol: 'DUBBO' }]);
     assert.deepEqual(
       svc.interfaces.map((i) => [i.name, i.version, i.hostname, i.methods]),
       [

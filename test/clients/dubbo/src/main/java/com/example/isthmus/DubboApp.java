@@ -34,7 +34,7 @@ import org.apache.dubbo.rpc.model.ModuleModel;
  * provider --registry zookeeper://127.0.0.1:2181 [--application orders] [--instance orders-1]
  *          [--register-mode interface|instance|all] [--host 127.0.0.1] [--port 20880]
  *          [--tri [--tri-port N]] [--version V] [--group G] [--weight W] [--delay-ms D]
- *          [--bind-host H] [--register-host H] [--bind-port N] [--register-port N]
+ *          [--param k=v[,k=v]] [--prefer-serialization fastjson2,hessian2] [--bind-host H] [--register-host H] [--bind-port N] [--register-port N]
  *          [--metadata-type local|remote] [--shutdown-wait-ms 1000] [--network-interface-ignored REGEX]
  *     Exports Greeter and Orders on one port with the dubbo protocol (and with tri on a
  *     second port with --tri), registers in the registry, prints the exported URLs and then
@@ -78,7 +78,7 @@ public final class DubboApp {
 
     private static final Set<String> PROVIDER_FLAGS = Set.of(
             "registry", "application", "instance", "register-mode", "host", "port", "tri", "tri-port",
-            "version", "group", "weight", "delay-ms", "bind-host", "register-host", "bind-port", "register-port",
+            "version", "group", "weight", "param", "prefer-serialization", "delay-ms", "bind-host", "register-host", "bind-port", "register-port",
             "metadata-type", "shutdown-wait-ms", "network-interface-ignored");
     private static final Set<String> CONSUMER_FLAGS = Set.of("registry", "application", "discovery", "shutdown-wait-ms", "network-interface-ignored", "control-host");
 
@@ -111,6 +111,8 @@ public final class DubboApp {
         List<ProtocolConfig> protocols = new ArrayList<>();
         ProtocolConfig dubbo = new ProtocolConfig("dubbo", port);
         dubbo.setHost(host); // dubbo.protocol.host: bound and registered
+        // dubbo.protocol.prefer-serialization, e.g. fastjson2,hessian2 (Dubbo 3.2's default).
+        if (f.has("prefer-serialization")) dubbo.setPreferSerialization(f.get("prefer-serialization", null));
         protocols.add(dubbo);
         if (f.has("tri")) {
             ProtocolConfig tri = new ProtocolConfig("tri", Integer.parseInt(f.get("tri-port", String.valueOf(port + 1))));
@@ -153,6 +155,15 @@ public final class DubboApp {
         if (f.has("version")) s.setVersion(f.get("version", null));
         if (f.has("group")) s.setGroup(f.get("group", null));
         if (f.has("weight")) s.setWeight(Integer.parseInt(f.get("weight", null)));
+        // --param k=v[,k=v]: service parameters, registered in the provider URL (labels in Isthmus).
+        if (f.has("param")) {
+            Map<String, String> params = new LinkedHashMap<>();
+            for (String kv : f.get("param", "").split(",")) {
+                int eq = kv.indexOf('=');
+                if (eq > 0) params.put(kv.substring(0, eq), kv.substring(eq + 1));
+            }
+            s.setParameters(params);
+        }
         return s;
     }
 

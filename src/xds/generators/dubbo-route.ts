@@ -1,0 +1,169 @@
+// Dubbo ports through Envoy's Dubbo filter (dubbo_proxy, Hessian2): each call is decoded,
+// so calls on one consumer connection are balanced per request and routed by interface,
+// method and attachments. Rules are a VirtualService's `http` rules on the interface's name,
+// read as for gRPC: `uri` `/<interface>/<method>` (exact, prefix or regex), headers are the
+// call's attachments. What the filter cannot do is refused by name; a port whose providers
+// prefer a serialization it cannot decode stays opaque TCP, with the reason.
+import type {
+  envoy_config_listener_v3_Filter as NetworkFilter,
+  envoy_extensions_filters_network_dubbo_proxy_v3_Route as DubboRoute,
+  envoy_extensions_filters_network_dubbo_proxy_v3_RouteAction as DubboRouteAction,
+  envoy_extensions_filters_network_dubbo_proxy_v3_RouteConfiguration as DubboRouteConfiguration,
+  envoy_extensions_filters_network_dubbo_proxy_v3_RouteMatch as DubboRouteMatch,
+} from '../../generated/envoy.ts';
+import type { ModelSnapshot } from '../../model/snapshot.ts';
+import type { HeaderMatch, HttpMatch, HttpRoute, StringMatch, VirtualService } from '../../model/rules/types.ts';
+import type { Endpoint, RpcInterface, Service } from '../../model/types.ts';
+import { hostIndexOf } from '../../model/rules/hosts.ts';
+import { toAny } from '../proto.ts';
+import { destinationRulesByHost } from './destination-rule.ts';
+import { Refusal, resolveDestination, type RuleContext, virtualServicesByHost } from './http-route.ts';
+import { interfaceCluster, outboundCluster } from './names.ts';
+import { tcpProxyFor, tcpRouter } from './tcp-route.ts';
+
+type Problem = { name: string; reason: string };
+
+/** The network filter of an opaque (non-HTTP) name:port: Dubbo's filter for Dubbo ports, else tcp_proxy. */
+export type OpaqueFilterOf = (host: string, port: number, cluster: string, problems: Problem[]) => NetworkFilter;
+
+/** Serializations Envoy's Dubbo filter decodes. */
+const DECODED = new Set(['hessian2']);
+
+export function opaqueFilters(model: ModelSnapshot): OpaqueFilterOf {
+  const tcp = tcpRouter(model);
+  const index = hostIndexOf(model);
+  const byHost = virtualServicesByHost(model, index);
+  const ctx: RuleContext = { model, index, rules: destinationRulesByHost(model, index) };
+  return (host, port, cluster, problems) => {
+    const tcpRoute = tcp(host, port, problems);
+    const iface = model.interfaces.get(host);
+    const svc = iface ? model.services.get(iface.service) : model.services.get(host);
+    const sp = svc?.ports.find((p) => p.number === port);
+    // A tcp route written for the name is what its owner asked for: it keeps the port opaque.
+    if (!svc || sp?.protocol !== 'DUBBO' || tcpRoute) return tcpProxyFor(cluster, tcpRoute ?? cluster);
+    const why = undecodable(model.endpoints.get(svc.hostname) ?? []);
+    if (why) {
+      problems.push({ name: `${host}:${port}`, reason: `Dubbo port served as opaque TCP (per-connection balancing, no method routes): ${why}, which Envoy's Dubbo filter cannot decode` });
+      return tcpProxyFor(cluster, cluster);
+    }
+    return dubboProxy(ctx, byHost, svc, iface?.iface, port, cluster, problems);
+  };
+}
+
+/** Why the providers' calls may not be Hessian2 (Dubbo 3.2+ may prefer fastjson2), or undefined. */
+function undecodable(endpoints: readonly Endpoint[]): string | undefined {
+  for (const e of endpoints) {
+    const s = e.labels.serialization;
+    if (s && !DECODED.has(s)) return `provider ${e.address} uses serialization ${s}`;
+    const prefer = e.labels['prefer.serialization']?.split(',')[0]?.trim();
+    if (prefer && !DECODED.has(prefer)) return `provider ${e.address} prefers serialization ${prefer}`;
+  }
+  return undefined;
+}
+
+function dubboProxy(ctx: RuleContext, byHost: ReadonlyMap<string, VirtualService>, svc: Service, only: RpcInterface | undefined, port: number, cluster: string, problems: Problem[]): NetworkFilter {
+  const ifaces = only ? [only] : svc.interfaces.filter((i) => i.port === undefined || i.port === port);
+  const routeConfig: DubboRouteConfiguration[] = ifaces.map((i) => ({
+    name: i.hostname,
+    interface: i.name,
+    ...(i.version ? { version: i.version } : {}),
+    ...(i.group ? { group: i.group } : {}),
+    routes: [...ruleRoutes(ctx, byHost.get(i.hostname), i, port, problems), anyMethod(interfaceCluster(svc.hostname, port, i.hostname))],
+  }));
+  // Interfaces the model does not know (yet) still reach the name's own cluster.
+  routeConfig.push({ name: `${svc.hostname}:*`, interface: '*', routes: [anyMethod(only ? cluster : outboundCluster(svc.hostname, port))] });
+  return {
+    name: 'envoy.filters.network.dubbo_proxy',
+    typed_config: toAny('envoy.extensions.filters.network.dubbo_proxy.v3.DubboProxy', {
+      stat_prefix: cluster,
+      protocol_type: 'Dubbo',
+      serialization_type: 'Hessian2',
+      multiple_route_config: { name: cluster, route_config: routeConfig },
+      dubbo_filters: [{ name: 'envoy.filters.dubbo.router' }],
+    }),
+  };
+}
+
+function anyMethod(cluster: string): DubboRoute {
+  return { match: { method: { name: { safe_regex: { regex: '.*' } } } }, route: { cluster } };
+}
+
+/** The http rules of an interface's VirtualService as Dubbo routes; a rule the filter cannot apply is refused by name. */
+function ruleRoutes(ctx: RuleContext, vs: VirtualService | undefined, iface: RpcInterface, port: number, problems: Problem[]): DubboRoute[] {
+  if (!vs) return [];
+  const out: DubboRoute[] = [];
+  vs.spec.http.forEach((rule, i) => {
+    const field = `spec.http[${i}]`;
+    try {
+      const action = routeAction(ctx, rule, vs.namespace, port, field);
+      const matches: DubboRouteMatch[] = rule.match.length
+        ? rule.match.map((m, j) => routeMatch(m, iface, `${field}.match[${j}]`)).filter((m): m is DubboRouteMatch => m !== undefined)
+        : [{ method: { name: { safe_regex: { regex: '.*' } } } }];
+      for (const match of matches) out.push({ match, route: action });
+    } catch (err) {
+      if (!(err instanceof Refusal)) throw err;
+      problems.push({ name: `VirtualService ${vs.namespace}/${vs.name}`, reason: `${iface.hostname}:${port} (Dubbo): ${field} refused: ${err.message}` });
+    }
+  });
+  return out;
+}
+
+const UNSUPPORTED: readonly [keyof HttpRoute, string][] = [
+  ['redirect', 'a Dubbo call cannot be redirected'],
+  ['rewrite', 'Envoy\'s Dubbo filter does not rewrite calls'],
+  ['timeoutMs', 'Envoy\'s Dubbo filter has no per-route timeout (the consumer\'s own timeout applies)'],
+  ['retries', 'Envoy\'s Dubbo filter does not retry (Dubbo consumers retry themselves)'],
+  ['fault', 'Envoy\'s Dubbo filter does not inject faults'],
+  ['mirror', 'Envoy\'s Dubbo filter does not mirror'],
+  ['headers', 'Envoy\'s Dubbo filter does not change attachments'],
+];
+
+function routeAction(ctx: RuleContext, rule: HttpRoute, namespace: string, port: number, field: string): DubboRouteAction {
+  for (const [k, why] of UNSUPPORTED) if (rule[k] !== undefined) throw new Refusal(`${field}.${k}: ${why}`);
+  const live = rule.route.filter((d) => d.weight > 0);
+  if (live.some((d) => d.headers)) throw new Refusal(`${field}.route[].headers: Envoy's Dubbo filter does not change attachments`);
+  const clusters = live.map((d) => ({ name: resolveDestination(ctx, d.destination, namespace, port).cluster, weight: { value: d.weight } }));
+  return clusters.length === 1 ? { cluster: clusters[0]!.name } : { weighted_clusters: { clusters } };
+}
+
+/** One Istio match as a Dubbo route match; undefined when it cannot match a call of this interface. */
+function routeMatch(m: HttpMatch, iface: RpcInterface, field: string): DubboRouteMatch | undefined {
+  for (const [k, v] of [
+    ['method', m.method],
+    ['authority', m.authority],
+    ['port', undefined],
+  ] as const) {
+    if (v !== undefined) throw new Refusal(`${field}.${k}: a Dubbo call has no ${k}`);
+  }
+  if (Object.keys(m.queryParams).length) throw new Refusal(`${field}.queryParams: a Dubbo call has no query string`);
+  if (Object.keys(m.withoutHeaders).length) throw new Refusal(`${field}.withoutHeaders: not implemented by Envoy's Dubbo filter`);
+  if (Object.keys(m.sourceLabels).length) throw new Refusal(`${field}.sourceLabels: not applied on Dubbo ports`);
+  if (m.ignoreUriCase) throw new Refusal(`${field}.ignoreUriCase: Dubbo method names are case-sensitive`);
+  const method = m.uri ? methodOf(m.uri, iface, `${field}.uri`) : { safe_regex: { regex: '.*' } };
+  if (method === undefined) return undefined;
+  const headers = Object.entries(m.headers).map(([name, h]) => headerMatcher(name, h));
+  return { method: { name: method }, ...(headers.length ? { headers } : {}) };
+}
+
+/** `uri` as gRPC writes a path, `/<interface>/<method>`, to a matcher of the method name. */
+function methodOf(uri: StringMatch, iface: RpcInterface, field: string): Record<string, unknown> | undefined {
+  const base = `/${iface.name}/`;
+  switch (uri.type) {
+    case 'exact':
+      return uri.value.startsWith(base) ? { exact: uri.value.slice(base.length) } : undefined;
+    case 'prefix':
+      if (base.startsWith(uri.value)) return { safe_regex: { regex: '.*' } };
+      return uri.value.startsWith(base) ? { prefix: uri.value.slice(base.length) } : undefined;
+    case 'regex': {
+      const literal = `/${iface.name.replace(/\./g, '\\.')}/`;
+      if (!uri.value.startsWith(literal)) throw new Refusal(`${field}: a regex is read as a method match only after the literal interface path ${literal}`);
+      return { safe_regex: { regex: uri.value.slice(literal.length) } };
+    }
+  }
+}
+
+function headerMatcher(name: string, h: HeaderMatch): Record<string, unknown> {
+  if (h.type === 'present') return { name, present_match: true };
+  const sm = h.type === 'regex' ? { safe_regex: { regex: h.value } } : { [h.type]: h.value };
+  return { name, string_match: sm };
+}

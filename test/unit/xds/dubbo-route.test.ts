@@ -1,0 +1,80 @@
+// Dubbo ports through Envoy's Dubbo filter: which ports get it, how Istio http rules read as
+// Dubbo routes, and what is refused by name.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mergeStates } from '../../../src/model/aggregate.ts';
+import { mapProviders } from '../../../src/registries/soa/mapping.ts';
+import { parseProviderUrl } from '../../../src/registries/soa/provider.ts';
+import { XdsCache } from '../../../src/xds/cache.ts';
+import { decodeToJsonDeep } from '../../../src/xds/proto.ts';
+import { LISTENER_TYPE } from '../../../src/xds/resources.ts';
+import { messageType } from '../../../src/xds/proto.ts';
+import { drOf, parseOne, vsOf } from '../model/rules/helpers.ts';
+import { proxy } from './fixtures.ts';
+
+const GREETER = 'com.a.Greeter';
+const GREETER_HOST = 'com.a.greeter.rpc.cluster.local';
+
+/** A provider URL as the Dubbo framework writes it (`dubbo=2.0.2`), or as a hand-made one without it. */
+function url(address: string, iface: string, extra = '', framework = true): string {
+  return `dubbo://${address}:20880/${iface}?application=orders&interface=${iface}&methods=greet,hello${framework ? '&dubbo=2.0.2' : ''}${extra}`;
+}
+
+function dubboFilter(urls: string[], rules: object[] = []): { filter?: Record<string, unknown>; problems: readonly { name: string; reason: string }[]; proto?: string } {
+  const soa = mapProviders(urls.map((u, i) => parseProviderUrl(u, `/dubbo/${i}`)), { registry: 'zk://x/dubbo' });
+  const parsed = rules.map((r) => parseOne(r as never));
+  const model = mergeStates([{ id: 'zk://x/dubbo', synced: true, services: soa.services, endpoints: soa.endpoints, workloads: [], rejections: [], virtualServices: parsed.filter((p) => p.kind === 'VirtualService').map(vsOf), destinationRules: parsed.filter((p) => p.kind === 'DestinationRule').map(drOf) }]);
+  const g = new XdsCache().update(model);
+  const p = proxy('x');
+  const r = g.resolve(LISTENER_TYPE, '127.0.0.1_20880', p);
+  const any = messageType('google.protobuf.Any').decode(r!.any) as unknown as { value: Uint8Array };
+  const listener = decodeToJsonDeep('envoy.config.listener.v3.Listener', any.value) as { filter_chains: { filters: { name: string; typed_config: Record<string, unknown> }[] }[] };
+  const f = listener.filter_chains[0]!.filters[0]!;
+  return { filter: f.typed_config, problems: g.view(p).problems, proto: f.name };
+}
+
+test('a Dubbo port of framework providers gets the Dubbo filter: one route table per interface, then every other interface to the service', () => {
+  const { filter, proto, problems } = dubboFilter([url('10.0.0.1', GREETER), url('10.0.0.2', GREETER)]);
+  assert.equal(proto, 'envoy.filters.network.dubbo_proxy');
+  assert.deepEqual(problems, []);
+  const rc = (filter!.multiple_route_config as { route_config: { interface: string; routes: { route: { cluster: string } }[] }[] }).route_config;
+  assert.deepEqual(rc.map((c) => [c.interface, c.routes.map((r) => r.route.cluster)]), [
+    [GREETER, [`outbound|20880|${GREETER_HOST}|orders.rpc.cluster.local`]],
+    ['*', ['outbound|20880||orders.rpc.cluster.local']],
+  ]);
+});
+
+test('hand-registered dubbo:// providers (no Dubbo protocol version) and providers preferring fastjson2 stay opaque TCP', () => {
+  assert.equal(dubboFilter([url('10.0.0.1', GREETER, '', false)]).proto, 'envoy.filters.network.tcp_proxy');
+  const fj = dubboFilter([url('10.0.0.1', GREETER, '&prefer.serialization=fastjson2,hessian2')]);
+  assert.equal(fj.proto, 'envoy.filters.network.tcp_proxy');
+  assert.match(fj.problems.map((p) => p.reason).join('\n'), /Dubbo port served as opaque TCP .*provider 10\.0\.0\.1 prefers serialization fastjson2/);
+});
+
+test('http rules of an interface name are method routes; attachments are headers; what the filter cannot do is refused by name', () => {
+  const meta = (kind: string, name: string) => ({ apiVersion: 'networking.istio.io/v1', kind, metadata: { name, namespace: 'default' } });
+  const rules = [
+    { ...meta('DestinationRule', 'g'), spec: { host: GREETER_HOST, subsets: [{ name: 'a', labels: { track: 'a' } }, { name: 'b', labels: { track: 'b' } }] } },
+    {
+      ...meta('VirtualService', 'g'),
+      spec: {
+        hosts: [GREETER_HOST],
+        http: [
+          { match: [{ uri: { exact: `/${GREETER}/greet` }, headers: { tenant: { exact: 'blue' } } }], route: [{ destination: { host: GREETER_HOST, subset: 'b' } }] },
+          { match: [{ uri: { regex: '/com\\.a\\.Greeter/hel.*' } }], route: [{ destination: { host: GREETER_HOST, subset: 'a' }, weight: 90 }, { destination: { host: GREETER_HOST, subset: 'b' }, weight: 10 }] },
+          { match: [{ uri: { prefix: `/${GREETER}/` } }], timeout: '1s', route: [{ destination: { host: GREETER_HOST, subset: 'a' } }] },
+        ],
+      },
+    },
+  ];
+  const { filter, problems } = dubboFilter([url('10.0.0.1', GREETER, '&track=a'), url('10.0.0.2', GREETER, '&track=b')], rules);
+  const greeter = (filter!.multiple_route_config as { route_config: { interface: string; routes: Record<string, any>[] }[] }).route_config[0]!; // eslint-disable-line @typescript-eslint/no-explicit-any
+  assert.deepEqual(greeter.routes.map((r) => r.match), [
+    { method: { name: { exact: 'greet' } }, headers: [{ name: 'tenant', string_match: { exact: 'blue' } }] },
+    { method: { name: { safe_regex: { regex: 'hel.*' } } } },
+    { method: { name: { safe_regex: { regex: '.*' } } } },
+  ]);
+  assert.equal(greeter.routes[0]!.route.cluster, `outbound|20880|b|${GREETER_HOST}`);
+  assert.deepEqual(greeter.routes[1]!.route.weighted_clusters.clusters.map((c: { name: string; weight: { value: number } }) => [c.name, c.weight.value]), [[`outbound|20880|a|${GREETER_HOST}`, 90], [`outbound|20880|b|${GREETER_HOST}`, 10]]);
+  assert.match(problems.map((p) => `${p.name}: ${p.reason}`).join('\n'), /VirtualService default\/g: .*spec\.http\[2\] refused: spec\.http\[2\]\.timeoutMs: Envoy's Dubbo filter has no per-route timeout/);
+});

@@ -46,7 +46,13 @@ export function opaqueFilters(model: ModelSnapshot): OpaqueFilterOf {
       problems.push({ name: `${host}:${port}`, reason: `Dubbo port served as opaque TCP (per-connection balancing, no method routes): ${why}, which Envoy's Dubbo filter cannot decode` });
       return tcpProxyFor(cluster, cluster);
     }
-    return dubboProxy(ctx, byHost, svc, iface?.iface, port, cluster, problems);
+    try {
+      return dubboProxy(ctx, byHost, svc, iface?.iface, port, cluster, problems);
+    } catch (err) {
+      // A filter config that cannot be encoded must not take the proxy's whole listener set down.
+      problems.push({ name: `${host}:${port}`, reason: `Dubbo port served as opaque TCP: its Dubbo filter could not be built: ${err instanceof Error ? err.message : String(err)}` });
+      return tcpProxyFor(cluster, cluster);
+    }
   };
 }
 

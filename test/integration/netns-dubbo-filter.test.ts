@@ -35,6 +35,11 @@ async function vipOf(name: string): Promise<string> {
   return vip!;
 }
 
+async function registryWarnings(): Promise<{ source: string; reason: string }[]> {
+  const z = (await (await fetch(`${adminUrl}/debug/registryz`)).json()) as { registries: { id: string; warnings?: { source: string; reason: string }[] }[] };
+  return z.registries.flatMap((r) => r.warnings ?? []);
+}
+
 async function xdsProblems(): Promise<{ name: string; reason: string }[]> {
   const z = (await (await fetch(`${adminUrl}/debug/registryz`)).json()) as { xdsProblems?: { name: string; reason: string }[] };
   return z.xdsProblems ?? [];
@@ -128,9 +133,9 @@ test('a VirtualService on the interface\'s name splits one method 90/10 between 
 });
 
 test('a provider preferring fastjson2 is served as opaque TCP with the reason shown, and fastjson2 calls work', async () => {
-  const problems = await waitUntil(xdsProblems, (ps) => ps.some((p) => p.name.startsWith(`${LEDGER}:`)), { ...WAIT, what: 'the ledger port reported' });
-  const p = problems.find((x) => x.name.startsWith(`${LEDGER}:`))!;
-  assert.match(p.reason, /Dubbo port served as opaque TCP .*prefers serialization fastjson2, which Envoy's Dubbo filter cannot decode/);
+  const warnings = await waitUntil(registryWarnings, (ws) => ws.some((w) => /^application ledger:/.test(w.reason)), { ...WAIT, what: 'the ledger port reported' });
+  const w = warnings.find((x) => /^application ledger:/.test(x.reason))!;
+  assert.match(w.reason, /Dubbo port 20880 served as opaque TCP .*prefers serialization fastjson2, which Envoy's Dubbo filter cannot decode/);
   const url = `dubbo://${await vipOf(LEDGER)}:${DUBBO}?serialization=fastjson2`;
   const t = await waitUntil(() => consumer.call(GREETER, 5, { url, version: '9' }), (x) => x.counts[dubboAnswer(GREETER, 'ledger', 'l1')] === 5, { ...WAIT, what: 'fastjson2 calls to ledger' });
   assert.deepEqual(t.errors, []);

@@ -59,6 +59,7 @@ interface AppResult {
   service?: Service;
   endpoints?: readonly Endpoint[];
   rejections?: readonly Rejection[];
+  warnings?: readonly Rejection[];
 }
 
 /**
@@ -175,11 +176,13 @@ export class SoaMapper {
           return old && canonicalJson(old) === canonicalJson(e) ? old : e;
         });
         app.rejections = out.rejections;
+        app.warnings = out.warnings;
         app.contested = mine;
       }
       if (app.service) services.push(app.service);
       endpoints.push(...app.endpoints);
       rejections.push(...app.rejections!);
+      warnings.push(...app.warnings!);
     }
     for (const [host, owners] of [...shared].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const list = sorted.filter((p) => !p.instanceOnly && owners.includes(p.application) && !('error' in this.naming(p)) && hostOf(p) === host);
@@ -187,6 +190,7 @@ export class SoaMapper {
       services.push(out.service);
       endpoints.push(...out.endpoints);
       rejections.push(...out.rejections);
+      warnings.push(...out.warnings);
       const p = list[0]!;
       warnings.push({
         source: host,
@@ -207,8 +211,8 @@ export class SoaMapper {
   }
 
   /** An interface of several applications: a service of its own, every provider an endpoint labelled with its application. */
-  private mapShared(host: string, list: readonly Provider[]): { service: Service; endpoints: Endpoint[]; rejections: Rejection[] } {
-    const { ports, rejections } = servicePorts(list, `interface ${list[0]!.interface}`);
+  private mapShared(host: string, list: readonly Provider[]): { service: Service; endpoints: Endpoint[]; rejections: Rejection[]; warnings: Rejection[] } {
+    const { ports, rejections, warnings } = servicePorts(list, `interface ${list[0]!.interface}`);
     const methods = [...new Set(list.flatMap((p) => p.methods))].sort();
     const first = list[0]!;
     const service: Service = {
@@ -223,11 +227,11 @@ export class SoaMapper {
       origin: { registry: this.opts.registry, ref: `interface ${first.interface}${methods.length ? ` (${methods.join(',')})` : ''} of applications ${[...new Set(list.map((p) => p.application))].join(', ')}` },
     };
     const endpoints = instanceEndpoints(list.filter((p) => ports.has(p.protocol)), host, this.opts.registry, () => undefined);
-    return { service, endpoints, rejections };
+    return { service, endpoints, rejections, warnings };
   }
 
   /** One application's service, endpoints and problems, given which names are contested. */
-  private mapApplication(application: string, list: readonly Provider[], contested: ReadonlySet<string>, hostOf: (p: Provider) => string): { service?: Service; endpoints: Endpoint[]; rejections: Rejection[] } {
+  private mapApplication(application: string, list: readonly Provider[], contested: ReadonlySet<string>, hostOf: (p: Provider) => string): { service?: Service; endpoints: Endpoint[]; rejections: Rejection[]; warnings: Rejection[] } {
     const zone = this.zone;
     const namespace = this.opts.namespace ?? 'default';
     const opts = this.opts;
@@ -239,9 +243,9 @@ export class SoaMapper {
     const hostname = applicationHostname(application, zone);
     if (contested.has(hostname)) {
       for (const p of list) reject(p, 'application', `application name ${hostname} collides with an interface name; the application is not served`);
-      return { endpoints, rejections };
+      return { endpoints, rejections, warnings: [] };
     }
-    const { ports, rejections: portProblems } = servicePorts(list, `application ${application}`);
+    const { ports, rejections: portProblems, warnings } = servicePorts(list, `application ${application}`);
     rejections.push(...portProblems);
 
     const interfaces = new Map<string, RpcInterface>();
@@ -280,21 +284,30 @@ export class SoaMapper {
       return contested.has(h) ? undefined : h;
     };
     endpoints.push(...instanceEndpoints(list.filter((p) => ports.has(p.protocol)), hostname, opts.registry, served));
-    return { service, endpoints, rejections };
+    return { service, endpoints, rejections, warnings };
   }
 }
 
 /** One port per protocol, the lowest seen (endpoints carry their own); two protocols on one number keep the first. */
-function servicePorts(list: readonly Provider[], owner: string): { ports: Map<string, ServicePort>; rejections: Rejection[] } {
+function servicePorts(list: readonly Provider[], owner: string): { ports: Map<string, ServicePort>; rejections: Rejection[]; warnings: Rejection[] } {
   const rejections: Rejection[] = [];
+  const warnings: Rejection[] = [];
   const ports = new Map<string, ServicePort>();
   for (const p of list) {
     const prev = ports.get(p.protocol);
     if (!prev || p.port < prev.number) ports.set(p.protocol, { name: p.protocol, number: p.port, protocol: portProtocol(p.protocol) });
   }
-  // Envoy decodes a Dubbo port only when every provider on it is the Dubbo framework's.
+  // Envoy decodes a Dubbo port only when every provider on it is the Dubbo framework's and
+  // its calls are Hessian2 (Dubbo 3.2+ may prefer fastjson2, which the filter cannot decode).
   const dubbo = ports.get('dubbo');
   if (dubbo && list.some((p) => p.protocol === 'dubbo' && !p.speaksDubbo)) ports.set('dubbo', { ...dubbo, protocol: 'TCP' });
+  else if (dubbo) {
+    const other = list.find((p) => p.protocol === 'dubbo' && undecodable(p));
+    if (other) {
+      ports.set('dubbo', { ...dubbo, protocol: 'TCP' });
+      warnings.push({ source: other.key, kind: 'provider', name: other.interface, field: 'prefer.serialization', reason: `${owner}: Dubbo port ${dubbo.number} served as opaque TCP (per-connection balancing, no method routes): provider ${other.address} ${undecodable(other)}, which Envoy's Dubbo filter cannot decode` });
+    }
+  }
   const byNumber = new Map<number, string>();
   for (const port of [...ports.values()].sort((a, b) => a.number - b.number || (a.name < b.name ? -1 : 1))) {
     const other = byNumber.get(port.number);
@@ -305,7 +318,19 @@ function servicePorts(list: readonly Provider[], owner: string): { ports: Map<st
       ports.delete(port.name);
     } else byNumber.set(port.number, port.name);
   }
-  return { ports, rejections };
+  return { ports, rejections, warnings };
+}
+
+/** Serializations Envoy's Dubbo filter decodes. */
+const DECODED = new Set(['hessian2']);
+
+/** Why a provider's calls may not be Hessian2, or undefined. */
+function undecodable(p: Provider): string | undefined {
+  const s = p.params.serialization;
+  if (s && !DECODED.has(s)) return `uses serialization ${s}`;
+  const prefer = p.params['prefer.serialization']?.split(',')[0]?.trim();
+  if (prefer && !DECODED.has(prefer)) return `prefers serialization ${prefer}`;
+  return undefined;
 }
 
 /**

@@ -2,8 +2,8 @@
 // so calls on one consumer connection are balanced per request and routed by interface,
 // method and attachments. Rules are a VirtualService's `http` rules on the interface's name,
 // read as for gRPC: `uri` `/<interface>/<method>` (exact, prefix or regex), headers are the
-// call's attachments. What the filter cannot do is refused by name; a port whose providers
-// prefer a serialization it cannot decode stays opaque TCP, with the reason.
+// call's attachments. What the filter cannot do is refused by name. Which ports are Dubbo's
+// (framework providers, Hessian2) the registry decides: see portProtocol in soa/mapping.ts.
 import type {
   envoy_config_listener_v3_Filter as NetworkFilter,
   envoy_extensions_filters_network_dubbo_proxy_v3_Route as DubboRoute,
@@ -13,7 +13,7 @@ import type {
 } from '../../generated/envoy.ts';
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import type { HeaderMatch, HttpMatch, HttpRoute, StringMatch, VirtualService } from '../../model/rules/types.ts';
-import type { Endpoint, RpcInterface, Service } from '../../model/types.ts';
+import type { RpcInterface, Service } from '../../model/types.ts';
 import { hostIndexOf } from '../../model/rules/hosts.ts';
 import { toAny } from '../proto.ts';
 import { destinationRulesByHost } from './destination-rule.ts';
@@ -25,9 +25,6 @@ type Problem = { name: string; reason: string };
 
 /** The network filter of an opaque (non-HTTP) name:port: Dubbo's filter for Dubbo ports, else tcp_proxy. */
 export type OpaqueFilterOf = (host: string, port: number, cluster: string, problems: Problem[]) => NetworkFilter;
-
-/** Serializations Envoy's Dubbo filter decodes. */
-const DECODED = new Set(['hessian2']);
 
 export function opaqueFilters(model: ModelSnapshot): OpaqueFilterOf {
   const tcp = tcpRouter(model);
@@ -41,11 +38,6 @@ export function opaqueFilters(model: ModelSnapshot): OpaqueFilterOf {
     const sp = svc?.ports.find((p) => p.number === port);
     // A tcp route written for the name is what its owner asked for: it keeps the port opaque.
     if (!svc || sp?.protocol !== 'DUBBO' || tcpRoute) return tcpProxyFor(cluster, tcpRoute ?? cluster);
-    const why = undecodable(model.endpoints.get(svc.hostname) ?? []);
-    if (why) {
-      problems.push({ name: `${host}:${port}`, reason: `Dubbo port served as opaque TCP (per-connection balancing, no method routes): ${why}, which Envoy's Dubbo filter cannot decode` });
-      return tcpProxyFor(cluster, cluster);
-    }
     try {
       return dubboProxy(ctx, byHost, svc, iface?.iface, port, cluster, problems);
     } catch (err) {
@@ -54,17 +46,6 @@ export function opaqueFilters(model: ModelSnapshot): OpaqueFilterOf {
       return tcpProxyFor(cluster, cluster);
     }
   };
-}
-
-/** Why the providers' calls may not be Hessian2 (Dubbo 3.2+ may prefer fastjson2), or undefined. */
-function undecodable(endpoints: readonly Endpoint[]): string | undefined {
-  for (const e of endpoints) {
-    const s = e.labels.serialization;
-    if (s && !DECODED.has(s)) return `provider ${e.address} uses serialization ${s}`;
-    const prefer = e.labels['prefer.serialization']?.split(',')[0]?.trim();
-    if (prefer && !DECODED.has(prefer)) return `provider ${e.address} prefers serialization ${prefer}`;
-  }
-  return undefined;
 }
 
 function dubboProxy(ctx: RuleContext, byHost: ReadonlyMap<string, VirtualService>, svc: Service, only: RpcInterface | undefined, port: number, cluster: string, problems: Problem[]): NetworkFilter {

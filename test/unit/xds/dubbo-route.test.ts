@@ -20,7 +20,7 @@ function url(address: string, iface: string, extra = '', framework = true): stri
   return `dubbo://${address}:20880/${iface}?application=orders&interface=${iface}&methods=greet,hello${framework ? '&dubbo=2.0.2' : ''}${extra}`;
 }
 
-function dubboFilter(urls: string[], rules: object[] = []): { filter?: Record<string, unknown>; problems: readonly { name: string; reason: string }[]; proto?: string } {
+function dubboFilter(urls: string[], rules: object[] = []): { filter?: Record<string, unknown>; problems: readonly { name: string; reason: string }[]; warnings: readonly { reason: string }[]; proto?: string } {
   const soa = mapProviders(urls.map((u, i) => parseProviderUrl(u, `/dubbo/${i}`)), { registry: 'zk://x/dubbo' });
   const parsed = rules.map((r) => parseOne(r as never));
   const model = mergeStates([{ id: 'zk://x/dubbo', synced: true, services: soa.services, endpoints: soa.endpoints, workloads: [], rejections: [], virtualServices: parsed.filter((p) => p.kind === 'VirtualService').map(vsOf), destinationRules: parsed.filter((p) => p.kind === 'DestinationRule').map(drOf) }]);
@@ -30,7 +30,7 @@ function dubboFilter(urls: string[], rules: object[] = []): { filter?: Record<st
   const any = messageType('google.protobuf.Any').decode(r!.any) as unknown as { value: Uint8Array };
   const listener = decodeToJsonDeep('envoy.config.listener.v3.Listener', any.value) as { filter_chains: { filters: { name: string; typed_config: Record<string, unknown> }[] }[] };
   const f = listener.filter_chains[0]!.filters[0]!;
-  return { filter: f.typed_config, problems: g.view(p).problems, proto: f.name };
+  return { filter: f.typed_config, problems: g.view(p).problems, warnings: soa.warnings, proto: f.name };
 }
 
 test('a Dubbo port of framework providers gets the Dubbo filter: one route table per interface, then every other interface to the service', () => {
@@ -48,7 +48,8 @@ test('hand-registered dubbo:// providers (no Dubbo protocol version) and provide
   assert.equal(dubboFilter([url('10.0.0.1', GREETER, '', false)]).proto, 'envoy.filters.network.tcp_proxy');
   const fj = dubboFilter([url('10.0.0.1', GREETER, '&prefer.serialization=fastjson2,hessian2')]);
   assert.equal(fj.proto, 'envoy.filters.network.tcp_proxy');
-  assert.match(fj.problems.map((p) => p.reason).join('\n'), /Dubbo port served as opaque TCP .*provider 10\.0\.0\.1 prefers serialization fastjson2/);
+  // Decided by the registry, so that a provider joining with fastjson2 changes the service (and its listeners).
+  assert.match(fj.warnings.map((p) => p.reason).join('\n'), /application orders: Dubbo port 20880 served as opaque TCP .*provider 10\.0\.0\.1 prefers serialization fastjson2/);
 });
 
 test('http rules of an interface name are method routes; attachments are headers; what the filter cannot do is refused by name', () => {

@@ -11,7 +11,7 @@ import { FileVipStore } from '../addresses/file-store.ts';
 import { registryFromUrl } from '../registries/index.ts';
 import { XdsCache, type Generation } from '../xds/cache.ts';
 import { proxyFromNode, type ProxyInfo } from '../xds/proxy.ts';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SHORT_NAME, type TypeUrl } from '../xds/resources.ts';
+import { CLUSTER_TYPE, DUBBO_ROUTE_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, SHORT_NAME, type TypeUrl } from '../xds/resources.ts';
 import { OUTBOUND_LISTENER } from '../xds/generators/names.ts';
 import { UsageError } from './args.ts';
 
@@ -49,7 +49,7 @@ interface DumpEntry {
   resources: Record<string, { name: string; version: string }[]>;
 }
 
-const TYPES: readonly TypeUrl[] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+const TYPES: readonly TypeUrl[] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, DUBBO_ROUTE_TYPE];
 
 async function getJson<T>(url: string): Promise<T> {
   const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
@@ -75,6 +75,7 @@ function planned(g: Generation, proxy: ProxyInfo, sent: Record<string, { name: s
     out.set(CLUSTER_TYPE, new Map([...clusters].map(([n, r]) => [n, r.version])));
     out.set(LISTENER_TYPE, new Map([...g.wildcard(LISTENER_TYPE, proxy)].map(([n, r]) => [n, r.version])));
     out.set(ROUTE_TYPE, new Map([...g.wildcard(ROUTE_TYPE, proxy)].map(([n, r]) => [n, r.version])));
+    out.set(DUBBO_ROUTE_TYPE, new Map([...g.wildcard(DUBBO_ROUTE_TYPE, proxy)].map(([n, r]) => [n, r.version])));
     // Envoy asks for the assignments of its EDS clusters.
     out.set(ENDPOINT_TYPE, new Map([...g.endpoints].filter(([n]) => clusters.has(n)).map(([n, r]) => [n, r.version])));
   } else {

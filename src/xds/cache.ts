@@ -17,7 +17,8 @@ import { outboundCluster, parseOutboundCluster } from './generators/names.ts';
 import { buildOutboundRoute, type RouteProblem } from './generators/route.ts';
 import { missing, referencesOf } from './references.ts';
 import { digest, patched, type SetDigest } from './resource-sets.ts';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, type TypeUrl } from './resources.ts';
+import { CLUSTER_TYPE, DUBBO_ROUTE_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, type TypeUrl } from './resources.ts';
+import { dubboRouteNames } from './generators/dubbo-route.ts';
 
 export { EncodedResource, type ResourceMap } from './encoded.ts';
 export { type ClassView, Generation } from './generation.ts';
@@ -141,6 +142,8 @@ export class XdsCache {
           [ENDPOINT_TYPE, new Set(endpointChanges.keys())],
           [ROUTE_TYPE, new Set()],
           [LISTENER_TYPE, new Set()],
+          // Dubbo route tables follow services and rules, not endpoints.
+          [DUBBO_ROUTE_TYPE, new Set()],
         ]),
         servicesChanged: false,
         vips,
@@ -192,6 +195,8 @@ export class XdsCache {
       // Tables built per proxy labels (sourceLabels rules) may change while the shared one does not.
       [ROUTE_TYPE, prev && prev.outboundRoute === outboundRoute && !(servicesChanged && labelled) ? new Set() : new Set([outboundRoute.name])],
       [LISTENER_TYPE, new Set()],
+      // Built per proxy class: every table a Dubbo port could have, when services or rules changed.
+      [DUBBO_ROUTE_TYPE, prev && !servicesChanged && !rulesChanged ? new Set() : new Set(dubboRouteNames(model))],
     ]);
     // Proxyless target routes follow services and rules: reconcile the ones clients asked for.
     if (prev && servicesChanged) for (const n of prev.targetNames(ROUTE_TYPE)) changed.get(ROUTE_TYPE)!.add(n);

@@ -4,7 +4,7 @@
 import { contentHash } from '../model/hash.ts';
 import type { ModelSnapshot } from '../model/snapshot.ts';
 import type { DestinationRule, PolicySettings } from '../model/rules/types.ts';
-import type { Cluster, ClusterLoadAssignment } from '../generated/envoy.ts';
+import type { Cluster, ClusterLoadAssignment, MultipleRouteConfiguration } from '../generated/envoy.ts';
 import { EncodedResource, type ResourceMap } from './encoded.ts';
 import { buildInboundCluster, buildProxylessCluster } from './generators/cluster.ts';
 import { destinationRulesByHost, localityAssignment } from './generators/destination-rule.ts';
@@ -17,13 +17,15 @@ import type { ProxyInfo } from './proxy.ts';
 import { type ClassInputs, inputsKey, type ProxyClass, proxyClass } from './proxy-class.ts';
 import { checkView } from './references.ts';
 import { setVersion } from './resource-sets.ts';
-import { CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, type MessageOf, ROUTE_TYPE, type TypeUrl } from './resources.ts';
+import { CLUSTER_TYPE, DUBBO_ROUTE_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, type MessageOf, ROUTE_TYPE, type TypeUrl } from './resources.ts';
 
 /** The resources one class of proxies (same listener-shaping metadata) receives. */
 export interface ClassView {
   readonly clusters: ResourceMap;
   readonly listeners: ResourceMap;
   readonly routes: ResourceMap;
+  /** Route tables of the Dubbo filters its listeners name (DRDS). */
+  readonly dubboRoutes: ResourceMap;
   readonly versions: Readonly<Record<TypeUrl, string>>;
   /** What the generators refused while building this class's resources. */
   readonly problems: readonly RouteProblem[];
@@ -154,9 +156,12 @@ export class Generation {
     };
     const listeners = new Map<string, EncodedResource>();
     const tcpPorts = new Map<number, string>();
-    for (const l of buildSidecarListeners(this.model, cls, problems, this.vips, { held: prev?.tcpPorts, bound: tcpPorts })) {
+    const tables = new Map<string, MultipleRouteConfiguration>();
+    for (const l of buildSidecarListeners(this.model, cls, problems, this.vips, { held: prev?.tcpPorts, bound: tcpPorts }, tables)) {
       listeners.set(l.name as string, reuse(LISTENER_TYPE, l.name as string, l, prev?.listeners));
     }
+    const dubboRoutes = new Map<string, EncodedResource>();
+    for (const [name, t] of tables) dubboRoutes.set(name, reuse(DUBBO_ROUTE_TYPE, name, t, prev?.dubboRoutes));
     const clusters = new Map<string, EncodedResource>(this.clusters);
     for (const [name, lc] of this.locality) {
       const msg: Cluster = { ...lc.cluster, type: 'STATIC', load_assignment: localityAssignment(lc.assignment, cls.locality ?? {}, lc.policy) };
@@ -177,15 +182,17 @@ export class Generation {
       const r = buildInboundRoute(cls.appPorts);
       routes.set(r.name as string, reuse(ROUTE_TYPE, r.name as string, r, prev?.routes));
     }
-    checkView({ listeners, routes, clusters }, problems);
+    checkView({ listeners, routes, dubboRoutes, clusters }, problems);
     v = {
       clusters,
       listeners,
       routes,
+      dubboRoutes,
       versions: {
         [CLUSTER_TYPE]: setVersion(clusters),
         [LISTENER_TYPE]: setVersion(listeners),
         [ROUTE_TYPE]: setVersion(routes),
+        [DUBBO_ROUTE_TYPE]: setVersion(dubboRoutes),
         [ENDPOINT_TYPE]: this.endpointsVersion,
       },
       problems,
@@ -205,6 +212,8 @@ export class Generation {
         return proxy.kind === 'envoy' ? this.view(proxy).listeners : new Map();
       case ROUTE_TYPE:
         return this.view(proxy).routes;
+      case DUBBO_ROUTE_TYPE:
+        return proxy.kind === 'envoy' ? this.view(proxy).dubboRoutes : new Map();
       case ENDPOINT_TYPE:
         return this.endpoints;
     }
@@ -222,6 +231,8 @@ export class Generation {
         return (proxy.kind === 'envoy' ? this.view(proxy).listeners.get(name) : undefined) ?? this.target(LISTENER_TYPE, name);
       case ROUTE_TYPE:
         return (name === this.outboundRoute.name ? this.outboundFor(this.classOf(proxy)) : this.view(proxy).routes.get(name)) ?? this.target(ROUTE_TYPE, name);
+      case DUBBO_ROUTE_TYPE:
+        return proxy.kind === 'envoy' ? this.view(proxy).dubboRoutes.get(name) : undefined;
     }
   }
 

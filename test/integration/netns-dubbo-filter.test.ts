@@ -117,17 +117,17 @@ test('a VirtualService on the interface\'s name splits one method 90/10 between 
   const url = `dubbo://${await vipOf(GREETER_HOST)}:${DUBBO}`;
   const canary = answer(GREETER, 2);
   // Applied once a batch shows the split (before it, the canary takes a third).
-  const t = await waitUntil(() => consumer.call(GREETER, 200, { url }), (x) => x.errors.length === 0 && (x.counts[canary] ?? 0) <= 40, { ...WAIT, what: 'the 90/10 split applied' });
+  await waitUntil(() => consumer.call(GREETER, 100, { url }), (x) => x.errors.length === 0 && (x.counts[canary] ?? 0) <= 20, { ...WAIT, what: 'the 90/10 split applied' });
+  const t = await consumer.call(GREETER, 200, { url });
+  assert.deepEqual(t.errors, []);
   const c = t.counts[canary] ?? 0;
   process.stderr.write(`# greet 90/10: canary ${c} of 200 (${JSON.stringify(t.counts)})\n`);
   assert.ok(c >= 4 && c <= 40, `canary ${c} of 200`);
   assert.equal((t.counts[answer(GREETER, 0)] ?? 0) + (t.counts[answer(GREETER, 1)] ?? 0) + c, 200);
-  // Orders through the application's VIP: still over all three. The rule change re-created the
-  // listener (its Dubbo routes are inline), so Envoy drained that connection and Dubbo reconnects.
-  const appUrl = `dubbo://${await vipOf(APP)}:${DUBBO}`;
-  const t0 = Date.now();
-  const o = await waitUntil(() => consumer.call(ORDERS, 60, { url: appUrl }), (x) => x.errors.length === 0, { ...WAIT, what: 'Orders calls over the reconnected connection' });
-  process.stderr.write(`# Orders on the application's VIP: calls succeed again ${Date.now() - t0} ms after the split was seen (listener re-created; connection drained and reconnected)\n`);
+  // Orders through the application's VIP, on the connection opened before the rule change:
+  // the routes changed as their own resource (DRDS), the listener did not, so nothing failed.
+  const o = await consumer.call(ORDERS, 60, { url: `dubbo://${await vipOf(APP)}:${DUBBO}` });
+  assert.deepEqual(o.errors, [], 'no call failed across the rule change');
   assert.ok(TRACKS.every((_, i) => (o.counts[answer(ORDERS, i)] ?? 0) > 5), JSON.stringify(o));
   assert.deepEqual((await xdsProblems()).filter((p) => p.name.startsWith(GREETER_HOST) || /VirtualService default\/greeter/.test(p.name)), []);
 });

@@ -10,7 +10,9 @@ import type {
   envoy_extensions_filters_network_dubbo_proxy_v3_RouteAction as DubboRouteAction,
   envoy_extensions_filters_network_dubbo_proxy_v3_RouteConfiguration as DubboRouteConfiguration,
   envoy_extensions_filters_network_dubbo_proxy_v3_RouteMatch as DubboRouteMatch,
+  MultipleRouteConfiguration,
 } from '../../generated/envoy.ts';
+import { ADS_SOURCE } from './common.ts';
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import type { HeaderMatch, HttpMatch, HttpRoute, StringMatch, VirtualService } from '../../model/rules/types.ts';
 import type { RpcInterface, Service } from '../../model/types.ts';
@@ -26,7 +28,11 @@ type Problem = { name: string; reason: string };
 /** The network filter of an opaque (non-HTTP) name:port: Dubbo's filter for Dubbo ports, else tcp_proxy. */
 export type OpaqueFilterOf = (host: string, port: number, cluster: string, problems: Problem[]) => NetworkFilter;
 
-export function opaqueFilters(model: ModelSnapshot): OpaqueFilterOf {
+/**
+ * `routes` receives the Dubbo route tables by name (the listener names them, `drds`): served
+ * as their own resources, a rule change updates them without re-creating the listener.
+ */
+export function opaqueFilters(model: ModelSnapshot, routes?: Map<string, MultipleRouteConfiguration>): OpaqueFilterOf {
   const tcp = tcpRouter(model);
   const index = hostIndexOf(model);
   const byHost = virtualServicesByHost(model, index);
@@ -39,7 +45,7 @@ export function opaqueFilters(model: ModelSnapshot): OpaqueFilterOf {
     // A tcp route written for the name is what its owner asked for: it keeps the port opaque.
     if (!svc || sp?.protocol !== 'DUBBO' || tcpRoute) return tcpProxyFor(cluster, tcpRoute ?? cluster);
     try {
-      return dubboProxy(ctx, byHost, svc, iface?.iface, port, cluster, problems);
+      return dubboProxy(ctx, byHost, svc, iface?.iface, port, cluster, problems, routes);
     } catch (err) {
       // A filter config that cannot be encoded must not take the proxy's whole listener set down.
       problems.push({ name: `${host}:${port}`, reason: `Dubbo port served as opaque TCP: its Dubbo filter could not be built: ${err instanceof Error ? err.message : String(err)}` });
@@ -48,7 +54,20 @@ export function opaqueFilters(model: ModelSnapshot): OpaqueFilterOf {
   };
 }
 
-function dubboProxy(ctx: RuleContext, byHost: ReadonlyMap<string, VirtualService>, svc: Service, only: RpcInterface | undefined, port: number, cluster: string, problems: Problem[]): NetworkFilter {
+/** Names of every Dubbo route table the model can give a listener: its Dubbo ports' service and interface clusters. */
+export function dubboRouteNames(model: ModelSnapshot): string[] {
+  const out: string[] = [];
+  for (const svc of model.services.values()) {
+    for (const p of svc.ports) {
+      if (p.protocol !== 'DUBBO') continue;
+      out.push(outboundCluster(svc.hostname, p.number));
+      for (const i of svc.interfaces) if (i.port === undefined || i.port === p.number) out.push(interfaceCluster(svc.hostname, p.number, i.hostname));
+    }
+  }
+  return out;
+}
+
+function routeTables(ctx: RuleContext, byHost: ReadonlyMap<string, VirtualService>, svc: Service, only: RpcInterface | undefined, port: number, cluster: string, problems: Problem[]): MultipleRouteConfiguration {
   const ifaces = only ? [only] : svc.interfaces.filter((i) => i.port === undefined || i.port === port);
   const routeConfig: DubboRouteConfiguration[] = ifaces.map((i) => ({
     name: i.hostname,
@@ -59,13 +78,20 @@ function dubboProxy(ctx: RuleContext, byHost: ReadonlyMap<string, VirtualService
   }));
   // Interfaces the model does not know (yet) still reach the name's own cluster.
   routeConfig.push({ name: `${svc.hostname}:*`, interface: '*', routes: [anyMethod(only ? cluster : outboundCluster(svc.hostname, port))] });
+  return { name: cluster, route_config: routeConfig };
+}
+
+function dubboProxy(ctx: RuleContext, byHost: ReadonlyMap<string, VirtualService>, svc: Service, only: RpcInterface | undefined, port: number, cluster: string, problems: Problem[], routes?: Map<string, MultipleRouteConfiguration>): NetworkFilter {
+  const tables = routeTables(ctx, byHost, svc, only, port, cluster, problems);
+  routes?.set(cluster, tables);
   return {
     name: 'envoy.filters.network.dubbo_proxy',
     typed_config: toAny('envoy.extensions.filters.network.dubbo_proxy.v3.DubboProxy', {
       stat_prefix: cluster,
       protocol_type: 'Dubbo',
       serialization_type: 'Hessian2',
-      multiple_route_config: { name: cluster, route_config: routeConfig },
+      // With a sink the tables are their own resources (DRDS); without, inline.
+      ...(routes ? { drds: { config_source: ADS_SOURCE, route_config_name: cluster } } : { multiple_route_config: tables }),
       dubbo_filters: [{ name: 'envoy.filters.dubbo.router' }],
     }),
   };

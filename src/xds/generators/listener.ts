@@ -1,6 +1,6 @@
 // LDS: the sidecar's outbound and inbound listeners, and api_listeners for proxyless gRPC.
 // Explicit mode here; transparent mode (original-destination listeners) in transparent.ts.
-import type { Listener } from '../../generated/envoy.ts';
+import type { Listener, MultipleRouteConfiguration } from '../../generated/envoy.ts';
 import type { ModelSnapshot } from '../../model/snapshot.ts';
 import { isHttpProtocol, type Service } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
@@ -40,10 +40,12 @@ export function buildSidecarListeners(
   problems: RouteProblem[],
   vips: ReadonlyMap<string, string> = new Map(),
   ports: { readonly held?: ReadonlyMap<number, string>; readonly bound?: Map<number, string> } = {},
+  /** Receives the Dubbo route tables the listeners name (DRDS). */
+  dubboRoutes?: Map<string, MultipleRouteConfiguration>,
 ): Listener[] {
   // Transparent: redirected connections are taken by their original destination (VIP
   // chains, passthrough for the rest), so no per-port listeners are needed.
-  if (proxy.mode === 'transparent') return buildTransparentListeners(proxy, problems, vipTargets(model, vips), opaqueFilters(model));
+  if (proxy.mode === 'transparent') return buildTransparentListeners(proxy, problems, vipTargets(model, vips), opaqueFilters(model, dubboRoutes));
   const outbound: Listener = {
     name: OUTBOUND_LISTENER,
     address: socketAddress(proxy.bindAddress, proxy.outboundPort),
@@ -60,7 +62,7 @@ export function buildSidecarListeners(
   // not take the calls of the one already there. It is refused by name instead.
   const reserved = new Set([proxy.outboundPort, proxy.inboundPort, ...proxy.appPorts.map((p) => p.port)]);
   const bound = ports.bound ?? new Map<number, string>();
-  const route = opaqueFilters(model);
+  const route = opaqueFilters(model, dubboRoutes);
   const tcpPorts = (svc: Service): number[] => svc.ports.filter((p) => !isHttpProtocol(p.protocol)).map((p) => p.number);
   // Owners first (holders before the others), listeners then in model order, so that equal
   // content gives equal versions whatever the history.

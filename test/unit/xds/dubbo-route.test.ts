@@ -7,7 +7,7 @@ import { mapProviders } from '../../../src/registries/soa/mapping.ts';
 import { parseProviderUrl } from '../../../src/registries/soa/provider.ts';
 import { XdsCache } from '../../../src/xds/cache.ts';
 import { decodeToJsonDeep } from '../../../src/xds/proto.ts';
-import { LISTENER_TYPE } from '../../../src/xds/resources.ts';
+import { DUBBO_ROUTE_TYPE, LISTENER_TYPE } from '../../../src/xds/resources.ts';
 import { messageType } from '../../../src/xds/proto.ts';
 import { drOf, parseOne, vsOf } from '../model/rules/helpers.ts';
 import { proxy } from './fixtures.ts';
@@ -30,7 +30,11 @@ function dubboFilter(urls: string[], rules: object[] = []): { filter?: Record<st
   const any = messageType('google.protobuf.Any').decode(r!.any) as unknown as { value: Uint8Array };
   const listener = decodeToJsonDeep('envoy.config.listener.v3.Listener', any.value) as { filter_chains: { filters: { name: string; typed_config: Record<string, unknown> }[] }[] };
   const f = listener.filter_chains[0]!.filters[0]!;
-  return { filter: f.typed_config, problems: g.view(p).problems, warnings: soa.warnings, proto: f.name };
+  // The route tables are their own resource (DRDS), named in the filter.
+  const drds = f.typed_config.drds as { route_config_name: string } | undefined;
+  const tables = drds && g.resolve(DUBBO_ROUTE_TYPE, drds.route_config_name, p);
+  const decoded = tables ? decodeToJsonDeep('envoy.extensions.filters.network.dubbo_proxy.v3.MultipleRouteConfiguration', (messageType('google.protobuf.Any').decode(tables.any) as unknown as { value: Uint8Array }).value) : undefined;
+  return { filter: decoded && { multiple_route_config: decoded }, problems: g.view(p).problems, warnings: soa.warnings, proto: f.name };
 }
 
 test('a Dubbo port of framework providers gets the Dubbo filter: one route table per interface, then every other interface to the service', () => {

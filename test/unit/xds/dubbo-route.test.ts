@@ -10,7 +10,9 @@ import { decodeToJsonDeep } from '../../../src/xds/proto.ts';
 import { DUBBO_ROUTE_TYPE, LISTENER_TYPE } from '../../../src/xds/resources.ts';
 import { messageType } from '../../../src/xds/proto.ts';
 import { drOf, parseOne, vsOf } from '../model/rules/helpers.ts';
-import { proxy } from './fixtures.ts';
+import { proxy, settle, Sink, Source } from './fixtures.ts';
+import { DeltaConnection } from '../../../src/xds/server/delta.ts';
+import { SotwConnection } from '../../../src/xds/server/sotw.ts';
 
 const GREETER = 'com.a.Greeter';
 const GREETER_HOST = 'com.a.greeter.rpc.cluster.local';
@@ -83,3 +85,44 @@ test('http rules of an interface name are method routes; attachments are headers
   assert.deepEqual(greeter.routes[1]!.route.weighted_clusters.clusters.map((c: { name: string; weight: { value: number } }) => [c.name, c.weight.value]), [[`outbound|20880|a|${GREETER_HOST}`, 90], [`outbound|20880|b|${GREETER_HOST}`, 10]]);
   assert.match(problems.map((p) => `${p.name}: ${p.reason}`).join('\n'), /VirtualService default\/g: .*spec\.http\[2\] refused: spec\.http\[2\]\.timeoutMs: Envoy's Dubbo filter has no per-route timeout/);
 });
+
+/** A model of two framework providers of Greeter and, optionally, a 50/50 rule on its name. */
+function greeterModel(withRule: boolean) {
+  const soa = mapProviders([url('10.0.0.1', GREETER, '&track=a'), url('10.0.0.2', GREETER, '&track=b')].map((u, i) => parseProviderUrl(u, `/dubbo/${i}`)), { registry: 'zk://x/dubbo' });
+  const meta = (kind: string) => ({ apiVersion: 'networking.istio.io/v1', kind, metadata: { name: 'g', namespace: 'default' } });
+  const rules = withRule
+    ? [
+        parseOne({ ...meta('DestinationRule'), spec: { host: GREETER_HOST, subsets: [{ name: 'a', labels: { track: 'a' } }, { name: 'b', labels: { track: 'b' } }] } } as never),
+        parseOne({ ...meta('VirtualService'), spec: { hosts: [GREETER_HOST], http: [{ route: [{ destination: { host: GREETER_HOST, subset: 'a' }, weight: 50 }, { destination: { host: GREETER_HOST, subset: 'b' }, weight: 50 }] }] } } as never),
+      ]
+    : [];
+  return mergeStates([{ id: 'zk://x/dubbo', synced: true, services: soa.services, endpoints: soa.endpoints, workloads: [], rejections: [], virtualServices: rules.filter((p) => p.kind === 'VirtualService').map(vsOf), destinationRules: rules.filter((p) => p.kind === 'DestinationRule').map(drOf) }]);
+}
+
+for (const delta of [false, true]) {
+  test(`${delta ? 'Delta' : 'SotW'}: a rule change sends the new Dubbo route table and leaves the listeners as they are`, async () => {
+    const src = new Source();
+    src.publish(greeterModel(false));
+    const sink = new Sink(delta);
+    const conn = delta ? new DeltaConnection(proxy('d'), 'test', sink, src, {}) : new SotwConnection(proxy('d'), 'test', sink, src, {});
+    const table = `outbound|20880||orders.rpc.cluster.local`;
+    const sub = (t: string, names?: string[]) => (delta ? { type_url: t, ...(names ? { resource_names_subscribe: names } : {}) } : { type_url: t, ...(names ? { resource_names: names } : {}) });
+    conn.handle(sub(LISTENER_TYPE) as never);
+    conn.handle(sub(DUBBO_ROUTE_TYPE, [table]) as never);
+    await settle();
+    const first = sink.drain();
+    const lds = first.find((r) => r.typeUrl === LISTENER_TYPE)!;
+    const drds = first.find((r) => r.typeUrl === DUBBO_ROUTE_TYPE)!;
+    assert.deepEqual(drds.names, [table]);
+    conn.handle({ ...(sub(LISTENER_TYPE) as object), response_nonce: lds.nonce } as never);
+    conn.handle({ ...(sub(DUBBO_ROUTE_TYPE, delta ? undefined : [table]) as object), response_nonce: drds.nonce } as never);
+    await settle();
+    sink.drain();
+    src.publish(greeterModel(true));
+    conn.onSnapshot();
+    await settle();
+    const next = sink.drain();
+    assert.deepEqual(next.map((r) => r.typeUrl), [DUBBO_ROUTE_TYPE], 'only the route table moves');
+    assert.deepEqual(next[0]!.names, [table]);
+  });
+}

@@ -68,17 +68,39 @@ export function dubboRouteNames(model: ModelSnapshot): string[] {
 }
 
 function routeTables(ctx: RuleContext, byHost: ReadonlyMap<string, VirtualService>, svc: Service, only: RpcInterface | undefined, port: number, cluster: string, problems: Problem[]): MultipleRouteConfiguration {
-  const ifaces = only ? [only] : svc.interfaces.filter((i) => i.port === undefined || i.port === port);
-  const routeConfig: DubboRouteConfiguration[] = ifaces.map((i) => ({
+  const ifaces: RpcInterface[] = only ? [only] : svc.interfaces.filter((i) => i.port === undefined || i.port === port);
+  const fallback = only ? cluster : outboundCluster(svc.hostname, port);
+  // Rules written for the name itself (an application, or an interface several applications
+  // share): a uri naming an interface applies to that interface's calls, one that names none
+  // to every call. An interface the model does not list for the name gets a table of its own.
+  const own = only ? undefined : byHost.get(svc.hostname);
+  const named = new Set(ifaces.map((i) => i.name));
+  const extra = [...new Set((own?.spec.http ?? []).flatMap((r) => r.match.map((m) => (m.uri ? uriInterface(m.uri) : undefined))))].filter((n): n is string => !!n && !named.has(n));
+  const tables = [
+    ...ifaces.map((i) => ({ iface: i, cluster: interfaceCluster(svc.hostname, port, i.hostname), rules: [byHost.get(i.hostname), own] })),
+    ...extra.map((name) => ({ iface: { name, methods: [], hostname: `${svc.hostname}/${name}` } as RpcInterface, cluster: fallback, rules: [own] })),
+  ];
+  // A rule is read once per table; what it cannot do is said once.
+  const found: Problem[] = [];
+  const where = `${only?.hostname ?? svc.hostname}:${port}`;
+  const routeConfig: DubboRouteConfiguration[] = tables.map(({ iface: i, cluster: c, rules }) => ({
     name: i.hostname,
     interface: i.name,
     ...(i.version ? { version: i.version } : {}),
     ...(i.group ? { group: i.group } : {}),
-    routes: [...ruleRoutes(ctx, byHost.get(i.hostname), i, port, problems), anyMethod(interfaceCluster(svc.hostname, port, i.hostname))],
+    routes: [...rules.flatMap((vs) => ruleRoutes(ctx, vs, i, port, where, found)), anyMethod(c)],
   }));
   // Interfaces the model does not know (yet) still reach the name's own cluster.
-  routeConfig.push({ name: `${svc.hostname}:*`, interface: '*', routes: [anyMethod(only ? cluster : outboundCluster(svc.hostname, port))] });
+  routeConfig.push({ name: `${svc.hostname}:*`, interface: '*', routes: [...ruleRoutes(ctx, own, undefined, port, where, found), anyMethod(fallback)] });
+  const seen = new Set<string>();
+  for (const p of found) if (!seen.has(`${p.name}\n${p.reason}`) && seen.add(`${p.name}\n${p.reason}`)) problems.push(p);
   return { name: cluster, route_config: routeConfig };
+}
+
+/** The interface a `uri` names as `/<interface>/…`, if it names one. */
+function uriInterface(uri: StringMatch): string | undefined {
+  if (uri.type === 'regex') return /^\/((?:[\w$-]|\\\.)+)\//.exec(uri.value)?.[1]?.replace(/\\\./g, '.');
+  return /^\/([^/]+)\//.exec(uri.value)?.[1];
 }
 
 function dubboProxy(ctx: RuleContext, byHost: ReadonlyMap<string, VirtualService>, svc: Service, only: RpcInterface | undefined, port: number, cluster: string, problems: Problem[], routes?: Map<string, MultipleRouteConfiguration>): NetworkFilter {
@@ -101,8 +123,12 @@ function anyMethod(cluster: string): DubboRoute {
   return { match: { method: { name: { safe_regex: { regex: '.*' } } } }, route: { cluster } };
 }
 
-/** The http rules of an interface's VirtualService as Dubbo routes; a rule the filter cannot apply is refused by name. */
-function ruleRoutes(ctx: RuleContext, vs: VirtualService | undefined, iface: RpcInterface, port: number, problems: Problem[]): DubboRoute[] {
+/**
+ * The http rules of a VirtualService as Dubbo routes of one interface's table (or, with no
+ * interface, of the table for every other interface: only matches that name none). A rule
+ * the filter cannot apply is refused by name.
+ */
+function ruleRoutes(ctx: RuleContext, vs: VirtualService | undefined, iface: RpcInterface | undefined, port: number, where: string, problems: Problem[]): DubboRoute[] {
   if (!vs) return [];
   const out: DubboRoute[] = [];
   vs.spec.http.forEach((rule, i) => {
@@ -115,7 +141,7 @@ function ruleRoutes(ctx: RuleContext, vs: VirtualService | undefined, iface: Rpc
       for (const match of matches) out.push({ match, route: action });
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
-      problems.push({ name: `VirtualService ${vs.namespace}/${vs.name}`, reason: `${iface.hostname}:${port} (Dubbo): ${field} refused: ${err.message}` });
+      problems.push({ name: `VirtualService ${vs.namespace}/${vs.name}`, reason: `${where} (Dubbo): ${field} refused: ${err.message}` });
     }
   });
   return out;
@@ -139,8 +165,8 @@ function routeAction(ctx: RuleContext, rule: HttpRoute, namespace: string, port:
   return clusters.length === 1 ? { cluster: clusters[0]!.name } : { weighted_clusters: { clusters } };
 }
 
-/** One Istio match as a Dubbo route match; undefined when it cannot match a call of this interface. */
-function routeMatch(m: HttpMatch, iface: RpcInterface, field: string): DubboRouteMatch | undefined {
+/** One Istio match as a Dubbo route match; undefined when it cannot match a call of this table. */
+function routeMatch(m: HttpMatch, iface: RpcInterface | undefined, field: string): DubboRouteMatch | undefined {
   for (const [k, v] of [
     ['method', m.method],
     ['authority', m.authority],
@@ -158,21 +184,21 @@ function routeMatch(m: HttpMatch, iface: RpcInterface, field: string): DubboRout
   return { method: { name: method }, ...(headers.length ? { headers } : {}) };
 }
 
-/** `uri` as gRPC writes a path, `/<interface>/<method>`, to a matcher of the method name. */
-function methodOf(uri: StringMatch, iface: RpcInterface, field: string): Record<string, unknown> | undefined {
-  const base = `/${iface.name}/`;
-  switch (uri.type) {
-    case 'exact':
-      return uri.value.startsWith(base) ? { exact: uri.value.slice(base.length) } : undefined;
-    case 'prefix':
-      if (base.startsWith(uri.value)) return { safe_regex: { regex: '.*' } };
-      return uri.value.startsWith(base) ? { prefix: uri.value.slice(base.length) } : undefined;
-    case 'regex': {
-      const literal = `/${iface.name.replace(/\./g, '\\.')}/`;
-      if (!uri.value.startsWith(literal)) throw new Refusal(`${field}: a regex is read as a method match only after the literal interface path ${literal}`);
-      return { safe_regex: { regex: uri.value.slice(literal.length) } };
-    }
+/**
+ * `uri` as gRPC writes a path, `/<interface>/<method>`, to a matcher of the method name in the
+ * table of `iface` (no iface: the table of every interface without one); undefined when the
+ * uri names another interface or no call at all.
+ */
+function methodOf(uri: StringMatch, iface: RpcInterface | undefined, field: string): Record<string, unknown> | undefined {
+  const named = uriInterface(uri);
+  if (named !== undefined) {
+    if (named !== iface?.name) return undefined;
+    const rest = uri.value.slice(uri.value.indexOf('/', 1) + 1);
+    return uri.type === 'exact' ? { exact: rest } : uri.type === 'prefix' ? (rest ? { prefix: rest } : { safe_regex: { regex: '.*' } }) : { safe_regex: { regex: rest } };
   }
+  if (uri.type === 'prefix' && (uri.value === '' || uri.value === '/')) return { safe_regex: { regex: '.*' } };
+  if (uri.type === 'exact') return undefined;
+  throw new Refusal(`${field}: on a Dubbo port a uri ${uri.type} is read as a method match after the literal interface path /<interface>/ (or a prefix of /)`);
 }
 
 function headerMatcher(name: string, h: HeaderMatch): Record<string, unknown> {

@@ -126,3 +126,49 @@ for (const delta of [false, true]) {
     assert.deepEqual(next[0]!.names, [table]);
   });
 }
+
+test('rules on the application name: a uri naming an interface goes to its table, one naming none to every table; a partial prefix is refused once, by name', () => {
+  const meta = (name: string) => ({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name, namespace: 'default' } });
+  const APP = 'orders.rpc.cluster.local';
+  const rules = [
+    {
+      ...meta('app'),
+      spec: {
+        hosts: [APP],
+        http: [
+          { match: [{ uri: { exact: `/${GREETER}/greet` } }], route: [{ destination: { host: GREETER_HOST } }] },
+          { match: [{ uri: { prefix: '/com.' } }], route: [{ destination: { host: APP } }] },
+          { match: [{ headers: { tenant: { exact: 'blue' } } }], route: [{ destination: { host: GREETER_HOST } }] },
+        ],
+      },
+    },
+  ];
+  const { filter, problems } = dubboFilter([url('10.0.0.1', GREETER), url('10.0.0.1', 'com.a.Orders')], rules);
+  const rc = (filter!.multiple_route_config as { route_config: { interface: string; routes: { match: Record<string, unknown> }[] }[] }).route_config;
+  assert.deepEqual(rc.map((c) => [c.interface, c.routes.map((r) => JSON.stringify(r.match))]), [
+    [GREETER, ['{"method":{"name":{"exact":"greet"}}}', '{"method":{"name":{"safe_regex":{"regex":".*"}}},"headers":[{"name":"tenant","string_match":{"exact":"blue"}}]}', '{"method":{"name":{"safe_regex":{"regex":".*"}}}}']],
+    ['com.a.Orders', ['{"method":{"name":{"safe_regex":{"regex":".*"}}},"headers":[{"name":"tenant","string_match":{"exact":"blue"}}]}', '{"method":{"name":{"safe_regex":{"regex":".*"}}}}']],
+    ['*', ['{"method":{"name":{"safe_regex":{"regex":".*"}}},"headers":[{"name":"tenant","string_match":{"exact":"blue"}}]}', '{"method":{"name":{"safe_regex":{"regex":".*"}}}}']],
+  ]);
+  const refused = problems.filter((p) => p.name === 'VirtualService default/app');
+  assert.equal(refused.length, 1, JSON.stringify(problems));
+  assert.match(refused[0]!.reason, /orders\.rpc\.cluster\.local:20880 \(Dubbo\): spec\.http\[1\] refused: .*uri prefix is read as a method match after the literal interface path/);
+});
+
+test('an interface two applications share: rules on its name are its own table in the shared name\'s filter', () => {
+  const SHARED = GREETER_HOST;
+  const rules = [{ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 's', namespace: 'default' }, spec: { hosts: [SHARED], http: [{ match: [{ uri: { exact: `/${GREETER}/greet` } }], route: [{ destination: { host: SHARED } }] }] } }];
+  const urls = [url('10.0.0.1', GREETER), url('10.0.0.2', GREETER).replace('application=orders', 'application=orders-v2')];
+  const soa = mapProviders(urls.map((u, i) => parseProviderUrl(u, `/dubbo/${i}`)), { registry: 'zk://x/dubbo' });
+  assert.ok(soa.services.some((s) => s.hostname === SHARED), 'the interface is a service of its own');
+  const parsed = rules.map((r) => parseOne(r as never));
+  const model = mergeStates([{ id: 'zk://x/dubbo', synced: true, services: soa.services, endpoints: soa.endpoints, workloads: [], rejections: [], virtualServices: parsed.map(vsOf), destinationRules: [] }]);
+  const g = new XdsCache().update(model);
+  const tables = g.resolve(DUBBO_ROUTE_TYPE, `outbound|20880||${SHARED}`, proxy('x'));
+  assert.ok(tables, 'the shared name has a Dubbo route table');
+  const decoded = decodeToJsonDeep('envoy.extensions.filters.network.dubbo_proxy.v3.MultipleRouteConfiguration', (messageType('google.protobuf.Any').decode(tables.any) as unknown as { value: Uint8Array }).value) as { route_config: { interface: string; routes: { match: { method: { name: Record<string, unknown> } } }[] }[] };
+  assert.deepEqual(decoded.route_config.map((c) => [c.interface, c.routes.map((r) => r.match.method.name)]), [
+    [GREETER, [{ exact: 'greet' }, { safe_regex: { regex: '.*' } }]],
+    ['*', [{ safe_regex: { regex: '.*' } }]],
+  ]);
+});

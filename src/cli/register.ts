@@ -63,6 +63,7 @@ export async function register(argv: string[]): Promise<number> {
     if (e instanceof SoaUrlError) throw new UsageError(`--registry ${e.message}`);
     throw e;
   }
+  if (/[?&]services=/.test(values.registry!)) throw new UsageError(`--registry "${values.registry}": services= says where application-level instances are read; isthmus register writes interface-level providers under ROOT only`);
   if (!isIP(values.address!)) throw new UsageError(`--address "${values.address}": expected an IP address`);
   if (!/^[\w.-]+$/.test(values.application!)) throw new UsageError(`--application "${values.application}": letters, digits, '.', '_' and '-' only`);
   const protocol = (values.protocol ?? 'dubbo').toLowerCase();

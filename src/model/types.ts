@@ -6,7 +6,8 @@ export type { Origin } from './origin.ts';
 
 /** DUBBO: Dubbo's own protocol (Hessian2 on TCP), decoded by Envoy's Dubbo filter; otherwise like TCP. */
 export type Protocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'TCP' | 'TLS' | 'HTTPS' | 'DUBBO';
-export const PROTOCOLS: readonly Protocol[] = ['HTTP', 'HTTP2', 'GRPC', 'TCP', 'TLS', 'HTTPS', 'DUBBO'];
+/** Protocols an app port may be declared with (a DUBBO port is known from the registry; inbound it is TCP). */
+export const PROTOCOLS: readonly Protocol[] = ['HTTP', 'HTTP2', 'GRPC', 'TCP', 'TLS', 'HTTPS'];
 
 /** Protocols Envoy can route by Host/:authority. */
 export function isHttpProtocol(p: Protocol): boolean {

@@ -10,7 +10,7 @@ import { ZkRegistry } from './soa/zk.ts';
 
 export class RegistryUrlError extends Error {}
 
-export const REGISTRY_SCHEMES = ['file://DIR', 'etcd://HOST:PORT[,HOST:PORT]/ROOT', 'zk://HOST:PORT[,HOST:PORT]/ROOT', 'kube://[CONTEXT]'];
+export const REGISTRY_SCHEMES = ['file://DIR', 'etcd://HOST:PORT[,HOST:PORT]/ROOT[?namespace=NS&services=/services]', 'zk://HOST:PORT[,HOST:PORT]/ROOT[?namespace=NS&services=/services]', 'kube://[CONTEXT]'];
 
 export interface RegistryDefaults {
   /** DNS zone of application and interface names; must match the DNS zone served. */

@@ -32,6 +32,9 @@ test('bad command lines exit 2 naming what is wrong', async () => {
     [['bootstrap'], /--node-id is required/],
     [['bootstrap', '--node-id', 'x', '--app-port', '99999'], /--app-port: "99999" has no valid port/],
     [['bootstrap', '--node-id', 'x', '--app-port', '80:SMTP'], /unknown protocol SMTP/],
+    [['bootstrap', '--node-id', 'x', '--app-port', '20880:DUBBO'], /unknown protocol DUBBO/],
+    [['serve', '--registry', 'zk://127.0.0.1:2181/dubbo?services=relative'], /services "relative" is not an absolute clean path/],
+    [['register', '--registry', 'zk://127.0.0.1:2181/dubbo?services=/services', '--application', 'a', '--address', '10.0.0.1', '--port', '1', '--interface', 'com.a.B'], /services= says where application-level instances are read; isthmus register writes interface-level providers/],
   ];
   for (const [args, re] of cases) {
     const r = await run(args);

@@ -54,3 +54,16 @@ test('providers of an instance: from the revision document when remote, else the
   const both = instanceProviders({ instances: [local], mapping: new Map([['com.a.Q', ['orders']]]), definitions: new Map(), revisions: new Map(), metadataRoot: '/dubbo/metadata', interfaceLevel: [{ key: 'k', protocol: 'dubbo', address: '10.0.0.5', port: 20880, interface: 'com.a.Q', application: 'orders', methods: [], weight: 100, enabled: true, params: {} }] });
   assert.deepEqual(both.providers, []);
 });
+
+test('malformed definitions and revision documents name what is wrong', () => {
+  const bad: [() => unknown, string, RegExp][] = [
+    [() => parseDefinition('com.a.Q', '{"canonicalName":"com.a.Other"}'), 'canonicalName', /definition names interface "com\.a\.Other" but is stored under "com\.a\.Q"/],
+    [() => parseDefinition('com.a.Q', 'nope'), 'definition', /definition is not JSON/],
+    [() => parseRevision('orders', 'r1', '{"app":"billing","services":{}}'), 'app', /revision document names application "billing", stored under "orders"/],
+    [() => parseRevision('orders', 'r1', '{"app":"orders"}'), 'services', /revision document has no services map/],
+    [() => parseRevision('orders', 'r1', '{"services":{"x":{"name":"com.a.Q","port":"99999"}}}'), 'services.x.port', /services\.x\.port "99999" is not a port/],
+    [() => parseInstance('k', 'orders', JSON.stringify({ address: '10.0.0.5', port: 1, payload: { metadata: { 'dubbo.endpoints': '[{"protocol":"Dubbo!","port":1}]' } } })), 'payload.metadata.dubbo.endpoints[0].protocol', /protocol "Dubbo!" is not a URL scheme/],
+    [() => parseInstance('k', 'orders', 'x'.repeat((1 << 20) + 1)), 'instance', /over the 1048576-byte limit/],
+  ];
+  for (const [fn, field, re] of bad) assert.throws(fn, (e: Error) => e instanceof ProviderError && e.field === field && re.test(e.message), String(re));
+});

@@ -11,6 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENVOY_BIN } from './envoy.ts';
+import { MAIN, REPO } from './isthmus.ts';
+import { freePort } from './ports.ts';
 import { scratchDir, spawnTracked, type Proc } from './processes.ts';
 import { GiveUp, waitFor } from './wait.ts';
 
@@ -160,6 +162,25 @@ export class NetLab {
     const host = { name, ns, ip };
     this.hosts.push(host);
     return host;
+  }
+
+  /**
+   * `isthmus serve` in the root namespace, ready: xDS and DNS on the lab's root address (what
+   * the hosts reach), admin on loopback, short debounce; `args` adds or overrides flags.
+   */
+  async isthmus(registries: readonly string[], vipStore: string, args: readonly string[] = []): Promise<{ proc: Proc; adminUrl: string; xds: string; dns: string }> {
+    const xds = `${this.rootIp}:${await freePort()}`;
+    const dns = `${this.rootIp}:${await freePort()}`;
+    const adminUrl = `http://127.0.0.1:${await freePort()}`;
+    const proc = spawnTracked('isthmus', process.execPath, [
+      MAIN, 'serve', ...registries.flatMap((r) => ['--registry', r]), '--xds-address', xds, '--admin-address', adminUrl.slice('http://'.length),
+      '--dns-listen', dns, '--debounce-quiet', '50ms', '--debounce-max', '500ms', '--vip-store', vipStore, ...args,
+    ], { cwd: REPO });
+    await waitFor(async () => {
+      if (proc.exit) throw new GiveUp(`isthmus exited: ${proc.tail()}`);
+      return (await fetch(`${adminUrl}/healthz/ready`, { signal: AbortSignal.timeout(1000) })).status === 200;
+    }, { timeoutMs: 20_000, what: 'isthmus ready' });
+    return { proc, adminUrl, xds, dns };
   }
 
   /** Starts a tracked process inside the host's namespace. */

@@ -8,11 +8,10 @@
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dubboAnswer, GREETER, ORDERS, startDubboConsumer, startDubboProvider, zookeeperRegistry, type DubboConsumer } from '../helpers/dubbo.ts';
-import { bootstrap, ManifestDir, MAIN, REPO } from '../helpers/isthmus.ts';
+import { bootstrap, ManifestDir } from '../helpers/isthmus.ts';
 import { NetLab, type Agent, type Host } from '../helpers/netns.ts';
-import { freePort } from '../helpers/ports.ts';
-import { assertNoLeftovers, dumpLogsOnFailure, spawnTracked, stopAll, type Proc } from '../helpers/processes.ts';
-import { GiveUp, waitFor, waitUntil } from '../helpers/wait.ts';
+import { assertNoLeftovers, dumpLogsOnFailure, stopAll } from '../helpers/processes.ts';
+import { waitUntil } from '../helpers/wait.ts';
 import { startZooKeeper, type ZooKeeperServer } from '../helpers/zookeeper.ts';
 
 const DUBBO = 20880;
@@ -24,7 +23,6 @@ const WAIT = { timeoutMs: 40_000, intervalMs: 300 };
 const manifests = new ManifestDir();
 let lab: NetLab | undefined;
 let zk: ZooKeeperServer;
-let isthmusProc: Proc;
 let adminUrl: string;
 let consumer: DubboConsumer;
 let caller: Agent;
@@ -50,18 +48,9 @@ before(async () => {
   const callerHost = await lab.addHost('caller');
   for (let i = 1; i <= 4; i++) providers.push(await lab.addHost(`p${i}`));
   zk = await startZooKeeper({ name: 'zk-dubbo-filter', host: lab.rootIp });
-  const xdsPort = await freePort();
-  const adminPort = await freePort();
-  const dns = `${lab.rootIp}:${await freePort()}`;
-  adminUrl = `http://127.0.0.1:${adminPort}`;
-  isthmusProc = spawnTracked('isthmus', process.execPath, [
-    MAIN, 'serve', '--registry', zk.url('/dubbo'), '--registry', manifests.url, '--xds-address', `${lab.rootIp}:${xdsPort}`, '--admin-address', `127.0.0.1:${adminPort}`,
-    '--dns-listen', dns, '--debounce-quiet', '50ms', '--debounce-max', '500ms', '--vip-store', `${manifests.dir}/../vips.json`,
-  ], { cwd: REPO });
-  await waitFor(async () => {
-    if (isthmusProc.exit) throw new GiveUp(`isthmus exited: ${isthmusProc.tail()}`);
-    return (await fetch(`${adminUrl}/healthz/ready`, { signal: AbortSignal.timeout(1000) })).status === 200;
-  }, { timeoutMs: 20_000, what: 'isthmus ready' });
+  const served = await lab.isthmus([zk.url('/dubbo'), manifests.url], `${manifests.dir}/../vips.json`);
+  adminUrl = served.adminUrl;
+  const { dns } = served;
   const inNs = (h: Host) => (n: string, cmd: string, args: readonly string[]) => lab!.spawn(h, n, cmd, args);
   const registry = zookeeperRegistry(zk.connect);
   await Promise.all([
@@ -73,7 +62,7 @@ before(async () => {
   consumer = await startDubboConsumer({ spawn: inNs(callerHost), controlHost: callerHost.ip });
   caller = await lab.agent(callerHost, { dns });
   await lab.inNs(callerHost.ns, 'ip', ['route', 'add', 'local', '240.240.0.0/16', 'dev', 'lo']);
-  await lab.sidecar(callerHost, await bootstrap(['--node-id', 'caller', '--xds-address', `${lab.rootIp}:${xdsPort}`, '--vip-listeners']));
+  await lab.sidecar(callerHost, await bootstrap(['--node-id', 'caller', '--xds-address', served.xds, '--vip-listeners']));
 });
 
 afterEach(dumpLogsOnFailure);

@@ -12,9 +12,8 @@ import { interfaceHostname, applicationHostname } from '../../src/model/naming.t
 import { startEtcd, type EtcdServer } from '../helpers/etcd.ts';
 import { bootstrap, ManifestDir, MAIN, REPO } from '../helpers/isthmus.ts';
 import { NetLab, type Agent, type Host } from '../helpers/netns.ts';
-import { freePort } from '../helpers/ports.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, spawnTracked, stopAll, type Proc } from '../helpers/processes.ts';
-import { GiveUp, waitFor, waitUntil } from '../helpers/wait.ts';
+import { waitFor, waitUntil } from '../helpers/wait.ts';
 import { PORTS, type Call } from '../helpers/netns-protocol.ts';
 
 const APP = 'echo';
@@ -28,7 +27,6 @@ const PROPAGATION = { timeoutMs: 30_000, intervalMs: 200 };
 const manifests = new ManifestDir();
 let lab: NetLab | undefined;
 let etcd: EtcdServer;
-let isthmusProc: Proc;
 let adminUrl: string;
 let dns: string;
 const hosts: Record<'caller' | 'oldcaller' | 'prova' | 'provb' | 'vm', Host> = {} as never;
@@ -67,7 +65,7 @@ const declaration = {
 async function sidecarBootstrap(host: Host, appPorts: boolean): Promise<Record<string, unknown>> {
   return bootstrap([
     '--node-id', `${host.name}.default`, '--cluster', host.name, '--mode', 'transparent',
-    '--xds-address', `${lab!.rootIp}:${xdsPort}`, '--namespace', 'default', '--label', `app=${appPorts ? APP : host.name}`,
+    '--xds-address', xds, '--namespace', 'default', '--label', `app=${appPorts ? APP : host.name}`,
     '--instance-ip', host.ip,
     ...(appPorts ? ['--app-port', `${PORTS.http}:HTTP`, '--app-port', `${PORTS.grpc}:GRPC`, '--app-port', `${PORTS.tcp}:TCP`] : []),
   ]);
@@ -82,7 +80,7 @@ async function sidecar(host: Host, appPorts: boolean): Promise<Proc> {
   return s.proc;
 }
 
-let xdsPort: number;
+let xds: string;
 
 before(async () => {
   lab = await NetLab.create();
@@ -90,20 +88,8 @@ before(async () => {
   etcd = await startEtcd({ name: 'etcd-netns' });
   manifests.write('echo.yaml', declaration);
   manifests.write('pods.yaml', [workloadEntry('prova', hosts.prova)]);
-  xdsPort = await freePort();
-  const adminPort = await freePort();
-  const dnsPort = await freePort();
-  dns = `${lab.rootIp}:${dnsPort}`;
-  adminUrl = `http://127.0.0.1:${adminPort}`;
-  isthmusProc = spawnTracked('isthmus', process.execPath, [
-    MAIN, 'serve', '--registry', etcd.url('/dubbo'), '--registry', manifests.url,
-    '--xds-address', `${lab.rootIp}:${xdsPort}`, '--admin-address', `127.0.0.1:${adminPort}`, '--dns-listen', dns,
-    '--debounce-quiet', '50ms', '--debounce-max', '500ms', '--vip-store', `${manifests.dir}/../vips.json`, '--dns-publish-timeout', '3s',
-  ], { cwd: REPO });
-  await waitFor(async () => {
-    if (isthmusProc.exit) throw new GiveUp(`isthmus exited: ${isthmusProc.tail()}`);
-    return (await fetch(`${adminUrl}/healthz/ready`, { signal: AbortSignal.timeout(1000) })).status === 200;
-  }, { timeoutMs: 20_000, what: 'isthmus ready' });
+  const served = await lab.isthmus([etcd.url('/dubbo'), manifests.url], `${manifests.dir}/../vips.json`, ['--dns-publish-timeout', '3s']);
+  ({ adminUrl, dns, xds } = served);
 
   // Providers: the same app on the VM and on both sidecar'd hosts.
   for (const name of ['prova', 'provb', 'vm'] as const) agents[name] = await lab.agent(hosts[name], { serve: name });

@@ -6,12 +6,11 @@
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dubboAnswer, GREETER, ORDERS, startDubboConsumer, startDubboProvider, type DubboConsumer } from '../helpers/dubbo.ts';
-import { bootstrap, ManifestDir, MAIN, REPO } from '../helpers/isthmus.ts';
+import { bootstrap, ManifestDir } from '../helpers/isthmus.ts';
 import { NetLab, type Agent, type Host } from '../helpers/netns.ts';
 import { PORTS } from '../helpers/netns-protocol.ts';
-import { freePort } from '../helpers/ports.ts';
-import { assertNoLeftovers, dumpLogsOnFailure, spawnTracked, stopAll, type Proc } from '../helpers/processes.ts';
-import { GiveUp, waitFor, waitUntil } from '../helpers/wait.ts';
+import { assertNoLeftovers, dumpLogsOnFailure, stopAll } from '../helpers/processes.ts';
+import { waitUntil } from '../helpers/wait.ts';
 
 const APPS = ['orders', 'billing'] as const;
 /** Dubbo's default port, taken by both applications. */
@@ -19,8 +18,6 @@ const DUBBO = 20880;
 const name = (app: string): string => `${app}.rpc.cluster.local`;
 const manifests = new ManifestDir();
 let lab: NetLab | undefined;
-let isthmusProc: Proc;
-let adminUrl: string;
 let consumer: DubboConsumer;
 const hosts: Record<string, Host> = {};
 const agents: Record<string, Agent> = {};
@@ -52,18 +49,8 @@ before(async () => {
   hosts.caller = await lab.addHost('caller');
   for (const app of APPS) hosts[app] = await lab.addHost(app);
   manifests.write('apps.yaml', APPS.flatMap((app) => entries(app, hosts[app]!)));
-  const xdsPort = await freePort();
-  const adminPort = await freePort();
-  const dns = `${lab.rootIp}:${await freePort()}`;
-  adminUrl = `http://127.0.0.1:${adminPort}`;
-  isthmusProc = spawnTracked('isthmus', process.execPath, [
-    MAIN, 'serve', '--registry', manifests.url, '--xds-address', `${lab.rootIp}:${xdsPort}`, '--admin-address', `127.0.0.1:${adminPort}`,
-    '--dns-listen', dns, '--debounce-quiet', '50ms', '--debounce-max', '500ms', '--vip-store', `${manifests.dir}/../vips.json`,
-  ], { cwd: REPO });
-  await waitFor(async () => {
-    if (isthmusProc.exit) throw new GiveUp(`isthmus exited: ${isthmusProc.tail()}`);
-    return (await fetch(`${adminUrl}/healthz/ready`, { signal: AbortSignal.timeout(1000) })).status === 200;
-  }, { timeoutMs: 20_000, what: 'isthmus ready' });
+  const served = await lab.isthmus([manifests.url], `${manifests.dir}/../vips.json`);
+  const { dns } = served;
   for (const app of APPS) agents[app] = await lab.agent(hosts[app]!, { serve: app });
   // Stock Dubbo: a provider of each application on 20880 of its host, and a consumer on the caller.
   const inNs = (h: Host) => (n: string, cmd: string, args: readonly string[]) => lab!.spawn(h, n, cmd, args);
@@ -72,7 +59,7 @@ before(async () => {
   agents.caller = await lab.agent(hosts.caller, { dns });
   // The one piece of host set-up VIP listeners need: the VIP range is local (no iptables).
   await lab.inNs(hosts.caller.ns, 'ip', ['route', 'add', 'local', '240.240.0.0/16', 'dev', 'lo']);
-  const boot = await bootstrap(['--node-id', 'caller', '--xds-address', `${lab.rootIp}:${xdsPort}`, '--vip-listeners']);
+  const boot = await bootstrap(['--node-id', 'caller', '--xds-address', served.xds, '--vip-listeners']);
   await lab.sidecar(hosts.caller, boot);
 });
 

@@ -200,43 +200,64 @@ export function instanceProviders(input: AppLevelInput): { providers: Provider[]
   const registered = new Set(input.interfaceLevel.map((p) => `${p.application}|${p.address}`));
   const byApp = new Map<string, string[]>();
   for (const [iface, apps] of input.mapping) for (const a of apps) (byApp.get(a) ?? byApp.set(a, []).get(a)!).push(iface);
+  for (const list of byApp.values()) list.sort();
   for (const inst of input.instances) {
     // Registered both ways: the interface-level providers say exactly what it serves.
     if (registered.has(`${inst.application}|${inst.address}`)) continue;
     let services: readonly InterfaceInfo[] | undefined;
+    let missing: string | undefined;
     if (inst.storage === 'remote' && inst.revision) {
       services = input.revisions.get(`${inst.application}/${inst.revision}`)?.services;
-      if (!services) {
-        warnings.push({ source: inst.key, kind: 'instance', name: inst.application, field: 'payload.metadata.dubbo.metadata.revision', reason: `revision ${inst.revision} not found at ${input.metadataRoot}/${inst.application}/${inst.revision}; its interfaces are taken from the mapping` });
-      }
+      if (!services) missing = `${input.metadataRoot}/${inst.application}/${inst.revision}`;
     }
-    services ??= (byApp.get(inst.application) ?? []).sort().flatMap((iface) => input.definitions.get(definitionKey(inst.application, iface)) ?? [{ interface: iface, methods: [], params: {} }]);
-    const base = { application: inst.application, address: inst.address, weight: 100, enabled: inst.healthy } as const;
-    if (services.length === 0) {
-      warnings.push({ source: inst.key, kind: 'instance', name: inst.application, reason: `no interface of application ${inst.application} is known (none in the mapping, metadata kept in the application): served under the application name only` });
-      for (const e of inst.endpoints) providers.push({ ...base, key: inst.key, protocol: e.protocol, port: e.port, interface: '', methods: [], params: { ...inst.labels }, instanceOnly: true, ...(e.protocol === 'dubbo' ? { speaksDubbo: true as const } : {}) });
-      continue;
-    }
-    for (const s of services) {
-      const own = s.protocol ? [{ protocol: s.protocol, port: s.port ?? inst.endpoints.find((e) => e.protocol === s.protocol)?.port ?? inst.endpoints[0]!.port }] : inst.endpoints;
-      for (const e of own) {
-        providers.push({
-          ...base,
-          key: `${inst.key}#${s.interface}${s.version ? `:${s.version}` : ''}${s.group ? `:${s.group}` : ''}@${e.protocol}`,
-          protocol: e.protocol,
-          port: e.port,
-          interface: s.interface,
-          methods: s.methods,
-          ...(s.version ? { version: s.version } : {}),
-          ...(s.group ? { group: s.group } : {}),
-          params: { ...inst.labels, ...s.params },
-          // Dubbo 3's own service discovery wrote it.
-          ...(e.protocol === 'dubbo' ? { speaksDubbo: true as const } : {}),
-        });
-      }
-    }
+    services ??= (byApp.get(inst.application) ?? []).flatMap((iface) => input.definitions.get(definitionKey(inst.application, iface)) ?? [{ interface: iface, methods: [], params: {} }]);
+    const out = providersOf(inst, services, missing);
+    providers.push(...out.providers);
+    warnings.push(...out.warnings);
   }
   return { providers, warnings };
+}
+
+// The same instance with the same interfaces gives the same provider objects, so that the
+// mapping (which keeps an application's result while its provider objects are the same)
+// re-maps only applications whose instances or metadata changed.
+const built = new WeakMap<AppInstance, { sig: string; providers: Provider[]; warnings: Rejection[] }>();
+
+function providersOf(inst: AppInstance, services: readonly InterfaceInfo[], missing: string | undefined): { providers: Provider[]; warnings: Rejection[] } {
+  const sig = JSON.stringify([missing, services]);
+  const hit = built.get(inst);
+  if (hit?.sig === sig) return hit;
+  const providers: Provider[] = [];
+  const warnings: Rejection[] = [];
+  if (missing) {
+    warnings.push({ source: inst.key, kind: 'instance', name: inst.application, field: 'payload.metadata.dubbo.metadata.revision', reason: `revision ${inst.revision} not found at ${missing}; its interfaces are taken from the mapping` });
+  }
+  const base = { application: inst.application, address: inst.address, weight: 100, enabled: inst.healthy } as const;
+  if (services.length === 0) {
+    warnings.push({ source: inst.key, kind: 'instance', name: inst.application, reason: `no interface of application ${inst.application} is known (none in the mapping, metadata kept in the application): served under the application name only` });
+    for (const e of inst.endpoints) providers.push({ ...base, key: inst.key, protocol: e.protocol, port: e.port, interface: '', methods: [], params: { ...inst.labels }, instanceOnly: true, ...(e.protocol === 'dubbo' ? { speaksDubbo: true as const } : {}) });
+  }
+  for (const s of services) {
+    const own = s.protocol ? [{ protocol: s.protocol, port: s.port ?? inst.endpoints.find((e) => e.protocol === s.protocol)?.port ?? inst.endpoints[0]!.port }] : inst.endpoints;
+    for (const e of own) {
+      providers.push({
+        ...base,
+        key: `${inst.key}#${s.interface}${s.version ? `:${s.version}` : ''}${s.group ? `:${s.group}` : ''}@${e.protocol}`,
+        protocol: e.protocol,
+        port: e.port,
+        interface: s.interface,
+        methods: s.methods,
+        ...(s.version ? { version: s.version } : {}),
+        ...(s.group ? { group: s.group } : {}),
+        params: { ...inst.labels, ...s.params },
+        // Dubbo 3's own service discovery wrote it.
+        ...(e.protocol === 'dubbo' ? { speaksDubbo: true as const } : {}),
+      });
+    }
+  }
+  const out = { sig, providers, warnings };
+  built.set(inst, out);
+  return out;
 }
 
 export type Parsed<T> = { readonly value: T } | { readonly rejection: Rejection };

@@ -67,3 +67,22 @@ test('malformed definitions and revision documents name what is wrong', () => {
   ];
   for (const [fn, field, re] of bad) assert.throws(fn, (e: Error) => e instanceof ProviderError && e.field === field && re.test(e.message), String(re));
 });
+
+test('the same instance with the same interfaces gives the same provider objects; a changed definition new ones', () => {
+  const inst = parseInstance('/services/orders/10.0.0.5:20880', 'orders', CURATOR);
+  const input = (methods: string) => ({
+    instances: [inst],
+    mapping: new Map([['com.a.Q', ['orders']]]),
+    definitions: new Map([['orders\u0000com.a.Q', [parseDefinition('com.a.Q', JSON.stringify({ canonicalName: 'com.a.Q', parameters: { methods } }))]]]),
+    revisions: new Map(),
+    interfaceLevel: [],
+    metadataRoot: '/dubbo/metadata',
+  });
+  const a = instanceProviders(input('get'));
+  const b = instanceProviders(input('get'));
+  assert.equal(a.providers.length, 2);
+  a.providers.forEach((p, i) => assert.equal(b.providers[i], p));
+  const c = instanceProviders(input('get,put'));
+  assert.notEqual(c.providers[0], a.providers[0]);
+  assert.deepEqual(c.providers[0]!.methods, ['get', 'put']);
+});

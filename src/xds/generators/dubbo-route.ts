@@ -43,6 +43,10 @@ export function opaqueFilters(model: ModelSnapshot, routes?: Map<string, Multipl
     const svc = iface ? model.services.get(iface.service) : model.services.get(host);
     const sp = svc?.ports.find((p) => p.number === port);
     // A tcp route written for the name is what its owner asked for: it keeps the port opaque.
+    if (sp?.protocol === 'DUBBO' && tcpRoute) {
+      const vs = byHost.get(host);
+      if (vs?.spec.http.length) problems.push({ name: `VirtualService ${vs.namespace}/${vs.name}`, reason: `${host}:${port} (Dubbo): spec.http not applied: its tcp rule keeps the port opaque TCP` });
+    }
     if (!svc || sp?.protocol !== 'DUBBO' || tcpRoute) return tcpProxyFor(cluster, tcpRoute ?? cluster);
     try {
       return dubboProxy(ctx, byHost, svc, iface?.iface, port, cluster, problems, routes);

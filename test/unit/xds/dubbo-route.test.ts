@@ -172,3 +172,11 @@ test('an interface two applications share: rules on its name are its own table i
     ['*', [{ safe_regex: { regex: '.*' } }]],
   ]);
 });
+
+test('a tcp rule on a Dubbo name keeps the port opaque TCP, and its http rules are reported as not applied', () => {
+  const APP = 'orders.rpc.cluster.local';
+  const rules = [{ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'both', namespace: 'default' }, spec: { hosts: [APP], tcp: [{ route: [{ destination: { host: APP } }] }], http: [{ route: [{ destination: { host: APP } }] }] } }];
+  const { proto, problems } = dubboFilter([url('10.0.0.1', GREETER)], rules);
+  assert.equal(proto, 'envoy.filters.network.tcp_proxy');
+  assert.ok(problems.some((p) => p.name === 'VirtualService default/both' && /orders\.rpc\.cluster\.local:20880 \(Dubbo\): spec\.http not applied: its tcp rule keeps the port opaque TCP/.test(p.reason)), JSON.stringify(problems));
+});

@@ -21,7 +21,7 @@ import { toAny } from '../proto.ts';
 import { destinationRulesByHost } from './destination-rule.ts';
 import { Refusal, resolveDestination, type RuleContext, virtualServicesByHost } from './http-route.ts';
 import { interfaceCluster, outboundCluster } from './names.ts';
-import { tcpProxyFor, tcpRouter } from './tcp-route.ts';
+import { tcpProxyFor, tcpRouterOf } from './tcp-route.ts';
 
 type Problem = { name: string; reason: string };
 
@@ -33,10 +33,10 @@ export type OpaqueFilterOf = (host: string, port: number, cluster: string, probl
  * as their own resources, a rule change updates them without re-creating the listener.
  */
 export function opaqueFilters(model: ModelSnapshot, routes?: Map<string, MultipleRouteConfiguration>): OpaqueFilterOf {
-  const tcp = tcpRouter(model);
   const index = hostIndexOf(model);
   const byHost = virtualServicesByHost(model, index);
   const ctx: RuleContext = { model, index, rules: destinationRulesByHost(model, index) };
+  const tcp = tcpRouterOf(ctx, byHost);
   return (host, port, cluster, problems) => {
     const tcpRoute = tcp(host, port, problems);
     const iface = model.interfaces.get(host);

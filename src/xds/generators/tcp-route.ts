@@ -24,8 +24,11 @@ export function tcpRouteFor(model: ModelSnapshot, host: string, port: number, pr
 /** tcpRouteFor with the model's indexes built once: for a generator asking for many ports. */
 export function tcpRouter(model: ModelSnapshot): (host: string, port: number, problems?: { name: string; reason: string }[]) => TcpRoute | undefined {
   const index = hostIndexOf(model);
-  const byHost = virtualServicesByHost(model, index);
-  const ctx: RuleContext = { model, index, rules: destinationRulesByHost(model, index) };
+  return tcpRouterOf({ model, index, rules: destinationRulesByHost(model, index) }, virtualServicesByHost(model, index));
+}
+
+/** tcpRouter over indexes a caller already has. */
+export function tcpRouterOf(ctx: RuleContext, byHost: ReadonlyMap<string, VirtualService>): (host: string, port: number, problems?: { name: string; reason: string }[]) => TcpRoute | undefined {
   return (host, port, problems) => routeOf(ctx, byHost.get(host), host, port, problems);
 }
 

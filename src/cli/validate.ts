@@ -8,6 +8,7 @@ import { collect, isManifestName, KINDS, parseManifests, serveFailure, serveFile
 import { checkRules, hostIndex } from '../model/rules/index.ts';
 import type { DestinationRule, VirtualService } from '../model/rules/types.ts';
 import { PROXYLESS, type Refused, refusedInDestinationRule, refusedInVirtualService } from '../xds/generators/proxyless.ts';
+import { refusedOnDubbo } from '../xds/generators/dubbo-route.ts';
 import { UsageError } from './args.ts';
 
 export const VALIDATE_HELP = `Usage: isthmus validate [options] FILE|DIR...
@@ -33,16 +34,28 @@ for that kind, e.g.
 as problems with --client grpc, as warnings without --client (Isthmus refuses
 them for those clients and serves the rest), not at all with --client envoy.
 
+With --client dubbo the http rules are checked as Envoy's Dubbo filter reads
+them on Dubbo ports (uri /<interface>/<method>, headers as attachments): what
+it cannot do (timeout, retries, fault, mirror, rewrite, redirect, header
+changes, method, authority, queryParams, withoutHeaders, sourceLabels,
+ignoreUriCase, a prefix or regex not after /<interface>/) is a problem, e.g.
+  FILE:DOC: spec.http[0].timeout: not applied on Dubbo ports: Envoy's Dubbo
+  filter has no per-route timeout ... (VirtualService NAME)
+Which ports are Dubbo's the registry decides when 'serve' runs (see the README),
+so without --client dubbo these are not checked; 'serve' refuses such a rule by
+name (in /debug/registryz, xdsProblems).
+
 Exit status: 0 no problem (a summary line is printed), 1 problems found,
 2 usage error (no path given, a path that cannot be read, an unknown --client).
 
 Options:
-  --client KIND   the clients the rules are for: envoy (sidecars) or grpc
-                  (proxyless gRPC clients); default: both, gRPC gaps as warnings
+  --client KIND   the clients the rules are for: envoy (sidecars), grpc
+                  (proxyless gRPC clients) or dubbo (Dubbo calls through
+                  sidecars); default: envoy and grpc, gRPC gaps as warnings
   -h, --help      this text
 `;
 
-const CLIENTS = ['envoy', 'grpc'] as const;
+const CLIENTS = ['envoy', 'grpc', 'dubbo'] as const;
 
 export async function validate(argv: string[]): Promise<number> {
   let parsed;
@@ -79,7 +92,8 @@ export async function validate(argv: string[]): Promise<number> {
   const rules = checkRules(all.virtualServices, all.destinationRules, index);
   const problems = [...all.rejections, ...rules.rejections];
   const warnings = [...all.warnings, ...rules.warnings];
-  if (client !== 'envoy') (client === 'grpc' ? problems : warnings).push(...proxylessGaps(all.virtualServices, all.destinationRules));
+  if (client === undefined || client === 'grpc') (client === 'grpc' ? problems : warnings).push(...proxylessGaps(all.virtualServices, all.destinationRules));
+  if (client === 'dubbo') problems.push(...dubboGaps(all.virtualServices));
   const lines = sortLines([...problems.map((r) => line(r, false)), ...warnings.map((r) => line(r, true))], files);
   for (const l of lines) process.stdout.write(l.text + '\n');
   if (problems.length > 0) return 1;
@@ -99,6 +113,11 @@ function proxylessGaps(vss: readonly VirtualService[], drs: readonly Destination
   for (const vs of vss) add('VirtualService', vs, refusedInVirtualService(vs));
   for (const dr of drs) add('DestinationRule', dr, refusedInDestinationRule(dr));
   return out;
+}
+
+/** Rule settings Envoy's Dubbo filter cannot apply, as rejections of the rules' documents. */
+function dubboGaps(vss: readonly VirtualService[]): Rejection[] {
+  return vss.flatMap((vs) => refusedOnDubbo(vs).map((r) => ({ ...vs.location, kind: 'VirtualService', name: `${vs.namespace}/${vs.name}`, field: r.field, reason: `not applied on Dubbo ports: ${r.reason}` })));
 }
 
 /** The manifest files a path names: itself, or the manifests under a directory. */

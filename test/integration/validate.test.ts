@@ -147,3 +147,40 @@ describe('isthmus validate', () => {
     assert.equal(r.stdout, `${f}: file is not UTF-8 text; expected YAML or JSON manifests\n`);
   });
 });
+
+describe('isthmus validate --client', () => {
+  const rules = () => {
+    const random = dr('reviews', 'reviews.shop.local', ['v1']);
+    (random.spec as Record<string, unknown>).trafficPolicy = { loadBalancer: { simple: 'RANDOM' } };
+    const dubbo = vs('orders', 'com.example.isthmus.orders', [to('reviews.shop.local', 'v1')], { timeout: '2s', match: [{ uri: { prefix: '/com.example.isthmus.Orders/pl' } }, { uri: { regex: 'place.*' } }] });
+    return tree({ 'rules.yaml': [se('reviews'), random, dubbo] });
+  };
+
+  it('names what proxyless gRPC clients cannot apply: a problem with --client grpc, a warning by default, nothing with --client envoy', async () => {
+    const dir = rules();
+    const f = path.join(dir, 'rules.yaml');
+    const gap = `${f}:1: spec.trafficPolicy.loadBalancer.simple: `;
+    const grpc = await run(['--client', 'grpc', f]);
+    assert.equal(grpc.code, 1, grpc.stdout + grpc.stderr);
+    assert.ok(grpc.stdout.split('\n').some((l) => l.startsWith(gap) && /not applied for proxyless gRPC clients: .*RANDOM/.test(l)), grpc.stdout);
+    const both = await run([f]);
+    assert.ok(both.stdout.split('\n').some((l) => l.startsWith(`${gap}warning: not applied for proxyless gRPC clients`)), both.stdout);
+    const envoy = await run(['--client', 'envoy', f]);
+    assert.ok(!envoy.stdout.includes('proxyless'), envoy.stdout);
+  });
+
+  it('with --client dubbo, names each http setting Envoy\'s Dubbo filter cannot apply, and passes a Dubbo method rule', async () => {
+    const dir = rules();
+    const f = path.join(dir, 'rules.yaml');
+    const r = await run(['--client', 'dubbo', f]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    const dubboLines = r.stdout.split('\n').filter((l) => l.includes('Dubbo'));
+    assert.deepEqual(dubboLines, [
+      `${f}:2: spec.http[0].timeout: not applied on Dubbo ports: Envoy's Dubbo filter has no per-route timeout (the consumer's own timeout applies) (VirtualService shop/orders)`,
+      `${f}:2: spec.http[0].match[1].uri: not applied on Dubbo ports: on a Dubbo port a uri regex is read as a method match after the literal interface path /<interface>/ (or a prefix of /) (VirtualService shop/orders)`,
+    ]);
+    const good = tree({ 'good.yaml': [se('reviews'), dr('reviews', 'reviews.shop.local', ['v1']), vs('orders', 'reviews.shop.local', [to('reviews.shop.local', 'v1')], { match: [{ uri: { exact: '/com.example.isthmus.Orders/place' }, headers: { tenant: { exact: 'a' } } }] })] });
+    const ok = await run(['--client', 'dubbo', good]);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  });
+});

@@ -22,6 +22,7 @@ import { destinationRulesByHost } from './destination-rule.ts';
 import { Refusal, resolveDestination, type RuleContext, virtualServicesByHost } from './http-route.ts';
 import { interfaceCluster, outboundCluster } from './names.ts';
 import { tcpProxyFor, tcpRouterOf } from './tcp-route.ts';
+import type { Refused } from './proxyless.ts';
 
 type Problem = { name: string; reason: string };
 
@@ -140,7 +141,7 @@ function ruleRoutes(ctx: RuleContext, vs: VirtualService | undefined, iface: Rpc
     try {
       const action = routeAction(ctx, rule, vs.namespace, port, field);
       const matches: DubboRouteMatch[] = rule.match.length
-        ? rule.match.map((m, j) => routeMatch(m, iface, `${field}.match[${j}]`)).filter((m): m is DubboRouteMatch => m !== undefined)
+        ? rule.match.map((m) => routeMatch(m, iface)).filter((m): m is DubboRouteMatch => m !== undefined)
         : [{ method: { name: { safe_regex: { regex: '.*' } } } }];
       for (const match of matches) out.push({ match, route: action });
     } catch (err) {
@@ -161,28 +162,49 @@ const UNSUPPORTED: readonly [keyof HttpRoute, string][] = [
   ['headers', 'Envoy\'s Dubbo filter does not change attachments'],
 ];
 
+/** What of one http rule Envoy's Dubbo filter cannot apply; the rule is refused if anything is. */
+function ruleGaps(rule: HttpRoute, field: string): Refused[] {
+  const out: Refused[] = [];
+  for (const [k, why] of UNSUPPORTED) if (rule[k] !== undefined) out.push({ field: `${field}.${k === 'timeoutMs' ? 'timeout' : k}`, reason: why });
+  if (rule.route.some((d) => d.weight > 0 && d.headers)) out.push({ field: `${field}.route[].headers`, reason: 'Envoy\'s Dubbo filter does not change attachments' });
+  rule.match.forEach((m, j) => out.push(...matchGaps(m, `${field}.match[${j}]`)));
+  return out;
+}
+
+function matchGaps(m: HttpMatch, field: string): Refused[] {
+  const out: Refused[] = [];
+  if (m.method !== undefined) out.push({ field: `${field}.method`, reason: 'a Dubbo call has no method in the HTTP sense (match the Dubbo method with uri /<interface>/<method>)' });
+  if (m.authority !== undefined) out.push({ field: `${field}.authority`, reason: 'a Dubbo call has no authority' });
+  if (Object.keys(m.queryParams).length) out.push({ field: `${field}.queryParams`, reason: 'a Dubbo call has no query string' });
+  if (Object.keys(m.withoutHeaders).length) out.push({ field: `${field}.withoutHeaders`, reason: 'not implemented by Envoy\'s Dubbo filter' });
+  if (Object.keys(m.sourceLabels).length) out.push({ field: `${field}.sourceLabels`, reason: 'not applied on Dubbo ports' });
+  if (m.ignoreUriCase) out.push({ field: `${field}.ignoreUriCase`, reason: 'Dubbo method names are case-sensitive' });
+  const uri = m.uri;
+  if (uri && uri.type !== 'exact' && uriInterface(uri) === undefined && !(uri.type === 'prefix' && (uri.value === '' || uri.value === '/'))) {
+    out.push({ field: `${field}.uri`, reason: `on a Dubbo port a uri ${uri.type} is read as a method match after the literal interface path /<interface>/ (or a prefix of /)` });
+  }
+  return out;
+}
+
+/**
+ * The settings of a VirtualService's http rules that Envoy's Dubbo filter cannot apply (each
+ * such rule is refused on Dubbo ports, and said so at serve time); for `isthmus validate`.
+ */
+export function refusedOnDubbo(vs: VirtualService): Refused[] {
+  return vs.spec.http.flatMap((rule, i) => ruleGaps(rule, `spec.http[${i}]`));
+}
+
 function routeAction(ctx: RuleContext, rule: HttpRoute, namespace: string, port: number, field: string): DubboRouteAction {
-  for (const [k, why] of UNSUPPORTED) if (rule[k] !== undefined) throw new Refusal(`${field}.${k}: ${why}`);
+  const gap = ruleGaps(rule, field)[0];
+  if (gap) throw new Refusal(`${gap.field}: ${gap.reason}`);
   const live = rule.route.filter((d) => d.weight > 0);
-  if (live.some((d) => d.headers)) throw new Refusal(`${field}.route[].headers: Envoy's Dubbo filter does not change attachments`);
   const clusters = live.map((d) => ({ name: resolveDestination(ctx, d.destination, namespace, port).cluster, weight: { value: d.weight } }));
   return clusters.length === 1 ? { cluster: clusters[0]!.name } : { weighted_clusters: { clusters } };
 }
 
-/** One Istio match as a Dubbo route match; undefined when it cannot match a call of this table. */
-function routeMatch(m: HttpMatch, iface: RpcInterface | undefined, field: string): DubboRouteMatch | undefined {
-  for (const [k, v] of [
-    ['method', m.method],
-    ['authority', m.authority],
-    ['port', undefined],
-  ] as const) {
-    if (v !== undefined) throw new Refusal(`${field}.${k}: a Dubbo call has no ${k}`);
-  }
-  if (Object.keys(m.queryParams).length) throw new Refusal(`${field}.queryParams: a Dubbo call has no query string`);
-  if (Object.keys(m.withoutHeaders).length) throw new Refusal(`${field}.withoutHeaders: not implemented by Envoy's Dubbo filter`);
-  if (Object.keys(m.sourceLabels).length) throw new Refusal(`${field}.sourceLabels: not applied on Dubbo ports`);
-  if (m.ignoreUriCase) throw new Refusal(`${field}.ignoreUriCase: Dubbo method names are case-sensitive`);
-  const method = m.uri ? methodOf(m.uri, iface, `${field}.uri`) : { safe_regex: { regex: '.*' } };
+/** One Istio match (its gaps already refused) as a Dubbo route match; undefined when it cannot match a call of this table. */
+function routeMatch(m: HttpMatch, iface: RpcInterface | undefined): DubboRouteMatch | undefined {
+  const method = m.uri ? methodOf(m.uri, iface) : { safe_regex: { regex: '.*' } };
   if (method === undefined) return undefined;
   const headers = Object.entries(m.headers).map(([name, h]) => headerMatcher(name, h));
   return { method: { name: method }, ...(headers.length ? { headers } : {}) };
@@ -193,16 +215,15 @@ function routeMatch(m: HttpMatch, iface: RpcInterface | undefined, field: string
  * table of `iface` (no iface: the table of every interface without one); undefined when the
  * uri names another interface or no call at all.
  */
-function methodOf(uri: StringMatch, iface: RpcInterface | undefined, field: string): Record<string, unknown> | undefined {
+function methodOf(uri: StringMatch, iface: RpcInterface | undefined): Record<string, unknown> | undefined {
   const named = uriInterface(uri);
   if (named !== undefined) {
     if (named !== iface?.name) return undefined;
     const rest = uri.value.slice(uri.value.indexOf('/', 1) + 1);
     return uri.type === 'exact' ? { exact: rest } : uri.type === 'prefix' ? (rest ? { prefix: rest } : { safe_regex: { regex: '.*' } }) : { safe_regex: { regex: rest } };
   }
-  if (uri.type === 'prefix' && (uri.value === '' || uri.value === '/')) return { safe_regex: { regex: '.*' } };
-  if (uri.type === 'exact') return undefined;
-  throw new Refusal(`${field}: on a Dubbo port a uri ${uri.type} is read as a method match after the literal interface path /<interface>/ (or a prefix of /)`);
+  // (matchGaps refused every other prefix or regex)
+  return uri.type === 'exact' ? undefined : { safe_regex: { regex: '.*' } };
 }
 
 function headerMatcher(name: string, h: HeaderMatch): Record<string, unknown> {

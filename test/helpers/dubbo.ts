@@ -1,9 +1,10 @@
-// A stock Apache Dubbo 3.3 application in a child process, as a provider or as a consumer:
+// A stock Apache Dubbo application in a child process, as a provider or as a consumer:
 // test/clients/dubbo (DubboApp.java), built by scripts/provision.d/72-dubbo-app.sh into
-// $ISTHMUS_CACHE/bin/isthmus-dubbo-app (ISTHMUS_DUBBO_APP names another command).
+// $ISTHMUS_CACHE/bin/isthmus-dubbo-app (Dubbo 3.3, ZooKeeper; ISTHMUS_DUBBO_APP names another
+// command) and isthmus-dubbo-app-etcd3 (Dubbo 3.2, etcd; ISTHMUS_DUBBO_APP_ETCD3).
 //
 // Provider: exports com.example.isthmus.Greeter and com.example.isthmus.Orders on one port
-// with the dubbo protocol (and with tri on a second port), registers in ZooKeeper and prints
+// with the dubbo protocol (and with tri on a second port), registers in its registry and prints
 // "READY". Greeter.greet answers "<application>/<instance>: hello isthmus", Orders.place
 // "<application>/<instance>: placed isthmus", so a caller can tell which instance answered.
 // SIGTERM runs Dubbo's shutdown hook: it unregisters (its ephemeral nodes go), then exits.
@@ -39,15 +40,35 @@ export type RegisterMode = 'interface' | 'instance' | 'all';
 
 const BIN = path.join(process.env.ISTHMUS_CACHE ?? path.join(os.homedir(), '.cache', 'isthmus'), 'bin');
 
-function command(): string {
-  const cmd = process.env.ISTHMUS_DUBBO_APP ?? path.join(BIN, 'isthmus-dubbo-app');
-  if (!process.env.ISTHMUS_DUBBO_APP && !fs.existsSync(cmd)) throw new Error(`${cmd} not found: run bash scripts/provision.sh`);
+/**
+ * Which build of test/clients/dubbo: `zookeeper` (Dubbo 3.3, ZooKeeper registry) or `etcd3`
+ * (Dubbo 3.2 with dubbo-registry-etcd3, the newest etcd-capable Dubbo on Maven Central).
+ */
+export type DubboBuild = 'zookeeper' | 'etcd3';
+
+function command(build: DubboBuild = 'zookeeper'): string {
+  const [variable, bin] = build === 'etcd3' ? ['ISTHMUS_DUBBO_APP_ETCD3', 'isthmus-dubbo-app-etcd3'] : ['ISTHMUS_DUBBO_APP', 'isthmus-dubbo-app'];
+  const cmd = process.env[variable] ?? path.join(BIN, bin);
+  if (!process.env[variable] && !fs.existsSync(cmd)) throw new Error(`${cmd} not found: run bash scripts/provision.sh`);
   return cmd;
 }
 
 /** The registry URL of a ZooKeeper server for Dubbo, from its `host:port`. */
 export function zookeeperRegistry(connect: string): string {
   return `zookeeper://${connect}`;
+}
+
+/**
+ * Dubbo 3.2's registry address for an etcd server (`host:port`) and register mode: its etcd
+ * extension names the interface-level registry `etcd3` and the application-level service
+ * discovery `etcd`, so `all` is both, each with its own register-mode. `sessionMs` is the
+ * lease of its keys (Dubbo's default 60 s): how long a killed provider stays registered.
+ */
+export function etcdRegistry(endpoint: string, mode: RegisterMode, sessionMs = 4000): string {
+  const q = `session=${sessionMs}`;
+  if (mode === 'interface') return `etcd3://${endpoint}?${q}`;
+  if (mode === 'instance') return `etcd://${endpoint}?${q}`;
+  return `etcd3://${endpoint}?${q}&register-mode=interface etcd://${endpoint}?${q}&register-mode=instance`;
 }
 
 /** What an instance answers to one call of the interface's method. */
@@ -61,8 +82,10 @@ const START_TIMEOUT_MS = 60_000;
 export interface DubboProviderOptions {
   /** Process name in logs; default dubbo-<application>-<instance>. */
   name?: string;
-  /** zookeeper://HOST:PORT (see zookeeperRegistry), or N/A for none. */
+  /** zookeeper://HOST:PORT (see zookeeperRegistry), etcd (see etcdRegistry), or N/A for none. */
   registry: string;
+  /** Default zookeeper. */
+  build?: DubboBuild;
   application: string;
   /** Named in every answer; default <application>-1. */
   instance?: string;
@@ -145,7 +168,7 @@ export async function startDubboProvider(opts: DubboProviderOptions): Promise<Du
   args.push(...(opts.args ?? []));
   const name = opts.name ?? `dubbo-${opts.application}-${instance}`;
   const t0 = Date.now();
-  const proc = (opts.spawn ?? spawnTracked)(name, command(), args);
+  const proc = (opts.spawn ?? spawnTracked)(name, command(opts.build), args);
   await waitFor(
     () => {
       if (proc.exit) throw new GiveUp(`exited ${proc.exit.code ?? proc.exit.signal}: ${proc.tail()}`);
@@ -162,12 +185,16 @@ export interface DubboConsumerOptions {
   name?: string;
   /** zookeeper://HOST:PORT for calls through the registry; absent: point-to-point calls only. */
   registry?: string;
+  /** Default zookeeper. */
+  build?: DubboBuild;
   /** Default isthmus-consumer. */
   application?: string;
   /** Which registrations it follows: interface, application, or both (Dubbo's default, application level first). */
   discovery?: 'interface' | 'application' | 'both';
   /** Address its control server listens on (default 127.0.0.1), e.g. its host's address in a network namespace. */
   controlHost?: string;
+  /** dubbo.application.metadata-service-port: Dubbo 3.2 consumers export their MetadataService on 20880 unless told otherwise. */
+  metadataServicePort?: number;
   /** How to start the process (default spawnTracked), e.g. inside a network namespace. */
   spawn?: Spawn;
 }
@@ -221,9 +248,10 @@ export async function startDubboConsumer(opts: DubboConsumerOptions = {}): Promi
   if (opts.registry) args.push('--registry', opts.registry);
   if (opts.discovery) args.push('--discovery', opts.discovery);
   if (opts.controlHost) args.push('--control-host', opts.controlHost);
+  if (opts.metadataServicePort !== undefined) args.push('--metadata-service-port', String(opts.metadataServicePort));
   const name = opts.name ?? 'dubbo-consumer';
   const t0 = Date.now();
-  const proc = (opts.spawn ?? spawnTracked)(name, command(), args);
+  const proc = (opts.spawn ?? spawnTracked)(name, command(opts.build), args);
   const port = await waitFor(
     () => {
       if (proc.exit) throw new GiveUp(`exited ${proc.exit.code ?? proc.exit.signal}: ${proc.tail()}`);

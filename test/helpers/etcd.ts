@@ -21,6 +21,8 @@ export interface EtcdOptions {
   /** Name for logs and the member (default "etcd"). */
   name?: string;
   timeoutMs?: number;
+  /** Address the client port listens on (default 127.0.0.1), e.g. a network lab's root address; peers stay on loopback. */
+  host?: string;
 }
 
 export class EtcdServer {
@@ -28,20 +30,22 @@ export class EtcdServer {
   readonly clientPort: number;
   readonly peerPort: number;
   readonly dataDir: string;
+  readonly host: string;
   private readonly timeoutMs: number;
   proc: Proc | undefined;
 
-  constructor(name: string, clientPort: number, peerPort: number, dataDir: string, timeoutMs: number) {
+  constructor(name: string, clientPort: number, peerPort: number, dataDir: string, timeoutMs: number, host = '127.0.0.1') {
     this.name = name;
+    this.host = host;
     this.clientPort = clientPort;
     this.peerPort = peerPort;
     this.dataDir = dataDir;
     this.timeoutMs = timeoutMs;
   }
 
-  /** `127.0.0.1:PORT`, as a registry URL or an Etcd3 host wants it. */
+  /** `HOST:PORT`, as a registry URL or an Etcd3 host wants it. */
   get endpoint(): string {
-    return `127.0.0.1:${this.clientPort}`;
+    return `${this.host}:${this.clientPort}`;
   }
 
   /** `etcd://127.0.0.1:PORT/ROOT` */
@@ -57,7 +61,7 @@ export class EtcdServer {
   async start(): Promise<void> {
     if (this.running()) throw new Error(`${this.name} is already running`);
     const peer = `http://127.0.0.1:${this.peerPort}`;
-    const client = `http://127.0.0.1:${this.clientPort}`;
+    const client = `http://${this.endpoint}`;
     const proc = spawnTracked(this.name, ETCD_BIN, [
       '--name', this.name,
       '--data-dir', this.dataDir,
@@ -93,7 +97,7 @@ export class EtcdServer {
   async stop(graceMs = 5000): Promise<void> {
     if (!this.proc) return;
     await this.proc.stop(graceMs);
-    await waitFor(async () => !(await isListening(this.clientPort)), { timeoutMs: 5000, intervalMs: 25, what: `${this.name} port ${this.clientPort} closed` });
+    await waitFor(async () => !(await isListening(this.clientPort, this.host)), { timeoutMs: 5000, intervalMs: 25, what: `${this.name} port ${this.clientPort} closed` });
   }
 
   /** SIGKILL: no clean shutdown. */
@@ -125,7 +129,7 @@ export class EtcdServer {
 export async function startEtcd(opts: EtcdOptions = {}): Promise<EtcdServer> {
   if (!fs.existsSync(ETCD_BIN)) throw new Error(`etcd not found at ${ETCD_BIN}: run bash scripts/provision.sh`);
   const name = opts.name ?? 'etcd';
-  const server = new EtcdServer(name, await freePort(), await freePort(), path.join(scratchDir(name), 'data'), opts.timeoutMs ?? 20_000);
+  const server = new EtcdServer(name, await freePort(), await freePort(), path.join(scratchDir(name), 'data'), opts.timeoutMs ?? 20_000, opts.host);
   await server.start();
   return server;
 }

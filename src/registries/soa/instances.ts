@@ -201,6 +201,8 @@ export function instanceProviders(input: AppLevelInput): { providers: Provider[]
   const byApp = new Map<string, string[]>();
   for (const [iface, apps] of input.mapping) for (const a of apps) (byApp.get(a) ?? byApp.set(a, []).get(a)!).push(iface);
   for (const list of byApp.values()) list.sort();
+  let bySibling: Map<string, InterfaceInfo[]> | undefined;
+  const siblings = (): Map<string, InterfaceInfo[]> => (bySibling ??= interfacesByApplication(input.interfaceLevel));
   for (const inst of input.instances) {
     // Registered both ways: the interface-level providers say exactly what it serves.
     if (registered.has(`${inst.application}|${inst.address}`)) continue;
@@ -211,7 +213,16 @@ export function instanceProviders(input: AppLevelInput): { providers: Provider[]
       if (!services) missing = `${input.metadataRoot}/${inst.application}/${inst.revision}`;
     }
     services ??= (byApp.get(inst.application) ?? []).flatMap((iface) => input.definitions.get(definitionKey(inst.application, iface)) ?? [{ interface: iface, methods: [], params: {} }]);
-    const out = providersOf(inst, services, missing);
+    // No mapping (Dubbo on etcd has no metadata report to write one): an instance moved from
+    // interface to instance mode keeps serving the interfaces its application's other
+    // instances register, on the protocols it has.
+    let inferred = false;
+    if (services.length === 0) {
+      const protocols = new Set(inst.endpoints.map((e) => e.protocol));
+      services = (siblings().get(inst.application) ?? []).filter((s) => protocols.has(s.protocol!));
+      inferred = services.length > 0;
+    }
+    const out = providersOf(inst, services, missing, inferred);
     providers.push(...out.providers);
     warnings.push(...out.warnings);
   }
@@ -223,14 +234,29 @@ export function instanceProviders(input: AppLevelInput): { providers: Provider[]
 // re-maps only applications whose instances or metadata changed.
 const built = new WeakMap<AppInstance, { sig: string; providers: Provider[]; warnings: Rejection[] }>();
 
-function providersOf(inst: AppInstance, services: readonly InterfaceInfo[], missing: string | undefined): { providers: Provider[]; warnings: Rejection[] } {
-  const sig = JSON.stringify([missing, services]);
+/** What each application's interface-level providers serve: interface, version, group, methods, protocol (no instance's own parameters). */
+function interfacesByApplication(providers: readonly Provider[]): Map<string, InterfaceInfo[]> {
+  const out = new Map<string, Map<string, InterfaceInfo>>();
+  for (const p of providers) {
+    if (p.instanceOnly || !p.interface) continue;
+    const byKey = out.get(p.application) ?? out.set(p.application, new Map()).get(p.application)!;
+    const key = `${p.interface}:${p.version ?? ''}:${p.group ?? ''}@${p.protocol}`;
+    if (!byKey.has(key)) byKey.set(key, { interface: p.interface, methods: p.methods, params: {}, protocol: p.protocol, ...(p.version ? { version: p.version } : {}), ...(p.group ? { group: p.group } : {}) });
+  }
+  return new Map([...out].map(([app, m]) => [app, [...m.values()].sort((a, b) => (a.interface < b.interface ? -1 : a.interface > b.interface ? 1 : 0))]));
+}
+
+function providersOf(inst: AppInstance, services: readonly InterfaceInfo[], missing: string | undefined, inferred = false): { providers: Provider[]; warnings: Rejection[] } {
+  const sig = JSON.stringify([missing, inferred, services]);
   const hit = built.get(inst);
   if (hit?.sig === sig) return hit;
   const providers: Provider[] = [];
   const warnings: Rejection[] = [];
   if (missing) {
     warnings.push({ source: inst.key, kind: 'instance', name: inst.application, field: 'payload.metadata.dubbo.metadata.revision', reason: `revision ${inst.revision} not found at ${missing}; its interfaces are taken from the mapping` });
+  }
+  if (inferred) {
+    warnings.push({ source: inst.key, kind: 'instance', name: inst.application, reason: `no interface of application ${inst.application} is in the mapping: its interfaces (${[...new Set(services.map((s) => s.interface))].join(', ')}) are taken from the application's interface-level providers` });
   }
   const base = { application: inst.application, address: inst.address, weight: 100, enabled: inst.healthy } as const;
   if (services.length === 0) {

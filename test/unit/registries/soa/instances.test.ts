@@ -86,3 +86,22 @@ test('the same instance with the same interfaces gives the same provider objects
   assert.notEqual(c.providers[0], a.providers[0]);
   assert.deepEqual(c.providers[0]!.methods, ['get', 'put']);
 });
+
+test('no mapping (Dubbo on etcd): an instance serves the interfaces its application registers at interface level, on the protocols it has; none known → its application name only', () => {
+  // What Dubbo 3.2 writes to etcd (metadata kept in the application: storage-type local).
+  const inst = parseInstance('/services/orders/10.0.0.7:20880', 'orders', JSON.stringify({ serviceName: 'orders', host: '10.0.0.7', port: 20880, enabled: true, healthy: true, metadata: { 'dubbo.endpoints': '[{"port":20880,"protocol":"dubbo"}]', 'dubbo.metadata.revision': 'r3' } }));
+  const sibling = (iface: string, protocol: string, version?: string) => ({ key: `/dubbo/${iface}/providers/x`, protocol, address: '10.0.0.5', port: 20880, interface: iface, application: 'orders', methods: ['get'], weight: 100, enabled: true, params: { timestamp: '1', zone: 'z9' }, ...(version ? { version } : {}) });
+  const input = { instances: [inst], mapping: new Map(), definitions: new Map(), revisions: new Map(), metadataRoot: '/dubbo/metadata' };
+  const out = instanceProviders({ ...input, interfaceLevel: [sibling('com.a.Q', 'dubbo', '2'), sibling('com.a.Q', 'dubbo', '2'), sibling('com.a.P', 'dubbo'), sibling('com.a.R', 'tri'), { ...sibling('com.b.S', 'dubbo'), application: 'billing' }] });
+  assert.deepEqual(
+    out.providers.map((p) => [p.address, p.protocol, p.port, p.interface, p.version, p.methods.join(','), p.params.zone]),
+    [
+      ['10.0.0.7', 'dubbo', 20880, 'com.a.P', undefined, 'get', undefined],
+      ['10.0.0.7', 'dubbo', 20880, 'com.a.Q', '2', 'get', undefined],
+    ],
+  );
+  assert.deepEqual(out.warnings.map((w) => w.reason), ["no interface of application orders is in the mapping: its interfaces (com.a.P, com.a.Q) are taken from the application's interface-level providers"]);
+  const alone = instanceProviders({ ...input, interfaceLevel: [] });
+  assert.deepEqual(alone.providers.map((p) => [p.address, p.interface, p.instanceOnly]), [['10.0.0.7', '', true]]);
+  assert.match(alone.warnings[0]!.reason, /no interface of application orders is known .*served under the application name only/);
+});

@@ -27,8 +27,9 @@ import org.apache.dubbo.rpc.RpcException;
 import org.apache.dubbo.rpc.model.ModuleModel;
 
 /**
- * A stock Apache Dubbo 3.3 application for Isthmus's integration tests, configured with
- * Dubbo's plain Java API (no Spring), in one of two modes:
+ * A stock Apache Dubbo application (3.3 with ZooKeeper, or 3.2 with etcd: see pom.xml) for
+ * Isthmus's integration tests, configured with Dubbo's plain Java API (no Spring), in one of
+ * two modes:
  *
  * <pre>
  * provider --registry zookeeper://127.0.0.1:2181 [--application orders] [--instance orders-1]
@@ -42,6 +43,7 @@ import org.apache.dubbo.rpc.model.ModuleModel;
  *
  * consumer [--registry zookeeper://...] [--application isthmus-consumer]
  *          [--discovery interface|application|both] [--network-interface-ignored REGEX]
+ *          [--metadata-service-port N]
  *     Serves HTTP on 127.0.0.1:0 and prints "PORT n".
  *     GET /call?interface=I&amp;n=N&amp;timeoutMs=T[&amp;url=dubbo://HOST:PORT][&amp;version=V][&amp;group=G]
  *     makes N calls of I's method through a Dubbo reference (direct to url when given,
@@ -50,8 +52,12 @@ import org.apache.dubbo.rpc.model.ModuleModel;
  *     the RpcException's code name (TIMEOUT: ..., NETWORK: ..., FORBIDDEN: ...).
  * </pre>
  *
+ * --registry may name several registries, separated by spaces, e.g. Dubbo 3.2's two etcd
+ * extensions, each with its own register-mode: "etcd3://H:P?register-mode=interface
+ * etcd://H:P?register-mode=instance".
+ *
  * Every flag maps onto one Dubbo setting; nothing here changes how Dubbo registers or
- * discovers, so what lands in ZooKeeper is what any Dubbo 3.3 application writes.
+ * discovers, so what lands in the registry is what any Dubbo application of that version writes.
  */
 public final class DubboApp {
     private DubboApp() {}
@@ -80,7 +86,7 @@ public final class DubboApp {
             "registry", "application", "instance", "register-mode", "host", "port", "tri", "tri-port",
             "version", "group", "weight", "param", "prefer-serialization", "delay-ms", "bind-host", "register-host", "bind-port", "register-port",
             "metadata-type", "shutdown-wait-ms", "network-interface-ignored");
-    private static final Set<String> CONSUMER_FLAGS = Set.of("registry", "application", "discovery", "shutdown-wait-ms", "network-interface-ignored", "control-host");
+    private static final Set<String> CONSUMER_FLAGS = Set.of("registry", "application", "discovery", "shutdown-wait-ms", "network-interface-ignored", "control-host", "metadata-service-port");
 
     // ---------------------------------------------------------------- provider
 
@@ -125,7 +131,7 @@ public final class DubboApp {
 
         DubboBootstrap.getInstance()
                 .application(application)
-                .registry(new RegistryConfig(registry))
+                .registries(registries(registry))
                 .protocols(protocols)
                 .service(greeter)
                 .service(orders)
@@ -137,6 +143,13 @@ public final class DubboApp {
         System.out.println("READY");
         System.out.flush();
         new CountDownLatch(1).await(); // until SIGTERM
+    }
+
+    /** One RegistryConfig per space-separated address. */
+    private static List<RegistryConfig> registries(String addresses) {
+        List<RegistryConfig> out = new ArrayList<>();
+        for (String a : addresses.trim().split("\\s+")) out.add(new RegistryConfig(a));
+        return out;
     }
 
     /** Settings of both modes that keep test processes from sharing state on the machine. */
@@ -226,10 +239,13 @@ public final class DubboApp {
         }
         ApplicationConfig application = new ApplicationConfig(f.get("application", "isthmus-consumer"));
         quiet(application);
+        // Dubbo 3.2 consumers export their MetadataService on the dubbo protocol's port (20880,
+        // every address): beside a sidecar listening on 20880 it must go elsewhere.
+        if (f.has("metadata-service-port")) application.setMetadataServicePort(Integer.parseInt(f.get("metadata-service-port", null)));
         // Without --registry only point-to-point references (url=...) can work.
         DubboBootstrap bootstrap = DubboBootstrap.getInstance()
                 .application(application)
-                .registry(new RegistryConfig(f.get("registry", RegistryConfig.NO_AVAILABLE)))
+                .registries(registries(f.get("registry", RegistryConfig.NO_AVAILABLE)))
                 .start();
 
         Caller caller = new Caller(bootstrap.getApplicationModel().getDefaultModule());

@@ -83,7 +83,7 @@ test('http rules of an interface name are method routes; attachments are headers
   ]);
   assert.equal(greeter.routes[0]!.route.cluster, `outbound|20880|b|${GREETER_HOST}`);
   assert.deepEqual(greeter.routes[1]!.route.weighted_clusters.clusters.map((c: { name: string; weight: { value: number } }) => [c.name, c.weight.value]), [[`outbound|20880|a|${GREETER_HOST}`, 90], [`outbound|20880|b|${GREETER_HOST}`, 10]]);
-  assert.match(problems.map((p) => `${p.name}: ${p.reason}`).join('\n'), /VirtualService default\/g: .*spec\.http\[2\] refused: spec\.http\[2\]\.timeoutMs: Envoy's Dubbo filter has no per-route timeout/);
+  assert.match(problems.map((p) => `${p.name}: ${p.reason}`).join('\n'), /VirtualService default\/g: .*spec\.http\[2\] refused: spec\.http\[2\]\.timeout: Envoy's Dubbo filter has no per-route timeout/);
 });
 
 /** A model of two framework providers of Greeter and, optionally, a 50/50 rule on its name. */

@@ -5,6 +5,7 @@ import { type Subscription } from 'rxjs';
 import { instanceStatus } from './admin/instances.ts';
 import { AdminServer } from './admin/server.ts';
 import { VipAllocator, vipStoreFromUrl, type VipStore } from './addresses/index.ts';
+import { type CaOptions, type CaServer, startCa } from './ca/index.ts';
 import { DnsService, type DnsServiceOptions, EtcdRecordStore, parseEtcdStoreUrl, RecordsApiServer, recordsApiStore, type RecordsApiFlags } from './dns/index.ts';
 import { mergeStates } from './model/aggregate.ts';
 import type { MeshSnapshot } from './model/mesh-snapshot.ts';
@@ -22,6 +23,8 @@ const log = logger('server');
 
 export interface IsthmusOptions {
   readonly registries: readonly Registry[];
+  /** The certificate authority (off when absent). */
+  readonly ca?: CaOptions;
   readonly xdsAddress: string;
   readonly adminAddress: string;
   readonly debounceQuietMs: number;
@@ -70,6 +73,7 @@ export class Isthmus {
   private readonly allocator?: VipAllocator;
   private recordStore?: EtcdRecordStore;
   private recordsApi?: RecordsApiServer;
+  private caServer?: CaServer;
   private latest?: MeshSnapshot;
   private states: readonly RegistryState[] = [];
   private subs: Subscription[] = [];
@@ -161,7 +165,8 @@ export class Isthmus {
       }),
     );
     await this.recordsApi?.start();
-    log.info('isthmus serving', { xds: `${this.opts.xdsAddress.replace(/:\d+$/, '')}:${this.xdsPort}`, admin: this.adminPort, registries: this.opts.registries.map((r) => r.id) });
+    if (this.opts.ca) this.caServer = await startCa(this.opts.ca);
+    log.info('isthmus serving', { xds: `${this.opts.xdsAddress.replace(/:\d+$/, '')}:${this.xdsPort}`, admin: this.adminPort, registries: this.opts.registries.map((r) => r.id), ...(this.caServer ? { ca: this.caServer.port } : {}) });
   }
 
   /** Hands a snapshot to every output, xDS first; one output failing never keeps it from the others. */
@@ -192,6 +197,7 @@ export class Isthmus {
     // Proxies are told the server is going (UNAVAILABLE), not cut off: they reconnect at once.
     await this.ads.close();
     await this.recordsApi?.close();
+    await this.caServer?.stop();
     await this.dns?.close();
     await this.vipStore?.close();
     await this.recordStore?.close();

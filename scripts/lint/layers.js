@@ -19,6 +19,7 @@ export const LAYERS = {
   xds: ['shared', 'model', 'generated', 'xds'],
   dns: ['shared', 'model', 'dns'],
   admin: ['shared', 'model', 'admin'],
+  ca: ['shared', 'model', 'ca'],
   pipeline: ['shared', 'model', 'addresses', 'pipeline'],
 };
 const ROOT_LAYERS = new Set(['', 'cli']);

@@ -19,6 +19,16 @@ export function durationMs(flag: string, raw: string | undefined, dflt: number):
   return Math.round(Number(m[1]) * (m[2] === 's' ? 1000 : 1));
 }
 
+const SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+/** A duration in whole seconds: 90s, 30m, 24h, 90d. */
+export function durationSeconds(flag: string, raw: string | undefined, dflt: number): number {
+  if (raw === undefined) return dflt;
+  const m = /^(\d+)([smhd])$/.exec(raw.trim());
+  if (!m || Number(m[1]) === 0) throw new UsageError(`--${flag} "${raw}": expected a duration like 30m, 24h or 90d`);
+  return Number(m[1]) * SECONDS[m[2]!]!;
+}
+
 const UNITS: Record<string, number> = { '': 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
 
 /** A size in bytes: 1048576, 64MiB, 500k, 1GB. */

@@ -2,7 +2,11 @@ import { Isthmus, DEFAULTS } from '../server.ts';
 import { DEFAULT_INFLIGHT_BYTES } from '../xds/server/shared.ts';
 import { DEFAULT_INTAKE_BYTES } from '../xds/server/transport.ts';
 import { registryFromUrl, RegistryUrlError, REGISTRY_SCHEMES } from '../registries/index.ts';
-import { address, byteSize, durationMs, parse, UsageError } from './args.ts';
+import path from 'node:path';
+import { address, byteSize, durationMs, durationSeconds, parse, UsageError } from './args.ts';
+import type { CaOptions, TokenReviewer } from '../ca/index.ts';
+import { KubeConfigApi, loadKubeConfig } from '../registries/kube/index.ts';
+import { DEFAULT_TRUST_DOMAIN, trustDomainProblem } from '../model/identity.ts';
 import { logger } from '../shared/log.ts';
 import { DEFAULT_VIP_CIDR, defaultVipStorePath } from '../addresses/index.ts';
 import { DNS_DEFAULTS } from '../dns/index.ts';
@@ -49,8 +53,77 @@ Options:
   --records-file PATH     where manual records are kept without --dns-store
   --tls-cert PATH, --tls-key PATH
                           PEM certificate and key of the records API
+
+Certificate authority (off unless --ca-address is given; see README "Workload identity"):
+  --ca-address HOST:PORT  gRPC over TLS: istio.v1.auth.IstioCertificateService, signing
+                          workload certificates for proven identities
+  --ca-dir DIR            signing certificate and key in Istio's cacerts layout (ca-cert.pem,
+                          ca-key.pem, cert-chain.pem, root-cert.pem); an operator's intermediate,
+                          or a root generated there on first start (default ${defaultCaDir()})
+  --trust-domain NAME     of SPIFFE IDs spiffe://NAME/ns/NS/sa/SA (default ${DEFAULT_TRUST_DOMAIN})
+  --ca-join-tokens FILE   join tokens of VMs and legacy hosts (YAML: tokens: [{sha256|token,
+                          namespace, serviceAccount, expires}]), read again when it changes
+  --ca-token-review kube://[CONTEXT][?kubeconfig=PATH]
+                          check Kubernetes ServiceAccount tokens by TokenReview on that cluster
+  --ca-token-audience AUD audience the ServiceAccount tokens must carry (default istio-ca)
+  --ca-cluster-id ID      the cluster Istio's ClusterID request metadata must name (default Kubernetes)
+  --ca-cert-ttl DUR       workload certificate lifetime when none is asked for (default 24h)
+  --ca-max-cert-ttl DUR   longest lifetime granted (default 90d)
+  --ca-server-name NAME   DNS name in the CA's serving certificate, repeatable
+                          (default isthmus-ca and istiod.istio-system.svc)
   -h, --help              this text
 `;
+
+function defaultCaDir(): string {
+  return path.join(path.dirname(defaultVipStorePath()), 'ca');
+}
+
+function caOptions(values: Record<string, string | boolean | string[] | undefined>): CaOptions | undefined {
+  const v = (k: string): string | undefined => values[k] as string | undefined;
+  const given = ['ca-dir', 'ca-join-tokens', 'ca-token-review', 'ca-token-audience', 'ca-cluster-id', 'ca-cert-ttl', 'ca-max-cert-ttl', 'ca-server-name', 'trust-domain'].filter((k) => values[k] !== undefined);
+  if (!v('ca-address')) {
+    if (given.length) throw new UsageError(`--${given[0]} needs --ca-address (the CA is off without it)`);
+    return undefined;
+  }
+  const trustDomain = v('trust-domain') ?? DEFAULT_TRUST_DOMAIN;
+  const tdProblem = trustDomainProblem(trustDomain);
+  if (tdProblem) throw new UsageError(`--trust-domain: ${tdProblem}`);
+  const defaultTtlSeconds = durationSeconds('ca-cert-ttl', v('ca-cert-ttl'), 86400);
+  const maxTtlSeconds = durationSeconds('ca-max-cert-ttl', v('ca-max-cert-ttl'), 90 * 86400);
+  if (defaultTtlSeconds > maxTtlSeconds) throw new UsageError(`--ca-cert-ttl (${defaultTtlSeconds}s) is longer than --ca-max-cert-ttl (${maxTtlSeconds}s)`);
+  let tokenReview: TokenReviewer | undefined;
+  const tr = v('ca-token-review');
+  if (tr !== undefined) {
+    const m = /^kube:\/\/([^?#]*)(?:\?kubeconfig=([^&#]+))?$/.exec(tr);
+    if (!m) throw new UsageError(`--ca-token-review "${tr}": expected kube://[CONTEXT][?kubeconfig=PATH]`);
+    let api: KubeConfigApi;
+    try {
+      api = new KubeConfigApi(loadKubeConfig({ ...(m[1] ? { context: decodeURIComponent(m[1]) } : {}), ...(m[2] ? { kubeconfig: decodeURIComponent(m[2]) } : {}) }));
+    } catch (e) {
+      throw new UsageError(`--ca-token-review "${tr}": ${(e as Error).message}`);
+    }
+    tokenReview = async (token, audiences) => {
+      const r = await api.request<{ status?: { authenticated?: boolean; user?: { username?: string }; error?: string } }>('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } },
+        timeoutMs: 10_000,
+      });
+      return { authenticated: r.status?.authenticated === true, ...(r.status?.user?.username ? { username: r.status.user.username } : {}), ...(r.status?.error ? { error: r.status.error } : {}) };
+    };
+  }
+  const joinTokensFile = v('ca-join-tokens');
+  return {
+    address: address('ca-address', v('ca-address'), ''),
+    dir: v('ca-dir') ?? defaultCaDir(),
+    trustDomain,
+    clusterId: v('ca-cluster-id') ?? 'Kubernetes',
+    serverNames: (values['ca-server-name'] as string[] | undefined) ?? ['isthmus-ca', 'istiod.istio-system.svc'],
+    defaultTtlSeconds,
+    maxTtlSeconds,
+    audiences: [v('ca-token-audience') ?? 'istio-ca'],
+    ...(joinTokensFile ? { joinTokensFile } : {}),
+    ...(tokenReview ? { tokenReview } : {}),
+  };
+}
 
 export async function serve(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
@@ -76,6 +149,16 @@ export async function serve(argv: string[]): Promise<number> {
     'records-file': { type: 'string' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
+    'ca-address': { type: 'string' },
+    'ca-dir': { type: 'string' },
+    'trust-domain': { type: 'string' },
+    'ca-join-tokens': { type: 'string' },
+    'ca-token-review': { type: 'string' },
+    'ca-token-audience': { type: 'string' },
+    'ca-cluster-id': { type: 'string' },
+    'ca-cert-ttl': { type: 'string' },
+    'ca-max-cert-ttl': { type: 'string' },
+    'ca-server-name': { type: 'string', multiple: true },
   });
   if (values.help) {
     process.stdout.write(SERVE_HELP);
@@ -132,8 +215,10 @@ export async function serve(argv: string[]): Promise<number> {
   const quiet = durationMs('debounce-quiet', values['debounce-quiet'], DEFAULTS.debounceQuietMs);
   const max = durationMs('debounce-max', values['debounce-max'], DEFAULTS.debounceMaxMs);
   if (max < quiet) throw new UsageError(`--debounce-max (${max}ms) must not be shorter than --debounce-quiet (${quiet}ms)`);
+  const ca = caOptions(values);
   const isthmus = new Isthmus({
     registries,
+    ...(ca ? { ca } : {}),
     xdsAddress: address('xds-address', values['xds-address'], DEFAULTS.xdsAddress),
     adminAddress: address('admin-address', values['admin-address'], DEFAULTS.adminAddress),
     xdsMaxInflightBytes: byteSize('xds-inflight-limit', values['xds-inflight-limit'], DEFAULT_INFLIGHT_BYTES),

@@ -192,10 +192,10 @@ export class KubeApiServer {
     );
   }
 
-  /** A token for a service account, from the TokenRequest API. */
-  async serviceAccountToken(namespace: string, name: string): Promise<string> {
+  /** A token for a service account, from the TokenRequest API (for `audiences`, if given). */
+  async serviceAccountToken(namespace: string, name: string, audiences?: readonly string[]): Promise<string> {
     const res = await this.api.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
-      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } },
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600, ...(audiences ? { audiences } : {}) } },
     });
     return res.status.token;
   }

@@ -89,8 +89,9 @@ async function keyMatches(key: webcrypto.CryptoKey, cert: x509.X509Certificate):
   const alg = key.algorithm.name === 'ECDSA' ? { name: 'ECDSA', hash: 'SHA-256' } : { name: key.algorithm.name };
   const data = new TextEncoder().encode('isthmus ca key check');
   const sig = await webcrypto.subtle.sign(alg, key, data);
-  const pub = await cert.publicKey.export(key.algorithm.name === 'ECDSA' ? { name: 'ECDSA', namedCurve: (key.algorithm as webcrypto.EcKeyAlgorithm).namedCurve } : { name: key.algorithm.name, hash: 'SHA-256' }, ['verify'], webcrypto as unknown as Parameters<typeof cert.publicKey.export>[2]);
-  return webcrypto.subtle.verify(alg, pub, sig, data);
+  // A key of another type than the certificate's cannot be its key.
+  const pub = await cert.publicKey.export(key.algorithm.name === 'ECDSA' ? { name: 'ECDSA', namedCurve: (key.algorithm as webcrypto.EcKeyAlgorithm).namedCurve } : { name: key.algorithm.name, hash: 'SHA-256' }, ['verify'], webcrypto as unknown as Parameters<typeof cert.publicKey.export>[2]).catch(() => undefined);
+  return pub ? webcrypto.subtle.verify(alg, pub, sig, data) : false;
 }
 
 async function writeAtomic(file: string, text: string, mode: number): Promise<void> {

@@ -25,6 +25,8 @@ export interface IsthmusOptions {
   readonly registries: readonly Registry[];
   /** The certificate authority (off when absent). */
   readonly ca?: CaOptions;
+  /** Of workload SPIFFE IDs (default cluster.local). */
+  readonly trustDomain?: string;
   readonly xdsAddress: string;
   readonly adminAddress: string;
   readonly debounceQuietMs: number;
@@ -95,7 +97,7 @@ export class Isthmus {
       syncz: () => this.ads.status(),
       configDump: (id) => this.ads.configDump(id),
       dnsz: () => this.dns?.status(),
-      instances: () => instanceStatus(this.model, this.ads.proxies().map(({ proxy, peer }) => ({ ...proxy, peer }))),
+      instances: () => instanceStatus(this.model, this.ads.proxies().map(({ proxy, peer }) => ({ ...proxy, peer })), opts.trustDomain),
     });
     const d = opts.dns;
     if (d) {

@@ -1,5 +1,6 @@
 // Per-instance view for /debug/registryz: where each endpoint came from, whether a
 // connected transparent sidecar fronts it, and so which path a call to it takes.
+import { DEFAULT_TRUST_DOMAIN, spiffeId } from '../model/identity.ts';
 import type { ModelSnapshot } from '../model/snapshot.ts';
 
 /** What this view needs of a connected proxy (the composer maps the ADS server's proxies onto it). */
@@ -22,6 +23,8 @@ export interface InstanceStatus {
   readonly ports: Readonly<Record<string, number>>;
   /** The registry the endpoint came from (its id, e.g. etcd://…/dubbo or file://…). */
   readonly source: string;
+  /** Its workload's SPIFFE ID (a pod's ServiceAccount, a WorkloadEntry's serviceAccount); null when its registry names none. */
+  readonly identity: string | null;
   /** Node id of the transparent sidecar intercepting this instance's inbound traffic, if any. */
   readonly sidecar: string | null;
   /** The path of a call to this instance, from a caller with a sidecar and from one without. */
@@ -45,7 +48,7 @@ export function proxyAddresses(p: ConnectedProxy): readonly string[] {
   return p.instanceIps.length ? p.instanceIps : [peerAddress(p.peer)];
 }
 
-export function instanceStatus(model: ModelSnapshot, proxies: readonly ConnectedProxy[]): InstanceStatus[] {
+export function instanceStatus(model: ModelSnapshot, proxies: readonly ConnectedProxy[], trustDomain = DEFAULT_TRUST_DOMAIN): InstanceStatus[] {
   // Only transparent Envoy sidecars intercept inbound calls sent to the app's own address.
   const fronting = new Map<string, { id: string; appPorts: ReadonlySet<number> }[]>();
   for (const p of proxies) {
@@ -65,6 +68,7 @@ export function instanceStatus(model: ModelSnapshot, proxies: readonly Connected
         address: e.address,
         ports: e.ports,
         source: e.origin.registry,
+        identity: e.identity ? spiffeId({ trustDomain, ...e.identity }) : null,
         sidecar: sidecar?.id ?? null,
         paths: sidecar ? { fromMeshedCaller: 'double-hop', fromLegacyCaller: 'server single-hop' } : { fromMeshedCaller: 'client single-hop', fromLegacyCaller: 'direct' },
       });

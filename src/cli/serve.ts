@@ -54,13 +54,15 @@ Options:
   --tls-cert PATH, --tls-key PATH
                           PEM certificate and key of the records API
 
+  --trust-domain NAME     of workload SPIFFE IDs spiffe://NAME/ns/NS/sa/SA, shown per instance in
+                          /debug/registryz and signed by the CA (default ${DEFAULT_TRUST_DOMAIN})
+
 Certificate authority (off unless --ca-address is given; see README "Workload identity"):
   --ca-address HOST:PORT  gRPC over TLS: istio.v1.auth.IstioCertificateService, signing
                           workload certificates for proven identities
   --ca-dir DIR            signing certificate and key in Istio's cacerts layout (ca-cert.pem,
                           ca-key.pem, cert-chain.pem, root-cert.pem); an operator's intermediate,
                           or a root generated there on first start (default ${defaultCaDir()})
-  --trust-domain NAME     of SPIFFE IDs spiffe://NAME/ns/NS/sa/SA (default ${DEFAULT_TRUST_DOMAIN})
   --ca-join-tokens FILE   join tokens of VMs and legacy hosts (YAML: tokens: [{sha256|token,
                           namespace, serviceAccount, expires}]), read again when it changes
   --ca-token-review kube://[CONTEXT][?kubeconfig=PATH]
@@ -78,16 +80,21 @@ function defaultCaDir(): string {
   return path.join(path.dirname(defaultVipStorePath()), 'ca');
 }
 
+function trustDomainOf(values: Record<string, unknown>): string {
+  const td = (values['trust-domain'] as string | undefined) ?? DEFAULT_TRUST_DOMAIN;
+  const problem = trustDomainProblem(td);
+  if (problem) throw new UsageError(`--trust-domain: ${problem}`);
+  return td;
+}
+
 function caOptions(values: Record<string, string | boolean | string[] | undefined>): CaOptions | undefined {
   const v = (k: string): string | undefined => values[k] as string | undefined;
-  const given = ['ca-dir', 'ca-join-tokens', 'ca-token-review', 'ca-token-audience', 'ca-cluster-id', 'ca-cert-ttl', 'ca-max-cert-ttl', 'ca-server-name', 'trust-domain'].filter((k) => values[k] !== undefined);
+  const given = ['ca-dir', 'ca-join-tokens', 'ca-token-review', 'ca-token-audience', 'ca-cluster-id', 'ca-cert-ttl', 'ca-max-cert-ttl', 'ca-server-name'].filter((k) => values[k] !== undefined);
   if (!v('ca-address')) {
     if (given.length) throw new UsageError(`--${given[0]} needs --ca-address (the CA is off without it)`);
     return undefined;
   }
-  const trustDomain = v('trust-domain') ?? DEFAULT_TRUST_DOMAIN;
-  const tdProblem = trustDomainProblem(trustDomain);
-  if (tdProblem) throw new UsageError(`--trust-domain: ${tdProblem}`);
+  const trustDomain = trustDomainOf(values);
   const defaultTtlSeconds = durationSeconds('ca-cert-ttl', v('ca-cert-ttl'), 86400);
   const maxTtlSeconds = durationSeconds('ca-max-cert-ttl', v('ca-max-cert-ttl'), 90 * 86400);
   if (defaultTtlSeconds > maxTtlSeconds) throw new UsageError(`--ca-cert-ttl (${defaultTtlSeconds}s) is longer than --ca-max-cert-ttl (${maxTtlSeconds}s)`);
@@ -219,6 +226,7 @@ export async function serve(argv: string[]): Promise<number> {
   const isthmus = new Isthmus({
     registries,
     ...(ca ? { ca } : {}),
+    trustDomain: trustDomainOf(values),
     xdsAddress: address('xds-address', values['xds-address'], DEFAULTS.xdsAddress),
     adminAddress: address('admin-address', values['admin-address'], DEFAULTS.adminAddress),
     xdsMaxInflightBytes: byteSize('xds-inflight-limit', values['xds-inflight-limit'], DEFAULT_INFLIGHT_BYTES),

@@ -271,7 +271,7 @@ function workloadEndpoint(w: Workload, service: string): Endpoint {
   if (!byService) workloadEndpoints.set(w, (byService = new Map()));
   let e = byService.get(service);
   if (!e) {
-    e = { service, address: w.address, ports: w.ports, labels: w.labels, locality: w.locality, weight: w.weight, health: w.health, origin: w.origin };
+    e = { service, address: w.address, ports: w.ports, labels: w.labels, locality: w.locality, weight: w.weight, health: w.health, origin: w.origin, ...(w.identity ? { identity: w.identity } : {}) };
     byService.set(service, e);
   }
   return e;

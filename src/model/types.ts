@@ -99,6 +99,14 @@ export interface Endpoint {
    * match `labels` overlaid with these.
    */
   readonly interfaceLabels?: Readonly<Record<string, Readonly<Record<string, string>>>>;
+  /** Who the workload runs as (a pod's ServiceAccount, a WorkloadEntry's serviceAccount): its SPIFFE ID names these. */
+  readonly identity?: EndpointIdentity;
+}
+
+/** The namespace and service account of a workload; with the trust domain, its SPIFFE ID. */
+export interface EndpointIdentity {
+  readonly namespace: string;
+  readonly serviceAccount: string;
 }
 
 /** The labels an endpoint has as a provider of one interface (or of its service when none is named). */
@@ -118,6 +126,7 @@ export interface Workload {
   readonly weight: number;
   readonly health: Health;
   readonly origin: Origin;
+  readonly identity?: EndpointIdentity;
 }
 
 /** A document or key a registry could not use, and why. */

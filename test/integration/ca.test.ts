@@ -75,9 +75,15 @@ before(async () => {
   await kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
   await kube.create({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'cart', namespace: 'shop' } });
   caPort = await freePort();
+  const config = scratchDir('ca-config');
+  fs.writeFileSync(path.join(config, 'orders.yaml'), [
+    'apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: { name: orders, namespace: legacy }\nspec:\n  hosts: [orders.legacy.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{ number: 20880, name: tcp, protocol: TCP }]\n  workloadSelector: { labels: { app: orders } }\n',
+    'apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: { name: db, namespace: legacy }\nspec:\n  hosts: [db.legacy.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{ number: 5432, name: tcp, protocol: TCP }]\n  endpoints: [{ address: 10.9.0.1 }]\n',
+    'apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: { name: orders-vm-1, namespace: legacy }\nspec: { address: 10.9.0.2, labels: { app: orders }, serviceAccount: orders }\n',
+  ].join('---\n'));
   isthmus = await startIsthmus({
     name: 'isthmus-ca',
-    registries: [`file://${scratchDir('ca-config')}`],
+    registries: [`file://${config}`],
     args: ['--ca-address', `127.0.0.1:${caPort}`, '--ca-dir', caDir, '--ca-join-tokens', path.join(dir, 'tokens.yaml'), '--ca-token-review', `kube://admin?kubeconfig=${encodeURIComponent(kube.kubeconfigPath)}`],
   });
 });
@@ -163,6 +169,12 @@ describe('isthmus CA', () => {
     }
     const after = await createCertificate({ csr: good }, { token: VM_TOKEN });
     assert.equal(after.code, undefined, after.details);
+  });
+
+  test('registryz shows each instance\'s SPIFFE ID: the WorkloadEntry\'s service account, none for an endpoint that names none', async () => {
+    const z = (await isthmus.registryz()) as { instances: { address: string; identity: string | null }[] };
+    const ids = Object.fromEntries(z.instances.map((i) => [i.address, i.identity]));
+    assert.deepEqual(ids, { '10.9.0.1': null, '10.9.0.2': VM_ID });
   });
 
   test('after a restart the CA signs with the same root: certificates issued before still verify', async () => {

@@ -2,11 +2,13 @@
 // then mapped to the model. Problems go to the Checker; results are only used when none.
 
 import type { Endpoint, Locality, Origin, Protocol, Resolution, Service, ServicePort, Workload } from '../../model/types.ts';
+import { identityNameProblem } from '../../model/identity.ts';
 import { Checker, describe, isDns1123Label, isHostname, isIpAddress, isIpOrCidr, isMapping, isWildcardHostname, sub } from '../../shared/checks.ts';
 
 const SE_KEYS = ['hosts', 'addresses', 'ports', 'location', 'resolution', 'endpoints', 'workloadSelector', 'exportTo', 'subjectAltNames'];
 const PORT_KEYS = ['number', 'protocol', 'name', 'targetPort'];
-// WorkloadEntry spec, also the shape of a ServiceEntry endpoint. network and serviceAccount are ignored.
+// WorkloadEntry spec, also the shape of a ServiceEntry endpoint. network is ignored; serviceAccount
+// (in the document's namespace) is the workload's identity.
 const WE_KEYS = ['address', 'ports', 'labels', 'network', 'locality', 'weight', 'serviceAccount'];
 const RESOLUTIONS = ['NONE', 'STATIC', 'DNS', 'DNS_ROUND_ROBIN'] as const;
 const LOCATIONS = ['MESH_EXTERNAL', 'MESH_INTERNAL'] as const;
@@ -26,6 +28,13 @@ interface WorkloadFields {
   labels: Record<string, string>;
   locality: Locality;
   weight: number;
+  serviceAccount?: string;
+}
+
+/** The endpoint fields of a WorkloadEntry-shaped spec in `namespace`: its serviceAccount as an identity. */
+function endpointOf(f: WorkloadFields, namespace: string): Omit<WorkloadFields, 'serviceAccount'> & { identity?: { namespace: string; serviceAccount: string } } {
+  const { serviceAccount, ...rest } = f;
+  return serviceAccount ? { ...rest, identity: { namespace, serviceAccount } } : rest;
 }
 
 export function serviceEntry(spec: unknown, c: Checker, meta: { namespace: string; origin: Origin }): { services: Service[]; endpoints: Endpoint[] } | undefined {
@@ -103,14 +112,14 @@ export function serviceEntry(spec: unknown, c: Checker, meta: { namespace: strin
       ...(selector ? { workloadSelector: selector } : {}),
       origin: meta.origin,
     });
-    for (const f of endpointFields) if (f) endpoints.push({ service: hostname, ...f, health: 'HEALTHY', origin: meta.origin });
+    for (const f of endpointFields) if (f) endpoints.push({ service: hostname, ...endpointOf(f, meta.namespace), health: 'HEALTHY', origin: meta.origin });
   }
   return { services, endpoints };
 }
 
 export function workloadEntry(spec: unknown, c: Checker, meta: { name: string; namespace: string; origin: Origin }): Workload | undefined {
   const f = workloadFields(spec, 'spec', c, 'ip-or-dns');
-  return f ? { name: meta.name, namespace: meta.namespace, ...f, health: 'HEALTHY', origin: meta.origin } : undefined;
+  return f ? { name: meta.name, namespace: meta.namespace, ...endpointOf(f, meta.namespace), health: 'HEALTHY', origin: meta.origin } : undefined;
 }
 
 function checkHost(h: string, field: string, location: string, c: Checker): void {
@@ -197,10 +206,12 @@ function workloadFields(v: unknown, field: string, c: Checker, mode: 'ip' | 'ip-
   const locality = checkLocality(c.string(w.locality, `${field}.locality`), `${field}.locality`, c);
   const weight = c.integer(w.weight, `${field}.weight`, 0, MAX_WEIGHT);
   c.string(w.network, `${field}.network`);
-  c.string(w.serviceAccount, `${field}.serviceAccount`);
+  const serviceAccount = c.string(w.serviceAccount, `${field}.serviceAccount`) || undefined;
+  const saProblem = serviceAccount === undefined ? undefined : identityNameProblem('service account', serviceAccount);
+  if (saProblem) c.fail(`${field}.serviceAccount`, saProblem);
   if (address === undefined) return undefined;
   // 0 is protobuf's "unset"; Envoy needs a weight of at least 1.
-  return { address, ports, labels, locality, weight: weight || 1 };
+  return { address, ports, labels, locality, weight: weight || 1, ...(serviceAccount && !saProblem ? { serviceAccount } : {}) };
 }
 
 function checkAddress(a: string, field: string, mode: 'ip' | 'ip-or-dns', c: Checker): void {

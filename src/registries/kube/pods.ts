@@ -24,6 +24,7 @@ export interface PodLike extends KubeObject {
   readonly spec?: {
     readonly nodeName?: string;
     readonly hostNetwork?: boolean;
+    readonly serviceAccountName?: string;
     readonly containers?: readonly { readonly ports?: readonly { readonly name?: string; readonly containerPort?: number; readonly protocol?: string }[] }[];
   };
   readonly status?: {
@@ -102,9 +103,15 @@ export function podWorkloads(ctx: ClusterContext, pods: Iterable<PodLike>, nodes
       weight: 1,
       health: podHealth(pod),
       origin: { registry: ctx.registry, ref: `Pod ${namespace}/${name}` },
+      identity: podIdentity(pod, namespace),
     });
   }
   return out.sort((a, b) => (a.namespace + '/' + a.name < b.namespace + '/' + b.name ? -1 : 1));
+}
+
+/** A pod runs as its ServiceAccount (Kubernetes' default: "default"). */
+export function podIdentity(pod: PodLike, namespace: string): { namespace: string; serviceAccount: string } {
+  return { namespace, serviceAccount: pod.spec?.serviceAccountName || 'default' };
 }
 
 /** True when every selector label is on the object (an empty selector selects nothing, like a Service's). */

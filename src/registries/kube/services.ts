@@ -13,7 +13,7 @@
 // moves it) counts once, in its best state.
 import type { Endpoint, Health, Protocol, Rejection, Resolution, Service, ServicePort } from '../../model/types.ts';
 import type { KubeObject } from './client.ts';
-import { type ClusterContext, endpointLabels, localityOf, type NodeLike, type PodLike } from './pods.ts';
+import { type ClusterContext, endpointLabels, localityOf, type NodeLike, podIdentity, type PodLike } from './pods.ts';
 
 interface ServiceSpecPort {
   readonly name?: string;
@@ -203,6 +203,7 @@ function sliceEndpoints(
           weight: 1,
           health: 'UNHEALTHY',
           origin: { registry: ctx.registry, ref },
+          ...(pod ? { identity: podIdentity(pod, pod.metadata?.namespace ?? namespace) } : {}),
         };
         const c: Candidate = { endpoint, ready, servingTerminating: !ready && serving && terminating };
         const key = `${address}|${JSON.stringify(endpoint.ports)}`;

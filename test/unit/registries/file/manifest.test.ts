@@ -58,7 +58,7 @@ spec:
 apiVersion: networking.istio.io/v1beta1
 kind: WorkloadEntry
 metadata: { name: echo-1 }
-spec: { address: 10.0.0.2, labels: { app: echo }, ports: { tcp: 9001 }, locality: cn-east }
+spec: { address: 10.0.0.2, labels: { app: echo }, ports: { tcp: 9001 }, locality: cn-east, serviceAccount: echo }
 `;
     const f = parse(text);
     assert.equal(f.yamlError, undefined);
@@ -91,6 +91,8 @@ spec: { address: 10.0.0.2, labels: { app: echo }, ports: { tcp: 9001 }, locality
       weight: 3,
       health: 'HEALTHY',
       origin: origin0,
+      // serviceAccount, in the entry's namespace: the workload's identity
+      identity: { namespace: 'shop', serviceAccount: 'web' },
     });
     assert.deepEqual(d0.endpoints, [ep('web.shop.local'), ep('www.shop.local')]);
     assert.deepEqual(d1.workloads, [
@@ -104,6 +106,7 @@ spec: { address: 10.0.0.2, labels: { app: echo }, ports: { tcp: 9001 }, locality
         weight: 1,
         health: 'HEALTHY',
         origin: { registry: REG, ref: 'conf/a.yaml#1 WorkloadEntry default/echo-1' },
+        identity: { namespace: 'default', serviceAccount: 'echo' },
       },
     ]);
   });
@@ -181,6 +184,7 @@ describe('parseManifests: rejections', () => {
     { name: 'bad label key', doc: se('x', { endpoints: [{ address: '10.0.0.1', labels: { '-x': 'a' } }] }), field: 'spec.endpoints[0].labels["-x"]', reason: /label key "-x" is invalid/ },
     { name: 'several TCP hosts', doc: se('x', { hosts: ['a.local', 'b.local'], ports: [{ number: 9000, name: 'tcp', protocol: 'TCP' }] }), field: 'spec.hosts', reason: /several hosts with a TCP port/ },
     { name: 'wildcard DNS without endpoints', doc: se('x', { hosts: ['*.example.com'], location: 'MESH_EXTERNAL', resolution: 'DNS', endpoints: undefined }), field: 'spec.hosts[0]', reason: /is a wildcard; with resolution DNS/ },
+    { name: 'WorkloadEntry with a service account that is no Kubernetes name', doc: { apiVersion: 'networking.istio.io/v1', kind: 'WorkloadEntry', metadata: { name: 'w' }, spec: { address: '10.0.0.1', serviceAccount: 'Orders_SA' } }, field: 'spec.serviceAccount', reason: /service account "Orders_SA" is not a Kubernetes name/ },
     { name: 'WorkloadEntry without address', doc: { apiVersion: 'networking.istio.io/v1', kind: 'WorkloadEntry', metadata: { name: 'w' }, spec: { labels: { app: 'a' } } }, field: 'spec.address', reason: /spec\.address is missing/ },
     { name: 'WorkloadEntry bad port', doc: { apiVersion: 'networking.istio.io/v1', kind: 'WorkloadEntry', metadata: { name: 'w' }, spec: { address: '10.0.0.1', ports: { tcp: 0 } } }, field: 'spec.ports.tcp', reason: /0, out of range/ },
     { name: 'missing spec', doc: { apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name: 'x' } }, field: 'spec', reason: /spec is missing/ },

@@ -169,6 +169,9 @@ test('pods are workloads: address, labels, named container ports, readiness, nod
     { metadata: { name: 'pending', namespace: 'shop' }, status: { phase: 'Pending' } },
     { ...pod('done', '10.1.0.9', {}), status: { phase: 'Succeeded', podIP: '10.1.0.9' } },
   ], nodes);
+  assert.deepEqual(w.map((x) => x.identity), [{ namespace: 'shop', serviceAccount: 'default' }, { namespace: 'shop', serviceAccount: 'default' }, { namespace: 'shop', serviceAccount: 'default' }], "a pod without serviceAccountName runs as 'default'");
+  const own = podWorkloads(ctx, [{ ...pod('d', '10.1.0.4', {}), spec: { serviceAccountName: 'billing' } }], nodes);
+  assert.deepEqual(own[0]!.identity, { namespace: 'shop', serviceAccount: 'billing' });
   assert.deepEqual(w.map((x) => [x.name, x.address, x.health, x.ports, x.locality, x.origin.ref]), [
     ['a', '10.1.0.1', 'HEALTHY', { tri: 20880 }, { region: 'east', zone: 'east-1a', subzone: 'rack-7' }, 'Pod shop/a'],
     ['b', '10.1.0.2', 'UNHEALTHY', {}, {}, 'Pod shop/b'],

@@ -25,6 +25,10 @@ export const ROOTS = [
   'envoy.extensions.filters.listener.original_dst.v3.OriginalDst',
   'envoy.extensions.http.header_formatters.preserve_case.v3.PreserveCaseFormatterConfig',
   'envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+  // SDS (isthmus agent) and the TLS transport sockets that use its secrets.
+  'envoy.extensions.transport_sockets.tls.v3.Secret',
+  'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+  'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
 ];
 
 const SCALARS: Record<string, string> = {

@@ -20,6 +20,8 @@ export const LAYERS = {
   dns: ['shared', 'model', 'dns'],
   admin: ['shared', 'model', 'admin'],
   ca: ['shared', 'model', 'ca'],
+  // isthmus agent: a program of its own beside Envoy (CA client, SDS encoded with the Envoy protos).
+  agent: ['shared', 'model', 'generated', 'xds', 'ca', 'agent'],
   pipeline: ['shared', 'model', 'addresses', 'pipeline'],
 };
 const ROOT_LAYERS = new Set(['', 'cli']);

@@ -33,6 +33,8 @@ Options:
   --instance-ip IP        an address of the instance (e.g. the pod IP), so /debug/registryz
                           knows which endpoints this sidecar fronts; repeatable
                           (default: the address its xDS connection comes from)
+  --sds-socket PATH       add the cluster "isthmus-sds" to the Unix socket where 'isthmus agent'
+                          serves the workload certificate over SDS
   --delta                 use incremental (delta) ADS instead of state-of-the-world
   --proxyless             print a gRPC xDS bootstrap instead (for xds:/// clients)
   -h, --help              this text
@@ -54,6 +56,7 @@ export function bootstrap(argv: string[]): number {
     label: { type: 'string', multiple: true },
     'instance-ip': { type: 'string', multiple: true },
     'vip-listeners': { type: 'boolean' },
+    'sds-socket': { type: 'string' },
   });
   if (values.help) {
     process.stdout.write(BOOTSTRAP_HELP);
@@ -74,6 +77,7 @@ export function bootstrap(argv: string[]): number {
   if (values['vip-listeners'] && (mode !== 'explicit' || values.proxyless)) {
     throw new UsageError('--vip-listeners is for an explicit-mode sidecar (a transparent one takes VIPs by redirection; a proxyless client dials names)');
   }
+  if (values['sds-socket'] && values.proxyless) throw new UsageError('--sds-socket is for an Envoy sidecar (a proxyless gRPC client reads certificates from its own bootstrap\'s certificate_providers)');
   const labels: Record<string, string> = {};
   for (const l of values.label ?? []) {
     const m = /^([A-Za-z0-9][-A-Za-z0-9_./]*)=([-A-Za-z0-9_.]*)$/.exec(l);
@@ -98,6 +102,7 @@ export function bootstrap(argv: string[]): number {
     appPorts,
     delta: values.delta ?? false,
     vipListeners: values['vip-listeners'] ?? false,
+    ...(values['sds-socket'] ? { sdsSocket: values['sds-socket'] } : {}),
   };
   const out = values.proxyless ? grpcBootstrap(opts) : envoyBootstrap(opts);
   process.stdout.write(JSON.stringify(out, null, 2) + '\n');

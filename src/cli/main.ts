@@ -14,6 +14,7 @@ Commands:
   serve       serve the service model as xDS (default registry: ./config)
   bootstrap   print an Envoy (or proxyless gRPC) bootstrap pointing at Isthmus
   register    keep an app's providers registered in the SOA registry (etcd, ZooKeeper)
+  agent       beside Envoy: the workload's key and certificate, served to Envoy over SDS
   validate    check manifest files and directories, one line per problem
   plan        dry run: the xDS changes a configuration would make, per connected proxy
   help        this text
@@ -30,6 +31,7 @@ async function main(argv: string[]): Promise<number> {
       return bootstrap(rest);
     case 'register':
       return register(rest);
+    case 'agent': return (await import('./agent.ts')).agent(rest);
     case 'validate': return (await import('./validate.ts')).validate(rest);
     case 'plan': return (await import('./plan.ts')).plan(rest);
     case undefined:

@@ -2240,6 +2240,175 @@ export interface PreserveCaseFormatterConfig {
 /** envoy.extensions.http.header_formatters.preserve_case.v3.PreserveCaseFormatterConfig.FormatterTypeOnEnvoyHeaders */
 export type PreserveCaseFormatterConfig_FormatterTypeOnEnvoyHeaders = "DEFAULT" | "PROPER_CASE" | number;
 
+/** envoy.extensions.transport_sockets.tls.v3.CertificateProviderPluginInstance */
+export interface CertificateProviderPluginInstance {
+  instance_name?: string;
+  certificate_name?: string;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext */
+export interface CertificateValidationContext {
+  trusted_ca?: DataSource;
+  ca_certificate_provider_instance?: CertificateProviderPluginInstance;
+  system_root_certs?: CertificateValidationContext_SystemRootCerts;
+  watched_directory?: WatchedDirectory;
+  verify_certificate_spki?: string[];
+  verify_certificate_hash?: string[];
+  match_typed_subject_alt_names?: SubjectAltNameMatcher[];
+  match_subject_alt_names?: envoy_type_matcher_v3_StringMatcher[];
+  require_signed_certificate_timestamp?: BoolValue;
+  crl?: DataSource;
+  allow_expired_certificate?: boolean;
+  trust_chain_verification?: CertificateValidationContext_TrustChainVerification;
+  custom_validator_config?: TypedExtensionConfig;
+  only_verify_leaf_cert_crl?: boolean;
+  max_verify_depth?: UInt32Value;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.SystemRootCerts */
+export interface CertificateValidationContext_SystemRootCerts {
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.TrustChainVerification */
+export type CertificateValidationContext_TrustChainVerification = "VERIFY_TRUST_CHAIN" | "ACCEPT_UNTRUSTED" | number;
+
+/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext */
+export interface CommonTlsContext {
+  tls_params?: TlsParameters;
+  tls_certificates?: TlsCertificate[];
+  tls_certificate_sds_secret_configs?: SdsSecretConfig[];
+  tls_certificate_provider_instance?: CertificateProviderPluginInstance;
+  tls_certificate_certificate_provider?: CommonTlsContext_CertificateProvider;
+  tls_certificate_certificate_provider_instance?: CommonTlsContext_CertificateProviderInstance;
+  validation_context?: CertificateValidationContext;
+  validation_context_sds_secret_config?: SdsSecretConfig;
+  combined_validation_context?: CommonTlsContext_CombinedCertificateValidationContext;
+  validation_context_certificate_provider?: CommonTlsContext_CertificateProvider;
+  validation_context_certificate_provider_instance?: CommonTlsContext_CertificateProviderInstance;
+  alpn_protocols?: string[];
+  custom_handshaker?: TypedExtensionConfig;
+  key_log?: TlsKeyLog;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CertificateProvider */
+export interface CommonTlsContext_CertificateProvider {
+  name?: string;
+  typed_config?: TypedExtensionConfig;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CertificateProviderInstance */
+export interface CommonTlsContext_CertificateProviderInstance {
+  instance_name?: string;
+  certificate_name?: string;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext */
+export interface CommonTlsContext_CombinedCertificateValidationContext {
+  default_validation_context?: CertificateValidationContext;
+  validation_context_sds_secret_config?: SdsSecretConfig;
+  validation_context_certificate_provider?: CommonTlsContext_CertificateProvider;
+  validation_context_certificate_provider_instance?: CommonTlsContext_CertificateProviderInstance;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext */
+export interface DownstreamTlsContext {
+  common_tls_context?: CommonTlsContext;
+  require_client_certificate?: BoolValue;
+  require_sni?: BoolValue;
+  session_ticket_keys?: TlsSessionTicketKeys;
+  session_ticket_keys_sds_secret_config?: SdsSecretConfig;
+  disable_stateless_session_resumption?: boolean;
+  disable_stateful_session_resumption?: boolean;
+  session_timeout?: Duration;
+  ocsp_staple_policy?: DownstreamTlsContext_OcspStaplePolicy;
+  full_scan_certs_on_sni_mismatch?: BoolValue;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext.OcspStaplePolicy */
+export type DownstreamTlsContext_OcspStaplePolicy = "LENIENT_STAPLING" | "STRICT_STAPLING" | "MUST_STAPLE" | number;
+
+/** envoy.extensions.transport_sockets.tls.v3.GenericSecret */
+export interface GenericSecret {
+  secret?: DataSource;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.PrivateKeyProvider */
+export interface PrivateKeyProvider {
+  provider_name?: string;
+  typed_config?: Any;
+  fallback?: boolean;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig */
+export interface SdsSecretConfig {
+  name?: string;
+  sds_config?: ConfigSource;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.Secret */
+export interface Secret {
+  name?: string;
+  tls_certificate?: TlsCertificate;
+  session_ticket_keys?: TlsSessionTicketKeys;
+  validation_context?: CertificateValidationContext;
+  generic_secret?: GenericSecret;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher */
+export interface SubjectAltNameMatcher {
+  san_type?: SubjectAltNameMatcher_SanType;
+  matcher?: envoy_type_matcher_v3_StringMatcher;
+  oid?: string;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher.SanType */
+export type SubjectAltNameMatcher_SanType = "SAN_TYPE_UNSPECIFIED" | "EMAIL" | "DNS" | "URI" | "IP_ADDRESS" | "OTHER_NAME" | number;
+
+/** envoy.extensions.transport_sockets.tls.v3.TlsCertificate */
+export interface TlsCertificate {
+  certificate_chain?: DataSource;
+  private_key?: DataSource;
+  pkcs12?: DataSource;
+  watched_directory?: WatchedDirectory;
+  private_key_provider?: PrivateKeyProvider;
+  password?: DataSource;
+  ocsp_staple?: DataSource;
+  signed_certificate_timestamp?: DataSource[];
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.TlsKeyLog */
+export interface TlsKeyLog {
+  path?: string;
+  local_address_range?: CidrRange[];
+  remote_address_range?: CidrRange[];
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.TlsParameters */
+export interface TlsParameters {
+  tls_minimum_protocol_version?: TlsParameters_TlsProtocol;
+  tls_maximum_protocol_version?: TlsParameters_TlsProtocol;
+  cipher_suites?: string[];
+  ecdh_curves?: string[];
+  signature_algorithms?: string[];
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.TlsParameters.TlsProtocol */
+export type TlsParameters_TlsProtocol = "TLS_AUTO" | "TLSv1_0" | "TLSv1_1" | "TLSv1_2" | "TLSv1_3" | number;
+
+/** envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys */
+export interface TlsSessionTicketKeys {
+  keys?: DataSource[];
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext */
+export interface UpstreamTlsContext {
+  common_tls_context?: CommonTlsContext;
+  sni?: string;
+  allow_renegotiation?: boolean;
+  max_session_keys?: UInt32Value;
+  enforce_rsa_key_usage?: BoolValue;
+}
+
 /** envoy.extensions.upstreams.http.v3.HttpProtocolOptions */
 export interface envoy_extensions_upstreams_http_v3_HttpProtocolOptions {
   common_http_protocol_options?: HttpProtocolOptions;
@@ -2881,6 +3050,24 @@ export interface MessageByName {
   "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster": TcpProxy_WeightedCluster;
   "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight": TcpProxy_WeightedCluster_ClusterWeight;
   "envoy.extensions.http.header_formatters.preserve_case.v3.PreserveCaseFormatterConfig": PreserveCaseFormatterConfig;
+  "envoy.extensions.transport_sockets.tls.v3.CertificateProviderPluginInstance": CertificateProviderPluginInstance;
+  "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext": CertificateValidationContext;
+  "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.SystemRootCerts": CertificateValidationContext_SystemRootCerts;
+  "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext": CommonTlsContext;
+  "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CertificateProvider": CommonTlsContext_CertificateProvider;
+  "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CertificateProviderInstance": CommonTlsContext_CertificateProviderInstance;
+  "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext": CommonTlsContext_CombinedCertificateValidationContext;
+  "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext": DownstreamTlsContext;
+  "envoy.extensions.transport_sockets.tls.v3.GenericSecret": GenericSecret;
+  "envoy.extensions.transport_sockets.tls.v3.PrivateKeyProvider": PrivateKeyProvider;
+  "envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig": SdsSecretConfig;
+  "envoy.extensions.transport_sockets.tls.v3.Secret": Secret;
+  "envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher": SubjectAltNameMatcher;
+  "envoy.extensions.transport_sockets.tls.v3.TlsCertificate": TlsCertificate;
+  "envoy.extensions.transport_sockets.tls.v3.TlsKeyLog": TlsKeyLog;
+  "envoy.extensions.transport_sockets.tls.v3.TlsParameters": TlsParameters;
+  "envoy.extensions.transport_sockets.tls.v3.TlsSessionTicketKeys": TlsSessionTicketKeys;
+  "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext": UpstreamTlsContext;
   "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": envoy_extensions_upstreams_http_v3_HttpProtocolOptions;
   "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig": HttpProtocolOptions_AutoHttpConfig;
   "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig": HttpProtocolOptions_ExplicitHttpConfig;

@@ -19,7 +19,12 @@ export interface BootstrapOptions {
   readonly instanceIps?: readonly string[];
   /** Explicit mode: listen on every VIP:port as well. */
   readonly vipListeners?: boolean;
+  /** Unix socket of `isthmus agent`'s SDS: the cluster SDS_CLUSTER reaches it. */
+  readonly sdsSocket?: string;
 }
+
+/** The static cluster through which Envoy reads its certificates from the agent (SDS). */
+export const SDS_CLUSTER = 'isthmus-sds';
 
 const XDS_CLUSTER = 'isthmus-xds';
 
@@ -79,8 +84,24 @@ export function envoyBootstrap(o: BootstrapOptions): Record<string, unknown> {
             endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: o.xdsHost, port_value: o.xdsPort } } } }] }],
           },
         },
+        ...(o.sdsSocket ? [sdsCluster(o.sdsSocket)] : []),
       ],
     },
+  };
+}
+
+function sdsCluster(socket: string): Record<string, unknown> {
+  return {
+    name: SDS_CLUSTER,
+    type: 'STATIC',
+    connect_timeout: '1s',
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    },
+    load_assignment: { cluster_name: SDS_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path: socket } } } }] }] },
   };
 }
 

@@ -15,6 +15,7 @@ Commands:
   bootstrap   print an Envoy (or proxyless gRPC) bootstrap pointing at Isthmus
   register    keep an app's providers registered in the SOA registry (etcd, ZooKeeper)
   agent       beside Envoy: the workload's key and certificate, served to Envoy over SDS
+  ca init     a CA root in Istio's cacerts layout, for replicas to share
   validate    check manifest files and directories, one line per problem
   plan        dry run: the xDS changes a configuration would make, per connected proxy
   help        this text
@@ -31,6 +32,7 @@ async function main(argv: string[]): Promise<number> {
       return bootstrap(rest);
     case 'register':
       return register(rest);
+    case 'ca': return (await import('./ca.ts')).ca(rest);
     case 'agent': return (await import('./agent.ts')).agent(rest);
     case 'validate': return (await import('./validate.ts')).validate(rest);
     case 'plan': return (await import('./plan.ts')).plan(rest);

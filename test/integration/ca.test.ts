@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadCaService } from '../../src/ca/index.ts';
-import { startIsthmus, type Isthmus } from '../helpers/isthmus.ts';
+import { cli, startIsthmus, type Isthmus } from '../helpers/isthmus.ts';
 import { type KubeApiServer, startKubeApiServer } from '../helpers/kube.ts';
 import { freePort } from '../helpers/ports.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, scratchDir, stopAll } from '../helpers/processes.ts';
@@ -175,6 +175,14 @@ describe('isthmus CA', () => {
     const z = (await isthmus.registryz()) as { instances: { address: string; identity: string | null }[] };
     const ids = Object.fromEntries(z.instances.map((i) => [i.address, i.identity]));
     assert.deepEqual(ids, { '10.9.0.1': null, '10.9.0.2': VM_ID });
+  });
+
+  test('isthmus ca init writes a root in the cacerts layout that serve then signs under, and never overwrites one', async () => {
+    const d = path.join(scratchDir('ca-init'), 'cacerts');
+    assert.match(await cli(['ca', 'init', '--dir', d, '--trust-domain', 'acme.internal']), /wrote a CA root \(O=acme\.internal, valid until/);
+    assert.deepEqual(fs.readdirSync(d).sort(), ['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'root-cert.pem']);
+    await assert.rejects(cli(['ca', 'init', '--dir', d]), /already holds a CA \(ca-cert\.pem or ca-key\.pem\); not overwritten/);
+    assert.match(await cli(['ca', '--help']), /Usage: isthmus ca init --dir DIR/);
   });
 
   test('after a restart the CA signs with the same root: certificates issued before still verify', async () => {

@@ -12,7 +12,7 @@ import YAML from 'yaml';
 import type { RegistryState } from '../../src/model/types.ts';
 import { KubeApiError, KubeConfigApi, KubeRegistry, loadKubeConfig, parseKubeUrl } from '../../src/registries/kube/index.ts';
 import type { RpcServiceStatus } from '../../src/registries/kube/rpcservice.ts';
-import { bootstrap, REPO } from '../helpers/isthmus.ts';
+import { bootstrap, cli, REPO } from '../helpers/isthmus.ts';
 import { type KubeApiServer, startKubeApiServer } from '../helpers/kube.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, stopAll } from '../helpers/processes.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -105,7 +105,7 @@ test('the CRD schemas refuse what Isthmus would refuse anyway', async () => {
   assert.equal(ok.spec.interfaces[0]!.protocol, 'grpc');
 });
 
-test('the ClusterRole lets the registry read all it reads and write RPCService status, and nothing else', async () => {
+test('the ClusterRoles let the registry read all it reads, write RPCService status and the CA review tokens, and nothing else', async () => {
   const token = await kube.serviceAccountToken('isthmus-system', 'isthmus');
   const kubeconfig = kube.writeTokenKubeconfig(token, 'isthmus');
   const registry = new KubeRegistry({ kubeconfig, settleMs: 20, maxWaitMs: 200, watch: { minBackoffMs: 100, maxBackoffMs: 1000 } });
@@ -140,6 +140,9 @@ test('the ClusterRole lets the registry read all it reads and write RPCService s
   const rpc = await kube.get<Doc>('rpc.isthmus.io/v1alpha1', 'RPCService', 'default', 'userservice');
   await forbidden('PUT', '/apis/rpc.isthmus.io/v1alpha1/namespaces/default/rpcservices/userservice', rpc);
   await forbidden('POST', '/api/v1/namespaces/default/pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' }, spec: { containers: [{ name: 'c', image: 'x' }] } });
+  // The CA's one write: TokenReviews, to check the tokens of pods asking for certificates.
+  const review = await asSa.request<{ status?: { authenticated?: boolean } }>('POST', '/apis/authentication.k8s.io/v1/tokenreviews', { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: 'not-a-token', audiences: ['istio-ca'] } } });
+  assert.notEqual(review.status?.authenticated, true);
 });
 
 test('the Deployment\'s registry URL and the sidecar\'s bootstrap command are accepted by Isthmus', async () => {
@@ -159,6 +162,23 @@ test('the Deployment\'s registry URL and the sidecar\'s bootstrap command are ac
   const boot = await bootstrap(argv);
   assert.equal((boot.node as { id: string }).id, 'app-1.shop');
   assert.match(JSON.stringify(boot), /isthmus\.isthmus-system\.svc/);
+
+  // The agent beside it: flags `isthmus agent` has, serving SDS where the bootstrap's cluster points.
+  for (const file of ['sidecar/sidecar-template.yaml', 'sidecar/sidecar-transparent-template.yaml']) {
+    const t = docs(file)[0]!;
+    const spec = (t.template as { spec: { initContainers: { name: string; args: string[] }[] } }).spec;
+    const agent = spec.initContainers.find((c) => c.name === 'isthmus-agent')!;
+    assert.ok(agent, `${file}: an isthmus-agent container`);
+    assert.equal(agent.args[0], 'agent');
+    const help = await cli(['agent', '--help']);
+    for (const flag of agent.args.filter((a) => a.startsWith('--'))) assert.ok(help.includes(`${flag} `), `${file}: isthmus agent has no ${flag}`);
+    const socket = agent.args[agent.args.indexOf('--sds-socket') + 1];
+    const bootArgs = spec.initContainers.find((c) => c.name === 'isthmus-bootstrap')!.args[0]!;
+    assert.ok(bootArgs.includes(`--sds-socket ${socket}`), `${file}: the bootstrap points Envoy at the agent's socket ${socket}`);
+  }
+  // The CA flags of the Deployment are flags of serve.
+  const serveHelp = await cli(['serve', '--help']);
+  for (const flag of container.args.filter((a) => a.startsWith('--ca-'))) assert.ok(serveHelp.includes(`${flag} `), `serve has no ${flag}`);
 });
 
 test('the CoreDNS block serves rpc.cluster.local from etcd under /skydns, on its own', () => {

@@ -29,6 +29,8 @@ export const ROOTS = [
   'envoy.extensions.transport_sockets.tls.v3.Secret',
   'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
   'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+  'envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer',
+  'envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector',
 ];
 
 const SCALARS: Record<string, string> = {

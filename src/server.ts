@@ -66,7 +66,7 @@ export const DEFAULTS = {
 } as const;
 
 export class Isthmus {
-  readonly xds = new XdsOutput();
+  readonly xds: XdsOutput;
   readonly ads: AdsServer;
   readonly admin: AdminServer;
   readonly dns?: DnsService;
@@ -84,6 +84,7 @@ export class Isthmus {
   adminPort = 0;
 
   constructor(opts: IsthmusOptions) {
+    this.xds = new XdsOutput(opts.trustDomain ? { trustDomain: opts.trustDomain } : {});
     this.opts = opts;
     this.ads = new AdsServer(this.xds, {
       ...(opts.xdsMaxInflightBytes ? { maxInflightBytes: opts.xdsMaxInflightBytes } : {}),

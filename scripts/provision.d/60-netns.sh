@@ -1,2 +1,3 @@
 # Network namespaces and iptables for the transparent-interception suites (test/integration/netns-*).
-apt_install iproute2 iptables
+# tcpdump: the mTLS suite checks from a capture that the double-hop leg is TLS on the wire.
+apt_install iproute2 iptables tcpdump

@@ -1894,6 +1894,12 @@ export interface Router_UpstreamAccessLogOptions {
 export interface OriginalDst {
 }
 
+/** envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector */
+export interface TlsInspector {
+  enable_ja3_fingerprinting?: BoolValue;
+  initial_read_buffer_size?: UInt32Value;
+}
+
 /** envoy.extensions.filters.network.dubbo_proxy.v3.Drds */
 export interface Drds {
   config_source?: ConfigSource;
@@ -2239,6 +2245,10 @@ export interface PreserveCaseFormatterConfig {
 
 /** envoy.extensions.http.header_formatters.preserve_case.v3.PreserveCaseFormatterConfig.FormatterTypeOnEnvoyHeaders */
 export type PreserveCaseFormatterConfig_FormatterTypeOnEnvoyHeaders = "DEFAULT" | "PROPER_CASE" | number;
+
+/** envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer */
+export interface RawBuffer {
+}
 
 /** envoy.extensions.transport_sockets.tls.v3.CertificateProviderPluginInstance */
 export interface CertificateProviderPluginInstance {
@@ -3013,6 +3023,7 @@ export interface MessageByName {
   "envoy.extensions.filters.http.router.v3.Router": Router;
   "envoy.extensions.filters.http.router.v3.Router.UpstreamAccessLogOptions": Router_UpstreamAccessLogOptions;
   "envoy.extensions.filters.listener.original_dst.v3.OriginalDst": OriginalDst;
+  "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector": TlsInspector;
   "envoy.extensions.filters.network.dubbo_proxy.v3.Drds": Drds;
   "envoy.extensions.filters.network.dubbo_proxy.v3.DubboFilter": DubboFilter;
   "envoy.extensions.filters.network.dubbo_proxy.v3.DubboProxy": DubboProxy;
@@ -3050,6 +3061,7 @@ export interface MessageByName {
   "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster": TcpProxy_WeightedCluster;
   "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight": TcpProxy_WeightedCluster_ClusterWeight;
   "envoy.extensions.http.header_formatters.preserve_case.v3.PreserveCaseFormatterConfig": PreserveCaseFormatterConfig;
+  "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer": RawBuffer;
   "envoy.extensions.transport_sockets.tls.v3.CertificateProviderPluginInstance": CertificateProviderPluginInstance;
   "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext": CertificateValidationContext;
   "envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext.SystemRootCerts": CertificateValidationContext_SystemRootCerts;

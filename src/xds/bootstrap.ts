@@ -37,6 +37,7 @@ function nodeMetadata(o: BootstrapOptions): Record<string, string> {
     ...(o.namespace ? { [META.namespace]: o.namespace } : {}),
     ...(o.instanceIps?.length ? { [META.instanceIps]: o.instanceIps.join(',') } : {}),
     ...(o.vipListeners ? { [META.vipListeners]: 'true' } : {}),
+    ...(o.sdsSocket ? { [META.sds]: 'true' } : {}),
     ...(o.labels && Object.keys(o.labels).length
       ? { [META.labels]: Object.keys(o.labels).sort().map((k) => `${k}=${o.labels![k]}`).join(',') }
       : {}),

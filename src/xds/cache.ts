@@ -48,6 +48,8 @@ interface Built {
 
 /** Builds generations from model snapshots, reusing what did not change. */
 export class XdsCache {
+  /** Of the SPIFFE IDs sidecars with certificates accept from each other. */
+  readonly trustDomain: string | undefined;
   private seq = 0;
   private current?: Generation;
   private services = new Map<string, ServiceEntryCache>();
@@ -58,6 +60,10 @@ export class XdsCache {
   private rules?: { readonly services: ReadonlyMap<string, Service>; readonly drs: readonly DestinationRule[]; readonly byHost: ReadonlyMap<string, DestinationRule> };
   /** Problems already logged: each is logged once while it lasts. */
   private logged = new Set<string>();
+
+  constructor(opts: { readonly trustDomain?: string } = {}) {
+    this.trustDomain = opts.trustDomain;
+  }
 
   get generation(): Generation | undefined {
     return this.current;
@@ -76,7 +82,7 @@ export class XdsCache {
     this.vips = vips;
     this.rulesHash = model.rulesHash;
     this.endpointDigest = built.endpointDigest;
-    this.current = new Generation({ ...built.init, seq: ++this.seq, ...(prev ? { previous: prev } : {}), report: (ps) => this.reportProblems(ps) });
+    this.current = new Generation({ ...built.init, ...(this.trustDomain ? { trustDomain: this.trustDomain } : {}), seq: ++this.seq, ...(prev ? { previous: prev } : {}), report: (ps) => this.reportProblems(ps) });
     // What the previous generation still had stays logged; what went away may be logged again should it return.
     const lasting = new Set([...(prev?.problems ?? []), ...built.init.problems].map(problemKey));
     this.logged = new Set([...this.logged].filter((k) => lasting.has(k)));

@@ -26,6 +26,11 @@ export class EncodedResource {
     encodes.inc({ type: MESSAGE_OF[typeUrl] });
   }
 
+  /** The encoded message itself (the Any's value), e.g. to derive a variant of it. */
+  payload(): Uint8Array {
+    return (messageType('google.protobuf.Any').decode(this.any) as unknown as { value: Uint8Array }).value;
+  }
+
   /** The delta-protocol Resource wrapper, built on first use and then shared. */
   deltaBytes(): Buffer {
     return (this.delta ??= encodeDeltaResource(this.name, this.version, this.any));

@@ -16,8 +16,11 @@ import { buildPassthroughClusters, buildTransparentInboundCluster } from './gene
 import type { ProxyInfo } from './proxy.ts';
 import { type ClassInputs, inputsKey, type ProxyClass, proxyClass } from './proxy-class.ts';
 import { checkView } from './references.ts';
+import { withAutoMtls } from './generators/mtls.ts';
+import { decodeToJson } from './proto.ts';
+import { DEFAULT_TRUST_DOMAIN } from '../model/identity.ts';
 import { setVersion } from './resource-sets.ts';
-import { CLUSTER_TYPE, DUBBO_ROUTE_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, type MessageOf, ROUTE_TYPE, type TypeUrl } from './resources.ts';
+import { CLUSTER_TYPE, DUBBO_ROUTE_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, MESSAGE_OF, type MessageOf, ROUTE_TYPE, type TypeUrl } from './resources.ts';
 
 /** The resources one class of proxies (same listener-shaping metadata) receives. */
 export interface ClassView {
@@ -52,6 +55,21 @@ export interface GenerationInit {
   readonly servicesChanged: boolean;
   readonly vips: ReadonlyMap<string, string>;
   readonly locality: ReadonlyMap<string, LocalityCluster>;
+  /** Of the SPIFFE IDs sidecars with certificates accept from each other (default cluster.local). */
+  readonly trustDomain?: string;
+}
+
+// A service cluster's mTLS twin, per encoded cluster: an unchanged cluster keeps its twin
+// across generations, so a generation costs only the clusters that changed.
+const mtlsTwins = new WeakMap<EncodedResource, { readonly trustDomain: string; readonly twin: EncodedResource }>();
+
+function mtlsTwin(c: EncodedResource, trustDomain: string): EncodedResource {
+  const hit = mtlsTwins.get(c);
+  if (hit?.trustDomain === trustDomain) return hit.twin;
+  const msg = decodeToJson(MESSAGE_OF[CLUSTER_TYPE], c.payload()) as Cluster;
+  const twin = new EncodedResource(CLUSTER_TYPE, c.name, withAutoMtls(msg, trustDomain));
+  mtlsTwins.set(c, { trustDomain, twin });
+  return twin;
 }
 
 export class Generation {
@@ -66,6 +84,7 @@ export class Generation {
   readonly endpointsVersion: string;
   /** Problems of the resources every proxy shares (clusters, the outbound table). */
   readonly sharedProblems: readonly RouteProblem[];
+  readonly trustDomain: string;
   /** sourceLabels selectors of the rules: proxies matching any get an outbound table of their own. */
   private readonly selectors: readonly Readonly<Record<string, string>>[];
   /** Outbound tables of proxies matching some sourceLabels selectors, by the selectors they match. */
@@ -102,6 +121,7 @@ export class Generation {
     this.report = init.report ?? (() => undefined);
     this.previous = init.previous;
     this.locality = init.locality;
+    this.trustDomain = init.trustDomain ?? DEFAULT_TRUST_DOMAIN;
     // Locality-ordered endpoints of proxyless clients follow the rules as well as the endpoints.
     this.endpointsVersion = this.locality.size ? contentHash(`${init.endpointsVersion}\n${init.model.rulesHash}`) : init.endpointsVersion;
     this.changed = withLocalityEndpoints(init.changed, init.previous);
@@ -154,19 +174,22 @@ export class Generation {
       const before = old?.get(name);
       return before && before.version === fresh.version ? before : fresh;
     };
+    // A sidecar with the agent's certificates gets every service cluster with automatic mTLS,
+    // and its inbound side accepts mTLS beside plaintext.
+    const mtls = cls.sds && cls.kind === 'envoy';
     const listeners = new Map<string, EncodedResource>();
     const tcpPorts = new Map<number, string>();
     const tables = new Map<string, MultipleRouteConfiguration>();
-    for (const l of buildSidecarListeners(this.model, cls, problems, this.vips, { held: prev?.tcpPorts, bound: tcpPorts }, tables)) {
+    for (const l of buildSidecarListeners(this.model, cls, problems, this.vips, { held: prev?.tcpPorts, bound: tcpPorts }, tables, mtls ? this.trustDomain : undefined)) {
       listeners.set(l.name as string, reuse(LISTENER_TYPE, l.name as string, l, prev?.listeners));
     }
     const dubboRoutes = new Map<string, EncodedResource>();
     for (const [name, t] of tables) dubboRoutes.set(name, reuse(DUBBO_ROUTE_TYPE, name, t, prev?.dubboRoutes));
-    const clusters = new Map<string, EncodedResource>(this.clusters);
+    const clusters = new Map<string, EncodedResource>(mtls ? [...this.clusters].map(([n, c]) => [n, mtlsTwin(c, this.trustDomain)]) : this.clusters);
     for (const [name, lc] of this.locality) {
       const msg: Cluster = { ...lc.cluster, type: 'STATIC', load_assignment: localityAssignment(lc.assignment, cls.locality ?? {}, lc.policy) };
       delete msg.eds_cluster_config;
-      clusters.set(name, reuse(CLUSTER_TYPE, name, msg, prev?.clusters));
+      clusters.set(name, reuse(CLUSTER_TYPE, name, mtls ? withAutoMtls(msg, this.trustDomain) : msg, prev?.clusters));
     }
     const outbound = this.outboundFor(cls);
     const routes = new Map<string, EncodedResource>([[outbound.name, outbound]]);

@@ -14,7 +14,7 @@ const buildFailures = metrics.counter('isthmus_snapshot_build_failures_total', '
 const buildTime = metrics.histogram('isthmus_snapshot_build_seconds', 'Time to turn a model snapshot into xDS resources.');
 
 export class XdsOutput implements SnapshotSource {
-  readonly cache = new XdsCache();
+  readonly cache: XdsCache;
   private readonly generations = new BehaviorSubject<Generation | undefined>(undefined);
   readonly snapshots: Observable<ResourceSnapshot>;
   /** Version of the mesh snapshot the current generation was built from. */
@@ -22,7 +22,8 @@ export class XdsOutput implements SnapshotSource {
   /** Mesh snapshot version → the generation built from it, for the last few. */
   private readonly built = new Map<string, number>();
 
-  constructor() {
+  constructor(opts: { readonly trustDomain?: string } = {}) {
+    this.cache = new XdsCache(opts);
     this.snapshots = this.generations.pipe(filter((g): g is Generation => g !== undefined));
   }
 

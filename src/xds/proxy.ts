@@ -20,6 +20,8 @@ export interface ProxyShape {
   readonly appPorts: readonly AppPort[];
   /** Explicit mode: also listen on every VIP:port (ISTHMUS_VIP_LISTENERS). */
   readonly vipListeners: boolean;
+  /** Envoy has the agent's certificates over SDS (ISTHMUS_SDS): it gets automatic mTLS. */
+  readonly sds: boolean;
 }
 
 export interface ProxyInfo {
@@ -37,6 +39,8 @@ export interface ProxyInfo {
   readonly appPorts: readonly AppPort[];
   /** Explicit mode: also listen on every VIP:port, bound to the VIP itself (the host routes the VIP range to lo). */
   readonly vipListeners: boolean;
+  /** Has the agent's certificates over SDS: automatic mTLS (generators/mtls.ts). */
+  readonly sds: boolean;
   readonly metadata: Readonly<Record<string, unknown>>;
   /** Addresses of the instance it fronts (ISTHMUS_INSTANCE_IPS); empty when not given. */
   readonly instanceIps: readonly string[];
@@ -65,6 +69,8 @@ export const META = {
   instanceIps: 'ISTHMUS_INSTANCE_IPS',
   /** "true": explicit mode listens on each VIP:port as well. */
   vipListeners: 'ISTHMUS_VIP_LISTENERS',
+  /** "true": the bootstrap has the agent's SDS cluster (isthmus bootstrap --sds-socket). */
+  sds: 'ISTHMUS_SDS',
 } as const;
 
 // protobufjs's built-in google.protobuf.Value uses camelCase names even under keepCase.
@@ -150,6 +156,8 @@ export function proxyFromNode(node: DecodedNode | undefined | null): ProxyInfo {
     appAddress: String(metadata[META.appAddress] ?? '127.0.0.1'),
     appPorts: parseAppPorts(metadata[META.appPorts]),
     vipListeners: flag(metadata, META.vipListeners),
+    // Proxyless gRPC clients read certificates from their own bootstrap: not this flag's business.
+    sds: kind === 'envoy' && flag(metadata, META.sds),
   };
   if (base.vipListeners && base.mode !== 'explicit') throw new ProxyMetadataError(`node metadata ${META.vipListeners}: VIP listeners are for explicit mode; a transparent sidecar takes VIPs by redirection`);
   const l = node.locality ?? {};

@@ -2,6 +2,7 @@
 import { type Endpoint, endpointPort, lbWeight, type Locality, type ServicePort } from '../../model/types.ts';
 import type { ClusterLoadAssignment, LbEndpoint } from '../../generated/envoy.ts';
 import { struct } from './common.ts';
+import { TLS_MODE_LABEL, TRANSPORT_SOCKET_MATCH } from './mtls.ts';
 
 const HEALTH = { HEALTHY: 'HEALTHY', UNHEALTHY: 'UNHEALTHY', DRAINING: 'DRAINING' } as const;
 
@@ -25,6 +26,8 @@ export function buildLoadAssignment(clusterName: string, port: ServicePort, endp
         filter_metadata: {
           'envoy.lb': struct(ep.labels),
           isthmus: struct({ registry: ep.origin.registry }),
+          // Whether a sidecar with certificates talks mTLS to it (mtls.ts).
+          ...(ep.labels[TLS_MODE_LABEL] ? { [TRANSPORT_SOCKET_MATCH]: struct({ tlsMode: ep.labels[TLS_MODE_LABEL] }) } : {}),
         },
       },
     });

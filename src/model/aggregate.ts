@@ -120,6 +120,7 @@ export function mergeStates(states: readonly RegistryState[], previous?: ModelSn
       // Frozen, so the snapshot may memoise their hash (they are reused while the inputs are).
       virtualServices: Object.freeze(result.accepted.virtualServices),
       destinationRules: Object.freeze(result.accepted.destinationRules),
+      peerAuthentications: states.flatMap((s) => s.peerAuthentications ?? []),
       rejections: result.rejections,
       warnings: result.warnings,
     },

@@ -88,7 +88,7 @@ function withRetiring(m: ModelSnapshot, vips: ReadonlyMap<string, string>, retir
     endpoints,
     registries: [...m.registries],
     conflicts: [...m.conflicts],
-    rules: { virtualServices: m.virtualServices, destinationRules: m.destinationRules, rejections: m.ruleRejections, warnings: m.ruleWarnings },
+    rules: { virtualServices: m.virtualServices, destinationRules: m.destinationRules, peerAuthentications: m.peerAuthentications, rejections: m.ruleRejections, warnings: m.ruleWarnings },
   });
   return { model, vips: all };
 }

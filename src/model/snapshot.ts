@@ -1,3 +1,4 @@
+import type { PeerAuthentication } from './rules/peer-authentication.ts';
 import type { DestinationRule, VirtualService } from './rules/types.ts';
 import type { Endpoint, Rejection, RegistryState, RpcInterface, Service } from './types.ts';
 import { createHash, type Hash } from 'node:crypto';
@@ -80,6 +81,8 @@ export class ModelSnapshot {
   /** Routing rules that passed every check, in registry order. */
   readonly virtualServices: readonly VirtualService[];
   readonly destinationRules: readonly DestinationRule[];
+  /** PeerAuthentications, in registry order (the order decides which of two matching ones applies). */
+  readonly peerAuthentications: readonly PeerAuthentication[];
   /** Rules refused at serve time (the others apply), and warnings that do not stop a rule. */
   readonly ruleRejections: readonly Rejection[];
   readonly ruleWarnings: readonly Rejection[];
@@ -98,6 +101,7 @@ export class ModelSnapshot {
     rules?: {
       virtualServices: readonly VirtualService[];
       destinationRules: readonly DestinationRule[];
+      peerAuthentications?: readonly PeerAuthentication[];
       rejections: readonly Rejection[];
       warnings: readonly Rejection[];
     };
@@ -143,9 +147,12 @@ export class ModelSnapshot {
     this.conflicts = init.conflicts;
     this.virtualServices = init.rules?.virtualServices ?? [];
     this.destinationRules = init.rules?.destinationRules ?? [];
+    this.peerAuthentications = init.rules?.peerAuthentications ?? [];
     this.ruleRejections = init.rules?.rejections ?? [];
     this.ruleWarnings = init.rules?.warnings ?? [];
-    this.rulesHash = hashRules(this.virtualServices, this.destinationRules);
+    this.rulesHash = this.peerAuthentications.length
+      ? contentHash(`${hashRules(this.virtualServices, this.destinationRules)}\n${canonicalJson(this.peerAuthentications.map((p) => [p.namespace, p.name, p.selector, p.mode, p.portLevel]))}`)
+      : hashRules(this.virtualServices, this.destinationRules);
     // contentHash(canonicalJson([...serviceHashes, ...endpointHashes, rulesHash])), hashed in two parts.
     const tail = pairsJson(endpointHashes);
     this.version = this.#versionHead
@@ -174,6 +181,7 @@ export class ModelSnapshot {
       rules: {
         virtualServices: this.virtualServices.map((r) => `${r.namespace}/${r.name}`),
         destinationRules: this.destinationRules.map((r) => `${r.namespace}/${r.name}`),
+        peerAuthentications: this.peerAuthentications.map((r) => `${r.namespace}/${r.name}`),
         rejections: this.ruleRejections,
         warnings: this.ruleWarnings,
       },

@@ -1,5 +1,6 @@
 // The unified service model: what every registry produces and every output consumes.
 import type { DestinationRule, VirtualService } from './rules/types.ts';
+import type { PeerAuthentication } from './rules/peer-authentication.ts';
 import type { Origin } from './origin.ts';
 
 export type { Origin } from './origin.ts';
@@ -159,4 +160,6 @@ export interface RegistryState {
   /** Routing rules (registries that carry Istio documents: files, Kubernetes). */
   readonly virtualServices?: readonly VirtualService[];
   readonly destinationRules?: readonly DestinationRule[];
+  /** security.istio.io PeerAuthentications: which connections sidecars accept. */
+  readonly peerAuthentications?: readonly PeerAuthentication[];
 }

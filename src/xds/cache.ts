@@ -245,6 +245,7 @@ function serviceEntry(model: ModelSnapshot, host: string, rules: ReadonlyMap<str
   const sameService = before?.serviceHash === serviceHash && !rulesChanged;
   // A DNS cluster carries its endpoints inline, so an endpoint change rebuilds it.
   const plans = planServiceClusters(svc, eps, rules);
+  const peerAuth = model.peerAuthentications.length ? { policies: model.peerAuthentications, namespace: svc.namespace } : undefined;
   const problems: RouteProblem[] = [];
   const messages = sameService && svc.resolution !== 'DNS' ? undefined : buildServiceClusters(svc, plans, problems);
   const clusters = messages ? messages.map((c) => reuseIfSame(before?.clusters, new EncodedResource(CLUSTER_TYPE, c.name as string, c))) : before!.clusters;
@@ -253,11 +254,11 @@ function serviceEntry(model: ModelSnapshot, host: string, rules: ReadonlyMap<str
     const byName = new Map((messages ?? before!.locality.map((l) => l.cluster)).map((m) => [m.name as string, m]));
     for (const p of plans) {
       const cluster = byName.get(p.name);
-      if (p.policy && usesLocalityLb(p.policy) && cluster) locality.push({ cluster, policy: p.policy, assignment: buildLoadAssignment(p.name, p.port, p.endpoints) });
+      if (p.policy && usesLocalityLb(p.policy) && cluster) locality.push({ cluster, policy: p.policy, assignment: buildLoadAssignment(p.name, p.port, p.endpoints, peerAuth) });
     }
   }
   const endpoints =
-    svc.resolution === 'DNS' ? [] : plans.map((p) => reuseIfSame(before?.endpoints, new EncodedResource(ENDPOINT_TYPE, p.name, buildLoadAssignment(p.name, p.port, p.endpoints))));
+    svc.resolution === 'DNS' ? [] : plans.map((p) => reuseIfSame(before?.endpoints, new EncodedResource(ENDPOINT_TYPE, p.name, buildLoadAssignment(p.name, p.port, p.endpoints, peerAuth))));
   return { serviceHash, endpointHash, clusters, endpoints, problems: messages ? problems : before!.problems, locality };
 }
 

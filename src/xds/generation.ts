@@ -127,7 +127,8 @@ export class Generation {
     this.changed = withLocalityEndpoints(init.changed, init.previous);
     this.selectors = sourceSelectors(init.model);
     // Proxies differ by locality only where a DestinationRule asks for locality load balancing.
-    this.classInputs = { localityLb: this.locality.size > 0, selectors: this.selectors };
+    const pas = init.model.peerAuthentications;
+    this.classInputs = { localityLb: this.locality.size > 0, selectors: this.selectors, ...(pas.length ? { peerAuthentications: pas, peerAuthKey: init.model.rulesHash } : {}) };
     this.classInputsKey = inputsKey(this.classInputs);
     // Locality clusters carry their endpoints inline: an endpoint change reshapes them.
     this.shapeUnchanged = !init.servicesChanged && init.changed.get(CLUSTER_TYPE)!.size === 0 && this.locality.size === 0;
@@ -180,7 +181,8 @@ export class Generation {
     const listeners = new Map<string, EncodedResource>();
     const tcpPorts = new Map<number, string>();
     const tables = new Map<string, MultipleRouteConfiguration>();
-    for (const l of buildSidecarListeners(this.model, cls, problems, this.vips, { held: prev?.tcpPorts, bound: tcpPorts }, tables, mtls ? this.trustDomain : undefined)) {
+    const security = { sds: mtls, trustDomain: this.trustDomain, ...(cls.peerAuth ? { peerAuth: cls.peerAuth } : {}) };
+    for (const l of buildSidecarListeners(this.model, cls, problems, this.vips, { held: prev?.tcpPorts, bound: tcpPorts }, tables, security)) {
       listeners.set(l.name as string, reuse(LISTENER_TYPE, l.name as string, l, prev?.listeners));
     }
     const dubboRoutes = new Map<string, EncodedResource>();

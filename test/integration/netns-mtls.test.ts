@@ -5,6 +5,8 @@
 // path carries TCP and HTTP with the provider receiving identical bytes; a capture on the
 // provider's interface shows the double-hop leg is TLS (the request line never appears) and
 // the server single-hop leg plaintext (PERMISSIVE); the caller's Envoy counts the handshakes.
+// Then a PeerAuthentication moves the provider to STRICT under load: no meshed call fails,
+// the legacy caller's connections are refused, and the provider's sidecar counts them.
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -65,7 +67,7 @@ async function agent(host: Host, caAddress: string, token: string, root: string)
 
 async function sidecar(host: Host, xds: string, sds: string, appPorts: boolean): Promise<void> {
   const boot = await bootstrap([
-    '--node-id', `${host.name}.default`, '--cluster', host.name, '--mode', 'transparent', '--xds-address', xds, '--namespace', 'default',
+    '--node-id', `${host.name}.default`, '--cluster', host.name, '--mode', 'transparent', '--xds-address', xds, '--namespace', 'default', '--label', `app=${appPorts ? APP : host.name}`,
     '--instance-ip', host.ip, '--sds-socket', sds, ...(appPorts ? ['--app-port', `${PORTS.http}:HTTP`, '--app-port', `${PORTS.tcp}:TCP`] : []),
   ]);
   await lab!.iptables(host, ['-u', String(PROXY_UID), '-i', '*']);
@@ -175,4 +177,32 @@ test('from a capture on the provider\'s interface: the double-hop leg is TLS, th
     await call('oldcaller', { ...base, host: hosts.prova.ip });
   });
   assert.ok(legacy.indexOf(TCP_LINE) >= 0, 'a legacy caller\'s request arrives in the clear (PERMISSIVE)');
+});
+
+test('PERMISSIVE → STRICT under load: no call from the meshed caller fails, the legacy caller is refused and counted', async () => {
+  const vip = (await apps.caller!.request<string[]>('/resolve', { name: APP_HOST }))[0]!;
+  const base = { proto: 'tcp' as const, port: PORTS.tcp, authority: `${APP_HOST}:${PORTS.tcp}` };
+  let stop = false;
+  let calls = 0;
+  const failures: string[] = [];
+  const load = (async () => {
+    while (!stop) {
+      const a = await apps.caller!.request<{ ok: boolean; error?: string }>('/call', { ...base, host: vip });
+      calls++;
+      if (!a.ok) failures.push(a.error ?? '?');
+    }
+  })();
+  const refusedBefore = await envoyStat('prova', 'listener.0.0.0.0_15006.no_filter_chain_match');
+  manifests.write('strict.yaml', [{ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'echo-strict', namespace: 'default' }, spec: { selector: { matchLabels: { app: APP } }, mtls: { mode: 'STRICT' } } }]);
+  // Applied once the legacy caller's plaintext is refused.
+  await waitUntil(() => apps.oldcaller!.request<{ ok: boolean; error?: string }>('/call', { ...base, host: hosts.prova.ip }), (a) => !a.ok, { ...WAIT, what: 'the legacy caller refused by prova under STRICT' });
+  const calls0 = calls;
+  await waitUntil(async () => calls - calls0, (n) => n >= 30, { ...WAIT, what: 'meshed calls after the switch' });
+  stop = true;
+  await load;
+  process.stderr.write(`# PERMISSIVE → STRICT: ${calls} meshed calls during the switch, ${failures.length} failed\n`);
+  assert.deepEqual(failures, []);
+  // The legacy caller still reaches the VM, directly.
+  assert.equal((await call('oldcaller', { ...base, host: hosts.vm.ip })).by, 'vm');
+  assert.ok((await envoyStat('prova', 'listener.0.0.0.0_15006.no_filter_chain_match')) > refusedBefore, 'refused plaintext connections are counted');
 });

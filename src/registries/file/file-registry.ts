@@ -275,6 +275,7 @@ class DirWatch {
       rejections: [...extra, ...all.rejections],
       ...(all.virtualServices.length ? { virtualServices: all.virtualServices } : {}),
       ...(all.destinationRules.length ? { destinationRules: all.destinationRules } : {}),
+      ...(all.peerAuthentications.length ? { peerAuthentications: all.peerAuthentications } : {}),
     };
     const text = canonicalJson(state);
     if (text === this.lastEmitted) {

@@ -13,9 +13,13 @@ import type { RuleMeta } from '../../model/rules/meta.ts';
 import { virtualService } from '../../model/rules/virtual-service.ts';
 import { Checker, describe, isDns1123Label, isDns1123Subdomain, isMapping } from '../../shared/checks.ts';
 import { serviceEntry, workloadEntry } from './kinds.ts';
+import { peerAuthentication, type PeerAuthentication } from '../../model/rules/peer-authentication.ts';
 
 export const API_VERSIONS: readonly string[] = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'];
-export const KINDS: readonly string[] = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule'];
+/** security.istio.io kinds: PeerAuthentication. */
+export const SECURITY_API_VERSIONS: readonly string[] = ['security.istio.io/v1', 'security.istio.io/v1beta1'];
+const SECURITY_KINDS = new Set(['PeerAuthentication']);
+export const KINDS: readonly string[] = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule', 'PeerAuthentication'];
 
 const TOP_KEYS = ['apiVersion', 'kind', 'metadata', 'spec', 'status'];
 // ObjectMeta fields found in `kubectl get -o yaml` output: accepted, only the first four are used.
@@ -40,6 +44,7 @@ export interface ValidDoc extends DocHead {
   readonly workloads: readonly Workload[];
   readonly virtualServices: readonly VirtualService[];
   readonly destinationRules: readonly DestinationRule[];
+  readonly peerAuthentications: readonly PeerAuthentication[];
   /** Problems that do not stop the document from being used (Istio's validation warnings). */
   readonly warnings: readonly Rejection[];
 }
@@ -171,7 +176,7 @@ function parseDocument(value: unknown, index: number, source: string, registry: 
     if (top.metadata === undefined || top.metadata === null) c.fail('metadata', 'metadata is missing; expected a mapping with at least a name');
     checkMetadata(meta, c);
     const origin: Origin = { registry, ref: `${source}#${index} ${head.kind ?? '?'} ${head.namespace}/${head.name ?? '?'}` };
-    const none = { services: [], endpoints: [], workloads: [], virtualServices: [], destinationRules: [] };
+    const none = { services: [], endpoints: [], workloads: [], virtualServices: [], destinationRules: [], peerAuthentications: [] };
     let result: Omit<ValidDoc, keyof DocHead | 'ok' | 'warnings'> | undefined;
     const warnings = new Warnings();
     const rule: RuleMeta = { name: head.name ?? '', namespace: head.namespace ?? 'default', origin, location: { source, document: index } };
@@ -188,6 +193,9 @@ function parseDocument(value: unknown, index: number, source: string, registry: 
     } else if (kind === 'DestinationRule') {
       const dr = destinationRule(top.spec, c, warnings, rule);
       if (dr) result = { ...none, destinationRules: [dr] };
+    } else if (kind === 'PeerAuthentication') {
+      const pa = peerAuthentication(top.spec, c, rule);
+      if (pa) result = { ...none, peerAuthentications: [pa] };
     }
     if (c.problems.length > 0 || !result) return reject(head, c.problems.length ? c.problems : [{ field: '', reason: 'document yields nothing' }]);
     return { ...head, ok: true, ...result, warnings: toRejections(head, warnings.items) };
@@ -200,11 +208,13 @@ function parseDocument(value: unknown, index: number, source: string, registry: 
 /** Checks apiVersion and kind; returns the kind when it is one we can read. */
 function checkHeader(top: Record<string, unknown>, c: Checker): string | undefined {
   const supported = `supported kinds are ${KINDS.slice(0, -1).join(', ')} and ${KINDS.at(-1)}`;
-  if (top.apiVersion === undefined || top.apiVersion === null) c.fail('apiVersion', `apiVersion is missing; expected ${API_VERSIONS[0]}`);
+  const kindRaw = typeof top.kind === 'string' ? top.kind : undefined;
+  const versions = kindRaw && SECURITY_KINDS.has(kindRaw) ? SECURITY_API_VERSIONS : API_VERSIONS;
+  if (top.apiVersion === undefined || top.apiVersion === null) c.fail('apiVersion', `apiVersion is missing; expected ${versions[0]}`);
   else {
     const v = c.string(top.apiVersion, 'apiVersion');
-    if (v !== undefined && !API_VERSIONS.includes(v)) {
-      c.fail('apiVersion', `apiVersion ${JSON.stringify(v)} is not supported; expected ${API_VERSIONS[0]} (v1beta1 and v1alpha3 are accepted too)`);
+    if (v !== undefined && !versions.includes(v)) {
+      c.fail('apiVersion', `apiVersion ${JSON.stringify(v)} is not supported${kindRaw && KINDS.includes(kindRaw) ? ` for ${kindRaw}` : ''}; expected ${versions[0]} (${versions.slice(1).map((x) => x.split('/')[1]).join(' and ')} ${versions.length > 2 ? 'are' : 'is'} accepted too)`);
     }
   }
   if (top.kind === undefined || top.kind === null) {

@@ -2,6 +2,7 @@
 // first definition of any kind/namespace/name defined twice.
 
 import type { DestinationRule, VirtualService } from '../../model/rules/types.ts';
+import type { PeerAuthentication } from '../../model/rules/peer-authentication.ts';
 import type { Endpoint, Rejection, Service, Workload } from '../../model/types.ts';
 import { docKey, type ParsedFile, type ValidDoc } from './manifest.ts';
 
@@ -19,6 +20,7 @@ export interface Collected {
   /** Rules that pass their own document's checks; cross-document checks come later (src/rules). */
   readonly virtualServices: readonly VirtualService[];
   readonly destinationRules: readonly DestinationRule[];
+  readonly peerAuthentications: readonly PeerAuthentication[];
   readonly rejections: readonly Rejection[];
   /** Warnings of the documents served. */
   readonly warnings: readonly Rejection[];
@@ -70,6 +72,7 @@ export function collect(files: readonly ServedFile[]): Collected {
   const workloads: Workload[] = [];
   const virtualServices: VirtualService[] = [];
   const destinationRules: DestinationRule[] = [];
+  const peerAuthentications: PeerAuthentication[] = [];
   const rejections: Rejection[] = [];
   const warnings: Rejection[] = [];
   const first = new Map<string, string>();
@@ -96,8 +99,9 @@ export function collect(files: readonly ServedFile[]): Collected {
       workloads.push(...doc.workloads);
       virtualServices.push(...doc.virtualServices);
       destinationRules.push(...doc.destinationRules);
+      peerAuthentications.push(...doc.peerAuthentications);
       warnings.push(...doc.warnings);
     }
   }
-  return { services, endpoints, workloads, virtualServices, destinationRules, rejections, warnings };
+  return { services, endpoints, workloads, virtualServices, destinationRules, peerAuthentications, rejections, warnings };
 }

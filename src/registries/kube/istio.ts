@@ -11,7 +11,7 @@ export interface IstioResult extends Collected {
   readonly ok: boolean;
 }
 
-const NOTHING = { services: [], endpoints: [], workloads: [], virtualServices: [], destinationRules: [], warnings: [] };
+const NOTHING = { services: [], endpoints: [], workloads: [], virtualServices: [], destinationRules: [], peerAuthentications: [], warnings: [] };
 
 /** `ServiceEntry ns/name`: how objects are named in origins and rejections. */
 export function objectRef(kind: string, o: KubeObject): string {
@@ -39,6 +39,7 @@ export function parseIstioObject(registry: string, kind: string, obj: KubeObject
     workloads: doc.workloads.map((w) => ({ ...w, origin })),
     virtualServices: doc.virtualServices.map((v) => ({ ...v, origin, location })),
     destinationRules: doc.destinationRules.map((d) => ({ ...d, origin, location })),
+    peerAuthentications: doc.peerAuthentications.map((d) => ({ ...d, origin, location })),
     rejections: [],
     warnings: doc.warnings.map(here),
   };

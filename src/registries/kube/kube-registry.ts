@@ -6,6 +6,7 @@
 // (`error`), and metrics carry the per-kind last sync time. An API server restart or a
 // 410 Gone makes the watches list again, and a complete list replaces a store in one step,
 // so nothing is dropped and put back on the way.
+import type { PeerAuthentication } from '../../model/rules/peer-authentication.ts';
 import { Observable } from 'rxjs';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { canonicalJson } from '../../model/hash.ts';
@@ -228,6 +229,7 @@ class Session {
       rejections,
       virtualServices: istio.virtualServices,
       destinationRules: istio.destinationRules,
+      ...(istio.peerAuthentications.length ? { peerAuthentications: istio.peerAuthentications } : {}),
     };
     return { state, rpcObjects, rpcStatuses: rpc.statuses };
   }
@@ -244,6 +246,7 @@ class Session {
       workloads: [] as Workload[],
       virtualServices: [] as VirtualService[],
       destinationRules: [] as DestinationRule[],
+      peerAuthentications: [] as PeerAuthentication[],
       rejections: [] as Rejection[],
       warnings: [] as Rejection[],
     };
@@ -266,6 +269,7 @@ class Session {
         out.workloads.push(...r.workloads);
         out.virtualServices.push(...r.virtualServices);
         out.destinationRules.push(...r.destinationRules);
+        out.peerAuthentications.push(...r.peerAuthentications);
         out.rejections.push(...r.rejections);
         out.warnings.push(...r.warnings);
       }

@@ -3,6 +3,7 @@ import { type Endpoint, endpointPort, lbWeight, type Locality, type ServicePort 
 import type { ClusterLoadAssignment, LbEndpoint } from '../../generated/envoy.ts';
 import { struct } from './common.ts';
 import { TLS_MODE_LABEL, TRANSPORT_SOCKET_MATCH } from './mtls.ts';
+import { effectiveMtls, type PeerAuthentication } from '../../model/rules/peer-authentication.ts';
 
 const HEALTH = { HEALTHY: 'HEALTHY', UNHEALTHY: 'UNHEALTHY', DRAINING: 'DRAINING' } as const;
 
@@ -10,8 +11,14 @@ function localityKey(l: Locality): string {
   return `${l.region ?? ''}/${l.zone ?? ''}/${l.subzone ?? ''}`;
 }
 
-export function buildLoadAssignment(clusterName: string, port: ServicePort, endpoints: readonly Endpoint[]): ClusterLoadAssignment {
+/**
+ * `peerAuth` (the mesh's PeerAuthentications, with the service's namespace for endpoints
+ * that name none): an endpoint whose port is DISABLE gets no mTLS, even with a sidecar.
+ */
+export function buildLoadAssignment(clusterName: string, port: ServicePort, endpoints: readonly Endpoint[], peerAuth?: { readonly policies: readonly PeerAuthentication[]; readonly namespace: string }): ClusterLoadAssignment {
   const groups = new Map<string, { locality: Locality; weight: number; lb_endpoints: LbEndpoint[] }>();
+  const disabled = (ep: Endpoint): boolean =>
+    !!peerAuth?.policies.length && effectiveMtls(peerAuth.policies, ep.identity?.namespace ?? peerAuth.namespace, ep.labels, endpointPort(ep, port)) === 'DISABLE';
   for (const ep of endpoints) {
     const key = localityKey(ep.locality);
     let g = groups.get(key);
@@ -27,7 +34,7 @@ export function buildLoadAssignment(clusterName: string, port: ServicePort, endp
           'envoy.lb': struct(ep.labels),
           isthmus: struct({ registry: ep.origin.registry }),
           // Whether a sidecar with certificates talks mTLS to it (mtls.ts).
-          ...(ep.labels[TLS_MODE_LABEL] ? { [TRANSPORT_SOCKET_MATCH]: struct({ tlsMode: ep.labels[TLS_MODE_LABEL] }) } : {}),
+          ...(ep.labels[TLS_MODE_LABEL] && !disabled(ep) ? { [TRANSPORT_SOCKET_MATCH]: struct({ tlsMode: ep.labels[TLS_MODE_LABEL] }) } : {}),
         },
       },
     });

@@ -9,7 +9,7 @@ import { ADS_SOURCE, faultFilter, routerFilter, socketAddress, tcpProxy } from '
 import { INBOUND_LISTENER, INBOUND_ROUTE, inboundCluster, interfaceCluster, OUTBOUND_LISTENER, OUTBOUND_ROUTE, outboundCluster, tcpListener, type VipTarget } from './names.ts';
 import type { RouteProblem } from './route.ts';
 import { opaqueFilters } from './dubbo-route.ts';
-import { inboundMtlsChain, tlsInspector } from './mtls.ts';
+import { inboundChains, type InboundSecurity, tlsInspector } from './mtls.ts';
 import { buildTransparentListeners, transparentHcm, uniqueTargets, vipListener } from './transparent.ts';
 
 /** Where traffic addressed to one VIP and port goes. */
@@ -43,12 +43,12 @@ export function buildSidecarListeners(
   ports: { readonly held?: ReadonlyMap<number, string>; readonly bound?: Map<number, string> } = {},
   /** Receives the Dubbo route tables the listeners name (DRDS). */
   dubboRoutes?: Map<string, MultipleRouteConfiguration>,
-  /** Set for a sidecar with certificates: its inbound side also accepts mesh mTLS of this trust domain. */
-  mtlsTrustDomain?: string,
+  /** Certificates and PeerAuthentication of the sidecar: what its inbound side accepts. */
+  security?: InboundSecurity,
 ): Listener[] {
   // Transparent: redirected connections are taken by their original destination (VIP
   // chains, passthrough for the rest), so no per-port listeners are needed.
-  if (proxy.mode === 'transparent') return buildTransparentListeners(proxy, problems, vipTargets(model, vips), opaqueFilters(model, dubboRoutes), mtlsTrustDomain);
+  if (proxy.mode === 'transparent') return buildTransparentListeners(proxy, problems, vipTargets(model, vips), opaqueFilters(model, dubboRoutes), security);
   const outbound: Listener = {
     name: OUTBOUND_LISTENER,
     address: socketAddress(proxy.bindAddress, proxy.outboundPort),
@@ -101,20 +101,27 @@ export function buildSidecarListeners(
   }
 
   if (proxy.appPorts.length) {
-    const chains = proxy.appPorts.map((app) => ({
-      name: inboundCluster(app.port),
-      filter_chain_match: { destination_port: { value: app.port } },
-      filters: [isHttpProtocol(app.protocol) ? transparentHcm('inbound', { rds: INBOUND_ROUTE }) : tcpProxy('inbound', inboundCluster(app.port))],
+    const plain = proxy.appPorts.map((app) => ({
+      port: app.port,
+      chain: {
+        name: inboundCluster(app.port),
+        filter_chain_match: { destination_port: { value: app.port } },
+        filters: [isHttpProtocol(app.protocol) ? transparentHcm('inbound', { rds: INBOUND_ROUTE }) : tcpProxy('inbound', inboundCluster(app.port))],
+      },
     }));
+    // Mesh mTLS (seen by the TLS inspector) and plaintext, port by port, as PeerAuthentication says.
+    const sec = inboundChains(plain, security, problems);
+    const first = plain[0]!;
+    const firstPlain = sec.chains.includes(first.chain);
     listeners.push({
       name: INBOUND_LISTENER,
       address: socketAddress('0.0.0.0', proxy.inboundPort),
       traffic_direction: 'INBOUND',
-      // PERMISSIVE: mesh mTLS (seen by the TLS inspector) beside plaintext, port by port.
-      ...(mtlsTrustDomain ? { listener_filters: [tlsInspector()] } : {}),
-      filter_chains: mtlsTrustDomain ? [...chains.map((c) => inboundMtlsChain(c, mtlsTrustDomain)), ...chains] : chains,
-      // Explicit mode: traffic arrives on the inbound port itself, so the first app port takes it.
-      default_filter_chain: { ...chains[0], name: 'default', filter_chain_match: undefined },
+      ...(sec.inspector ? { listener_filters: [tlsInspector()] } : {}),
+      filter_chains: sec.chains,
+      // Explicit mode: traffic arrives on the inbound port itself, so the first app port takes it
+      // (in plaintext only where its mode allows plaintext).
+      ...(firstPlain && sec.plaintextRest ? { default_filter_chain: { ...first.chain, name: 'default', filter_chain_match: undefined } } : {}),
     });
   }
   return listeners;

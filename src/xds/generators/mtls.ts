@@ -84,3 +84,43 @@ export function inboundMtlsChain(chain: FilterChain, trustDomain: string): Filte
     },
   };
 }
+
+/** What decides a sidecar's inbound TLS: its certificates, the trust domain, its PeerAuthentication. */
+export interface InboundSecurity {
+  /** The sidecar has the agent's certificates. */
+  readonly sds: boolean;
+  readonly trustDomain: string;
+  readonly peerAuth?: { readonly mode?: 'STRICT' | 'DISABLE'; readonly ports: Readonly<Record<string, 'STRICT' | 'PERMISSIVE' | 'DISABLE'>> };
+}
+
+/**
+ * The inbound filter chains of a sidecar's app ports under its PeerAuthentication: PERMISSIVE
+ * mesh mTLS beside plaintext, STRICT mesh mTLS only, DISABLE plaintext only. A sidecar
+ * without certificates cannot do STRICT: it then accepts nothing on that port (never
+ * plaintext instead), and says so. `plaintextRest` tells whether connections to other ports
+ * may still be taken in plaintext (not under a workload-wide STRICT).
+ */
+export function inboundChains(
+  plain: readonly { readonly port: number; readonly chain: FilterChain }[],
+  sec: InboundSecurity | undefined,
+  problems: { name: string; reason: string }[],
+): { chains: FilterChain[]; inspector: boolean; plaintextRest: boolean } {
+  const chains: FilterChain[] = [];
+  let inspector = false;
+  for (const { port, chain } of plain) {
+    const mode = sec?.peerAuth?.ports[port] ?? sec?.peerAuth?.mode ?? 'PERMISSIVE';
+    if (mode !== 'DISABLE' && sec?.sds) {
+      chains.push(inboundMtlsChain(chain, sec.trustDomain));
+      inspector = true;
+    }
+    if (mode === 'STRICT' && !sec?.sds) {
+      problems.push({ name: `inbound port ${port}`, reason: 'PeerAuthentication STRICT, but this sidecar has no certificates (isthmus agent, isthmus bootstrap --sds-socket): it accepts no connection on the port rather than plaintext' });
+    }
+    if (mode !== 'STRICT') chains.push(chain);
+  }
+  const plaintextRest = sec?.peerAuth?.mode !== 'STRICT';
+  // Envoy refuses a listener without filter chains: one that no connection matches keeps it
+  // (and refuses every connection, counted in its no_filter_chain_match).
+  if (chains.length === 0 && (plain.length > 0 || !plaintextRest)) chains.push({ name: 'refused', filter_chain_match: { transport_protocol: 'isthmus-refused' }, filters: [] });
+  return { chains, inspector, plaintextRest };
+}

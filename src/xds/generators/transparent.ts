@@ -6,7 +6,7 @@
 // connections leave untouched. HTTP chains here are configured to forward request bytes as
 // the app wrote them (no request id, no x-envoy-* headers, no x-forwarded-*), so a provider
 // sees the same request whether zero, one or two sidecars are on the path.
-import { inboundMtlsChain, tlsInspector } from './mtls.ts';
+import { inboundChains, type InboundSecurity, tlsInspector } from './mtls.ts';
 import type { Cluster, envoy_config_listener_v3_Filter as NetworkFilter, FilterChain, Http1ProtocolOptions, HttpConnectionManager, Listener, ListenerFilter } from '../../generated/envoy.ts';
 import { isHttpProtocol } from '../../model/types.ts';
 import { toAny } from '../proto.ts';
@@ -174,25 +174,27 @@ export function transparentOutbound(proxy: ProxyShape, targets: readonly VipTarg
 }
 
 /** The inbound listener on 0.0.0.0: a chain per app port to the local app; other ports pass through. */
-export function transparentInbound(proxy: ProxyShape, mtlsTrustDomain?: string): Listener {
+export function transparentInbound(proxy: ProxyShape, security?: InboundSecurity, problems: RouteProblem[] = []): Listener {
   const chain = (app: AppPort): Record<string, unknown> => ({
     name: inboundCluster(app.port),
     filter_chain_match: { destination_port: { value: app.port } },
     // Each HTTP app port routes to its own inbound cluster (inline: one route per port).
     filters: [isHttpProtocol(app.protocol) ? transparentHcm(`inbound_${app.port}`, { cluster: inboundCluster(app.port) }) : tcpProxy(`inbound_${app.port}`, inboundCluster(app.port))],
   });
+  // Mesh mTLS (the TLS inspector reads its ALPN) and plaintext per app port, as PeerAuthentication says.
+  const sec = inboundChains(proxy.appPorts.map((a) => ({ port: a.port, chain: chain(a) as FilterChain })), security, problems);
   return {
     name: INBOUND_LISTENER,
     address: socketAddress('0.0.0.0', proxy.inboundPort),
     traffic_direction: 'INBOUND',
-    // PERMISSIVE with certificates: mesh mTLS (the TLS inspector reads its ALPN) beside plaintext, per app port.
-    listener_filters: mtlsTrustDomain ? [ORIGINAL_DST(), tlsInspector()] : [ORIGINAL_DST()],
-    filter_chains: mtlsTrustDomain ? [...proxy.appPorts.map((a) => inboundMtlsChain(chain(a), mtlsTrustDomain)), ...proxy.appPorts.map(chain)] : proxy.appPorts.map(chain),
-    default_filter_chain: { name: INBOUND_PASSTHROUGH_CLUSTER, filters: [tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] },
+    listener_filters: sec.inspector ? [ORIGINAL_DST(), tlsInspector()] : [ORIGINAL_DST()],
+    filter_chains: sec.chains,
+    // Other ports pass through in plaintext, except under a workload-wide STRICT.
+    ...(sec.plaintextRest ? { default_filter_chain: { name: INBOUND_PASSTHROUGH_CLUSTER, filters: [tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] } } : {}),
   };
 }
 
 /** Every listener of a transparent sidecar: outbound and inbound (inbound even with no app port). */
-export function buildTransparentListeners(proxy: ProxyShape, problems: RouteProblem[], targets: readonly VipTarget[], route?: OpaqueFilterOf, mtlsTrustDomain?: string): Listener[] {
-  return [transparentOutbound(proxy, targets, problems, route), transparentInbound(proxy, mtlsTrustDomain)];
+export function buildTransparentListeners(proxy: ProxyShape, problems: RouteProblem[], targets: readonly VipTarget[], route?: OpaqueFilterOf, security?: InboundSecurity): Listener[] {
+  return [transparentOutbound(proxy, targets, problems, route), transparentInbound(proxy, security, problems)];
 }

@@ -68,3 +68,64 @@ test('inbound with certificates (PERMISSIVE): a TLS inspector, an mTLS chain per
   assert.ok(!before.filter_chains.some((c: J) => c.transport_socket), 'no certificates, no TLS chain');
   assert.deepEqual(before.listener_filters.map((f: J) => f.name), ['envoy.filters.listener.original_dst']);
 });
+
+import { Checker } from '../../../src/shared/checks.ts';
+import { effectiveMtls, peerAuthentication, type PeerAuthentication } from '../../../src/model/rules/peer-authentication.ts';
+import { ModelSnapshot } from '../../../src/model/snapshot.ts';
+
+function pa(namespace: string, spec: unknown, name = 'p'): PeerAuthentication {
+  const c = new Checker();
+  const out = peerAuthentication(spec, c, { name, namespace, origin: { registry: 'test', ref: name }, location: { source: 'test' } });
+  assert.deepEqual(c.problems, []);
+  return out!;
+}
+
+test('PeerAuthentication: workload selector over namespace over mesh (istio-system), UNSET inherits, ports override; bad specs named', () => {
+  const mesh = pa('istio-system', { mtls: { mode: 'STRICT' } }, 'mesh');
+  const ns = pa('shop', { mtls: { mode: 'PERMISSIVE' } }, 'ns');
+  const wl = pa('shop', { selector: { matchLabels: { app: 'cart' } }, mtls: { mode: 'UNSET' }, portLevelMtls: { 8080: { mode: 'DISABLE' } } }, 'wl');
+  const all = [mesh, ns, wl];
+  assert.equal(effectiveMtls(all, 'other', {}, 80), 'STRICT', 'the mesh-wide policy');
+  assert.equal(effectiveMtls(all, 'shop', { app: 'web' }, 80), 'PERMISSIVE', 'the namespace policy');
+  assert.equal(effectiveMtls(all, 'shop', { app: 'cart' }, 80), 'PERMISSIVE', 'UNSET inherits the namespace mode');
+  assert.equal(effectiveMtls(all, 'shop', { app: 'cart' }, 8080), 'DISABLE', 'the port-level mode');
+  assert.equal(effectiveMtls([], 'shop', {}, 80), 'PERMISSIVE', 'the default');
+  for (const [spec, ns_, re] of [
+    [{ mtls: { mode: 'MUTUAL' } }, 'shop', /mode "MUTUAL" is not one of UNSET, DISABLE, PERMISSIVE, STRICT/],
+    [{ portLevelMtls: { 8080: { mode: 'STRICT' } } }, 'shop', /portLevelMtls needs spec.selector/],
+    [{ selector: { matchLabels: { app: 'x' } }, portLevelMtls: { http: { mode: 'STRICT' } } }, 'shop', /port "http" is not a port number/],
+    [{ selector: {} }, 'shop', /a selector needs at least one label/],
+    [{ mtls: { mode: 'STRICT' }, jwtRules: [] }, 'shop', /jwtRules/],
+  ] as const) {
+    const c = new Checker();
+    peerAuthentication(spec, c, { name: 'x', namespace: ns_, origin: { registry: 't', ref: 'x' }, location: { source: 't' } });
+    assert.match(c.problems.map((p) => `${p.field}: ${p.reason}`).join('\n'), re, JSON.stringify(spec));
+  }
+});
+
+function withPolicies(policies: PeerAuthentication[]) {
+  const meshed = { ...endpoint('web.rpc.cluster.local', '10.0.0.1'), labels: { 'security.istio.io/tlsMode': 'istio', app: 'web' } };
+  const base = model([service('web.rpc.cluster.local', 80)], [meshed]);
+  const m = new ModelSnapshot({ services: base.services, endpoints: base.endpoints, registries: [], conflicts: [], rules: { virtualServices: [], destinationRules: [], peerAuthentications: policies, rejections: [], warnings: [] } });
+  return new XdsCache().update(m, new Map());
+}
+
+test('STRICT: a sidecar with certificates takes mTLS only; one without takes nothing on the port and says so; DISABLE: plaintext only, and callers send no mTLS', () => {
+  const strict = withPolicies([pa('default', { mtls: { mode: 'STRICT' } })]);
+  const chains = (g: ReturnType<typeof withPolicies>, meta: Record<string, string>): J => decode(LISTENER_TYPE, g.view(proxy('x', { ISTHMUS_MODE: 'transparent', ISTHMUS_APP_PORTS: '8080:HTTP', ISTHMUS_NAMESPACE: 'default', ...meta })).listeners.get('virtualInbound')!.any);
+  const s = chains(strict, { ISTHMUS_SDS: 'true' });
+  assert.deepEqual(s.filter_chains.map((c: J) => !!c.transport_socket), [true]);
+  assert.equal(s.default_filter_chain, undefined, 'no plaintext passthrough under a workload-wide STRICT');
+  const none = chains(strict, {});
+  assert.deepEqual(none.filter_chains.map((c: J) => c.name), ['refused'], 'a chain nothing matches: Envoy needs one');
+  assert.equal(none.default_filter_chain, undefined);
+  const p = strict.view(proxy('x', { ISTHMUS_MODE: 'transparent', ISTHMUS_APP_PORTS: '8080:HTTP', ISTHMUS_NAMESPACE: 'default' })).problems;
+  assert.match(p.map((x) => x.reason).join('\n'), /PeerAuthentication STRICT, but this sidecar has no certificates .* accepts no connection on the port rather than plaintext/);
+  // A sidecar with no app ports under a namespace-wide STRICT: no passthrough, one chain nothing matches.
+  const bare = decode(LISTENER_TYPE, strict.view(proxy('y', { ISTHMUS_MODE: 'transparent', ISTHMUS_NAMESPACE: 'default', ISTHMUS_SDS: 'true' })).listeners.get('virtualInbound')!.any);
+  assert.deepEqual([bare.filter_chains.map((c: J) => c.name), bare.default_filter_chain], [['refused'], undefined]);
+  const off = withPolicies([pa('default', { mtls: { mode: 'DISABLE' } })]);
+  assert.deepEqual(chains(off, { ISTHMUS_SDS: 'true' }).filter_chains.map((c: J) => !!c.transport_socket), [false]);
+  const cla = decode(ENDPOINT_TYPE, off.endpoints.get('outbound|80||web.rpc.cluster.local')!.any);
+  assert.equal(cla.endpoints[0].lb_endpoints[0].metadata.filter_metadata['envoy.transport_socket_match'], undefined, 'a DISABLE endpoint is called in plaintext');
+});

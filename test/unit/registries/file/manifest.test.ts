@@ -148,7 +148,7 @@ describe('parseManifests: rejections', () => {
     { name: 'not a mapping', doc: ['a', 'b'], field: undefined, reason: /document is a list, not a mapping/ },
     { name: 'missing apiVersion', doc: { ...se('x'), apiVersion: undefined }, field: 'apiVersion', reason: /apiVersion is missing; expected networking\.istio\.io\/v1/ },
     { name: 'unknown apiVersion', doc: { ...se('x'), apiVersion: 'networking.istio.io/v2' }, field: 'apiVersion', reason: /"networking\.istio\.io\/v2" is not supported/ },
-    { name: 'unknown kind', doc: { ...se('x'), kind: 'Gateway' }, field: 'kind', reason: /kind "Gateway" is not supported; supported kinds are ServiceEntry, WorkloadEntry, VirtualService and DestinationRule/ },
+    { name: 'unknown kind', doc: { ...se('x'), kind: 'Gateway' }, field: 'kind', reason: /kind "Gateway" is not supported; supported kinds are ServiceEntry, WorkloadEntry, VirtualService, DestinationRule and PeerAuthentication/ },
     { name: 'missing name', doc: { ...se('x'), metadata: { namespace: 'a' } }, field: 'metadata.name', reason: /metadata\.name is missing/ },
     { name: 'bad name', doc: se('Web_1'), field: 'metadata.name', reason: /"Web_1" is not a valid DNS-1123 subdomain/ },
     { name: 'bad namespace', doc: { ...se('x'), metadata: { name: 'x', namespace: 'a.b' } }, field: 'metadata.namespace', reason: /not a valid DNS-1123 label/ },

@@ -35,6 +35,8 @@ interface ServiceEntryCache {
   readonly problems: readonly RouteProblem[];
   /** Clusters with locality load balancing: re-prioritised per proxy locality in each view. */
   readonly locality: readonly LocalityCluster[];
+  /** Clusters a DestinationRule gives tls ISTIO_MUTUAL: only sidecars with certificates can use them. */
+  readonly istioMutual: readonly string[];
 }
 
 /** An update's result, committed to the cache only once it has passed the consistency check. */
@@ -137,6 +139,7 @@ export class XdsCache {
       all: false,
       endpointDigest,
       init: {
+        istioMutual: prev.istioMutual,
         model,
         clusters,
         endpoints,
@@ -169,6 +172,7 @@ export class XdsCache {
     const locality = new Map<string, LocalityCluster>();
     const clusters = new Map<string, EncodedResource>();
     const endpoints = new Map<string, EncodedResource>();
+    const istioMutual = new Set<string>();
     for (const host of model.services.keys()) {
       const before = this.services.get(host);
       if (before?.serviceHash !== model.serviceHashes.get(host)) servicesChanged = true;
@@ -178,6 +182,7 @@ export class XdsCache {
       entries.set(host, entry);
       for (const c of entry.clusters) clusters.set(c.name, c);
       for (const e of entry.endpoints) endpoints.set(e.name, e);
+      for (const n of entry.istioMutual) istioMutual.add(n);
     }
 
     // The route table depends on service definitions only: an endpoint change keeps it.
@@ -218,7 +223,7 @@ export class XdsCache {
       entries,
       all: true,
       endpointDigest,
-      init: { model, clusters, endpoints, endpointsVersion: endpointDigest.version, outboundRoute, problems, changed, servicesChanged, vips, locality },
+      init: { model, clusters, endpoints, endpointsVersion: endpointDigest.version, outboundRoute, problems, changed, servicesChanged, vips, locality, istioMutual },
     };
   }
 
@@ -259,7 +264,8 @@ function serviceEntry(model: ModelSnapshot, host: string, rules: ReadonlyMap<str
   }
   const endpoints =
     svc.resolution === 'DNS' ? [] : plans.map((p) => reuseIfSame(before?.endpoints, new EncodedResource(ENDPOINT_TYPE, p.name, buildLoadAssignment(p.name, p.port, p.endpoints, peerAuth))));
-  return { serviceHash, endpointHash, clusters, endpoints, problems: messages ? problems : before!.problems, locality };
+  const istioMutual = plans.filter((p) => p.policy?.tls?.mode === 'ISTIO_MUTUAL').map((p) => p.name);
+  return { serviceHash, endpointHash, clusters, endpoints, problems: messages ? problems : before!.problems, locality, istioMutual };
 }
 
 /** Keeps the previous object when content is equal, so diffs see only what really changed. */

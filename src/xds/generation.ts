@@ -57,6 +57,8 @@ export interface GenerationInit {
   readonly locality: ReadonlyMap<string, LocalityCluster>;
   /** Of the SPIFFE IDs sidecars with certificates accept from each other (default cluster.local). */
   readonly trustDomain?: string;
+  /** Clusters a DestinationRule gives tls ISTIO_MUTUAL. */
+  readonly istioMutual?: ReadonlySet<string>;
 }
 
 // A service cluster's mTLS twin, per encoded cluster: an unchanged cluster keeps its twin
@@ -85,6 +87,7 @@ export class Generation {
   /** Problems of the resources every proxy shares (clusters, the outbound table). */
   readonly sharedProblems: readonly RouteProblem[];
   readonly trustDomain: string;
+  readonly istioMutual: ReadonlySet<string>;
   /** sourceLabels selectors of the rules: proxies matching any get an outbound table of their own. */
   private readonly selectors: readonly Readonly<Record<string, string>>[];
   /** Outbound tables of proxies matching some sourceLabels selectors, by the selectors they match. */
@@ -122,6 +125,7 @@ export class Generation {
     this.previous = init.previous;
     this.locality = init.locality;
     this.trustDomain = init.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+    this.istioMutual = init.istioMutual ?? new Set();
     // Locality-ordered endpoints of proxyless clients follow the rules as well as the endpoints.
     this.endpointsVersion = this.locality.size ? contentHash(`${init.endpointsVersion}\n${init.model.rulesHash}`) : init.endpointsVersion;
     this.changed = withLocalityEndpoints(init.changed, init.previous);
@@ -192,6 +196,14 @@ export class Generation {
       const msg: Cluster = { ...lc.cluster, type: 'STATIC', load_assignment: localityAssignment(lc.assignment, cls.locality ?? {}, lc.policy) };
       delete msg.eds_cluster_config;
       clusters.set(name, reuse(CLUSTER_TYPE, name, mtls ? withAutoMtls(msg, this.trustDomain) : msg, prev?.clusters));
+    }
+    // Without certificates, a cluster that must be ISTIO_MUTUAL gets no endpoints: never plaintext.
+    if (!mtls && cls.kind === 'envoy') {
+      for (const name of this.istioMutual) {
+        if (!clusters.has(name)) continue;
+        clusters.set(name, reuse(CLUSTER_TYPE, name, { name, type: 'STATIC', connect_timeout: { seconds: 1 }, load_assignment: { cluster_name: name, endpoints: [] } }, prev?.clusters));
+        problems.push({ name, reason: 'DestinationRule tls ISTIO_MUTUAL, but this sidecar has no certificates (isthmus agent, isthmus bootstrap --sds-socket): the cluster has no endpoints for it rather than plaintext' });
+      }
     }
     const outbound = this.outboundFor(cls);
     const routes = new Map<string, EncodedResource>([[outbound.name, outbound]]);

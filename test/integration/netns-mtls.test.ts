@@ -206,3 +206,33 @@ test('PERMISSIVE → STRICT under load: no call from the meshed caller fails, th
   assert.equal((await call('oldcaller', { ...base, host: hosts.vm.ip })).by, 'vm');
   assert.ok((await envoyStat('prova', 'listener.0.0.0.0_15006.no_filter_chain_match')) > refusedBefore, 'refused plaintext connections are counted');
 });
+
+test('DestinationRule tls for real: DISABLE sends the double-hop leg in plaintext; ISTIO_MUTUAL makes mTLS mandatory, so the VM without a sidecar is no longer called', async () => {
+  const vip = (await apps.caller!.request<string[]>('/resolve', { name: APP_HOST }))[0]!;
+  const base = { proto: 'tcp' as const, port: PORTS.tcp, authority: `${APP_HOST}:${PORTS.tcp}` };
+  const dr = (mode: string): object => ({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'echo', namespace: 'default' }, spec: { host: APP_HOST, trafficPolicy: { tls: { mode } } } });
+  // DISABLE (the policy is back to PERMISSIVE first: STRICT would refuse the plaintext).
+  manifests.remove('strict.yaml');
+  manifests.write('dr.yaml', [dr('DISABLE')]);
+  const plainSeen = await waitUntil(async () => {
+    let prova = 0;
+    const cap = await capture(hosts.prova, PORTS.tcp, async () => {
+      for (let i = 0; i < 8; i++) if ((await apps.caller!.request<{ ok: boolean; by?: string }>('/call', { ...base, host: vip })).by === 'prova') prova++;
+    });
+    return prova > 0 && cap.indexOf(TCP_LINE) >= 0;
+  }, (x) => x, { ...WAIT, what: 'the caller\'s calls to prova in plaintext under tls DISABLE' });
+  assert.ok(plainSeen);
+  // ISTIO_MUTUAL: every endpoint gets mTLS; the VM cannot answer it, prova does.
+  manifests.write('dr.yaml', [dr('ISTIO_MUTUAL')]);
+  await waitUntil(async () => {
+    const tally = { prova: 0, failed: 0 };
+    for (let i = 0; i < 10; i++) {
+      const a = await apps.caller!.request<{ ok: boolean; by?: string }>('/call', { ...base, host: vip });
+      if (a.ok && a.by === 'prova') tally.prova++;
+      else if (!a.ok) tally.failed++;
+      else return undefined; // the VM answered: not applied yet
+    }
+    return tally;
+  }, (t) => t !== undefined && t.prova > 0 && t.failed > 0, { ...WAIT, what: 'calls reaching prova over mTLS and none reaching the VM in plaintext' });
+  manifests.remove('dr.yaml');
+});

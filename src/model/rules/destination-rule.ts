@@ -369,6 +369,16 @@ function clientTls(c: Checker, v: unknown, field: string): ClientTls | undefined
     if (!tls.clientCertificate) c.fail(`${field}.clientCertificate`, 'mode MUTUAL needs clientCertificate (or credentialName)');
     if (!tls.privateKey) c.fail(`${field}.privateKey`, 'mode MUTUAL needs privateKey (or credentialName)');
   }
+  // What Isthmus's sidecars cannot do is refused, never served as something weaker.
+  if ((mode === 'SIMPLE' || mode === 'MUTUAL') && tls.credentialName) {
+    c.fail(`${field}.credentialName`, 'credentialName (a Kubernetes Secret the proxy reads) is not supported: give clientCertificate, privateKey and caCertificates as files on the proxy\'s host');
+  }
+  if ((mode === 'SIMPLE' || mode === 'MUTUAL') && !tls.caCertificates && !tls.credentialName && !tls.insecureSkipVerify) {
+    c.fail(`${field}.caCertificates`, `mode ${mode} needs caCertificates (a PEM file on the proxy's host) to verify the server, or insecureSkipVerify: true`);
+  }
+  if (mode === 'ISTIO_MUTUAL' && (tls.clientCertificate || tls.privateKey || tls.caCertificates || tls.credentialName)) {
+    c.fail(field, 'mode ISTIO_MUTUAL uses the workload certificate from the agent: clientCertificate, privateKey, caCertificates and credentialName must not be set');
+  }
   return defined(tls) as ClientTls;
 }
 

@@ -110,8 +110,10 @@ export function buildProxylessCluster(
     policy = p.policy;
     refused.push(...p.refused);
   }
+  // A TLS mode gRPC clients cannot apply: no endpoints rather than plaintext (proxyless.ts).
+  const tlsRefused = plan.policy?.tls !== undefined && plan.policy.tls.mode !== 'DISABLE';
   const [cluster] = buildServiceClusters(svc, [{ ...plan, ...(policy ? { policy } : {}) }], problems);
   const form = proxylessClusterForm(cluster!, policy && usesLocalityLb(policy) ? locality ?? {} : undefined, refused);
   for (const r of refused) problems.push({ name: who, reason: `${name}: not applied for ${PROXYLESS}: ${r.field}: ${r.reason}` });
-  return form;
+  return tlsRefused ? { name, type: 'STATIC', connect_timeout: CONNECT_TIMEOUT, lb_policy: 'ROUND_ROBIN', load_assignment: { cluster_name: name, endpoints: [] } } : form;
 }

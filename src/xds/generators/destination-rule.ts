@@ -7,10 +7,11 @@
 // contain dots, so the two uses of the subset slot never collide.
 import type { ClusterLoadAssignment } from '../../generated/envoy.ts';
 import type { ModelSnapshot } from '../../model/snapshot.ts';
-import type { DestinationRule, PolicySettings, Subset } from '../../model/rules/types.ts';
+import type { ClientTls, DestinationRule, PolicySettings, Subset } from '../../model/rules/types.ts';
 import { endpointLabels, type Endpoint, type Locality, type Service, type ServicePort } from '../../model/types.ts';
 import { canonicalHost, hostIndexOf, type HostIndex } from '../../model/rules/hosts.ts';
 import { toAny } from '../proto.ts';
+import { struct } from './common.ts';
 
 export interface PolicyProblem {
   readonly name: string;
@@ -160,9 +161,36 @@ export function applyPolicy(cluster: Record<string, unknown>, policy: PolicySett
     cluster.outlier_detection = o;
     if (od.minHealthPercent !== undefined) cluster.common_lb_config = { ...(cluster.common_lb_config as object), healthy_panic_threshold: { value: od.minHealthPercent } };
   }
-  if (policy.tls && policy.tls.mode !== 'DISABLE') {
-    problems.push({ name, reason: `tls mode ${policy.tls.mode} is not applied yet; the cluster connects in plaintext` });
+  if (policy.tls) applyClientTls(cluster, policy.tls);
+}
+
+/**
+ * A DestinationRule's tls: SIMPLE and MUTUAL originate TLS with the files it names (on the
+ * proxy's host); DISABLE and ISTIO_MUTUAL are marked on the cluster (metadata isthmus.tls)
+ * for the sidecar views: DISABLE turns automatic mTLS off, ISTIO_MUTUAL makes mesh mTLS
+ * mandatory (a sidecar without certificates gets the cluster without endpoints).
+ */
+function applyClientTls(cluster: Record<string, unknown>, tls: ClientTls): void {
+  if (tls.mode === 'DISABLE' || tls.mode === 'ISTIO_MUTUAL') {
+    const mark: Record<string, string> = { tls: tls.mode };
+    if (tls.sni) mark.sni = tls.sni;
+    if (tls.subjectAltNames.length) mark.sans = tls.subjectAltNames.join(',');
+    cluster.metadata = { filter_metadata: { isthmus: struct(mark) } };
+    return;
   }
+  const sans = tls.subjectAltNames.flatMap((s) => [{ san_type: 'DNS', matcher: { exact: s } }, { san_type: 'URI', matcher: { exact: s } }]);
+  cluster.transport_socket = {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: toAny('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', {
+      ...(tls.sni ? { sni: tls.sni } : {}),
+      common_tls_context: {
+        ...(tls.mode === 'MUTUAL' ? { tls_certificates: [{ certificate_chain: { filename: tls.clientCertificate! }, private_key: { filename: tls.privateKey! } }] } : {}),
+        ...(tls.insecureSkipVerify
+          ? {}
+          : { validation_context: { trusted_ca: { filename: tls.caCertificates! }, ...(sans.length ? { match_typed_subject_alt_names: sans as never } : {}), ...(tls.caCrl ? { crl: { filename: tls.caCrl } } : {}) } }),
+      },
+    }),
+  };
 }
 
 /** Route hash policy for a consistent-hash load balancer; undefined otherwise. */

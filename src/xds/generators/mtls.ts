@@ -41,18 +41,37 @@ export function meshSni(clusterName: string): string {
   return `${dir}_.${port}_.${subset ? `${subset}_` : '_'}.${host}`;
 }
 
-function upstreamMtls(trustDomain: string, clusterName: string): TransportSocket {
+function upstreamMtls(trustDomain: string, clusterName: string, sni?: string, sans?: readonly string[]): TransportSocket {
+  const common = commonTlsContext(trustDomain, [MESH_ALPN]) as { combined_validation_context: { default_validation_context: { match_typed_subject_alt_names: unknown[] } } };
+  // A DestinationRule's subjectAltNames: exactly these identities instead of any of the trust domain.
+  if (sans?.length) common.combined_validation_context.default_validation_context.match_typed_subject_alt_names = sans.map((s) => ({ san_type: 'URI', matcher: { exact: s } }));
   return {
     name: 'envoy.transport_sockets.tls',
     typed_config: toAny('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', {
-      common_tls_context: commonTlsContext(trustDomain, [MESH_ALPN]) as never,
-      sni: meshSni(clusterName),
+      common_tls_context: common as never,
+      sni: sni ?? meshSni(clusterName),
     }),
   };
 }
 
-/** A service cluster as a sidecar with certificates gets it: mTLS to endpoints whose sidecar terminates it, plaintext to the others. */
+/** The DestinationRule tls mark of a cluster (destination-rule.ts applyClientTls), if any. */
+function tlsMark(c: Cluster): { mode: string; sni?: string; sans?: string[] } | undefined {
+  const f = (c.metadata?.filter_metadata as Record<string, { fields?: Record<string, { stringValue?: string }> }> | undefined)?.isthmus?.fields;
+  const mode = f?.tls?.stringValue;
+  if (!mode) return undefined;
+  return { mode, ...(f.sni?.stringValue ? { sni: f.sni.stringValue } : {}), ...(f.sans?.stringValue ? { sans: f.sans.stringValue.split(',') } : {}) };
+}
+
+/**
+ * A service cluster as a sidecar with certificates gets it: mTLS to endpoints whose sidecar
+ * terminates it, plaintext to the others; a DestinationRule's tls decides instead where it
+ * has one (ISTIO_MUTUAL: mTLS to every endpoint; DISABLE: none; SIMPLE, MUTUAL: its own TLS).
+ */
 export function withAutoMtls(c: Cluster, trustDomain: string): Cluster {
+  if (c.transport_socket) return c;
+  const mark = tlsMark(c);
+  if (mark?.mode === 'DISABLE') return c;
+  if (mark?.mode === 'ISTIO_MUTUAL') return { ...c, transport_socket: upstreamMtls(trustDomain, c.name as string, mark.sni, mark.sans) };
   return {
     ...c,
     transport_socket_matches: [

@@ -53,7 +53,10 @@ export function proxylessPolicy(policy: PolicySettings, field: string): { policy
   if (policy.outlierDetection) {
     refused.push({ field: `${field}.outlierDetection`, reason: 'gRPC ejects by success rate or failure percentage (A50), not by consecutive errors; they eject no host' });
   }
-  if (policy.tls) out.tls = policy.tls;
+  // TLS for gRPC clients needs certificate providers in their own bootstrap, which Isthmus's
+  // does not give: a TLS mode is refused, and the cluster then has no endpoints for them
+  // (cluster.ts) rather than serve plaintext in its place.
+  if (policy.tls && policy.tls.mode !== 'DISABLE') refused.push({ field: `${field}.tls.mode`, reason: `${policy.tls.mode} is not applied for gRPC clients (no certificate providers in their bootstrap): the cluster has no endpoints for them rather than plaintext` });
   return { policy: out, refused };
 }
 

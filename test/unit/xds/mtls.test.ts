@@ -129,3 +129,48 @@ test('STRICT: a sidecar with certificates takes mTLS only; one without takes not
   const cla = decode(ENDPOINT_TYPE, off.endpoints.get('outbound|80||web.rpc.cluster.local')!.any);
   assert.equal(cla.endpoints[0].lb_endpoints[0].metadata.filter_metadata['envoy.transport_socket_match'], undefined, 'a DISABLE endpoint is called in plaintext');
 });
+
+import { destinationRule } from '../../../src/model/rules/destination-rule.ts';
+import { Warnings } from '../../../src/model/rules/fields.ts';
+
+function drModel(tls: Record<string, unknown>) {
+  const c = new Checker();
+  const dr = destinationRule({ host: 'web.rpc.cluster.local', trafficPolicy: { tls } }, c, new Warnings(), { name: 'd', namespace: 'default', origin: { registry: 't', ref: 'd' }, location: { source: 't' } });
+  assert.deepEqual(c.problems, []);
+  const base = model([service('web.rpc.cluster.local', 80)], [endpoint('web.rpc.cluster.local', '10.0.0.1')]);
+  const m = new ModelSnapshot({ services: base.services, endpoints: base.endpoints, registries: [], conflicts: [], rules: { virtualServices: [], destinationRules: [dr!], rejections: [], warnings: [] } });
+  return new XdsCache().update(m, new Map());
+}
+
+test('DestinationRule tls: ISTIO_MUTUAL is mesh mTLS to every endpoint, and no endpoints at all for a sidecar without certificates; DISABLE turns automatic mTLS off; SIMPLE and MUTUAL originate TLS with their files', () => {
+  const name = 'outbound|80||web.rpc.cluster.local';
+  const cluster = (g: ReturnType<typeof drModel>, meta: Record<string, string>): J => decode(CLUSTER_TYPE, g.view(proxy('x', meta)).clusters.get(name)!.any);
+  const im = drModel({ mode: 'ISTIO_MUTUAL', subjectAltNames: ['spiffe://cluster.local/ns/default/sa/web'] });
+  const withCerts = cluster(im, { ISTHMUS_SDS: 'true' });
+  assert.equal(withCerts.transport_socket_matches, undefined);
+  const ctx = inner(withCerts.transport_socket.typed_config);
+  assert.equal(ctx.common_tls_context.tls_certificate_sds_secret_configs[0].name, 'default');
+  assert.deepEqual(ctx.common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names, [{ san_type: 'URI', matcher: { exact: 'spiffe://cluster.local/ns/default/sa/web' } }]);
+  const without = cluster(im, {});
+  assert.equal(without.type, 'STATIC');
+  assert.deepEqual(without.load_assignment.endpoints ?? [], []);
+  assert.match(im.view(proxy('x')).problems.map((p) => p.reason).join('\n'), /tls ISTIO_MUTUAL, but this sidecar has no certificates .* no endpoints for it rather than plaintext/);
+  const off = cluster(drModel({ mode: 'DISABLE' }), { ISTHMUS_SDS: 'true' });
+  assert.equal(off.transport_socket_matches, undefined);
+  assert.equal(off.transport_socket, undefined);
+  const simple = cluster(drModel({ mode: 'MUTUAL', caCertificates: '/etc/certs/ca.pem', clientCertificate: '/etc/certs/c.pem', privateKey: '/etc/certs/k.pem', sni: 'web.example', subjectAltNames: ['web.example'] }), {});
+  const s = inner(simple.transport_socket.typed_config);
+  assert.equal(s.sni, 'web.example');
+  assert.equal(s.common_tls_context.validation_context.trusted_ca.filename, '/etc/certs/ca.pem');
+  assert.equal(s.common_tls_context.tls_certificates[0].private_key.filename, '/etc/certs/k.pem');
+  assert.deepEqual(s.common_tls_context.validation_context.match_typed_subject_alt_names.map((m: J) => m.san_type), ['DNS', 'URI']);
+  for (const [tls, re] of [
+    [{ mode: 'SIMPLE' }, /mode SIMPLE needs caCertificates .* or insecureSkipVerify: true/],
+    [{ mode: 'SIMPLE', credentialName: 'web-tls' }, /credentialName .* is not supported/],
+    [{ mode: 'ISTIO_MUTUAL', caCertificates: '/x' }, /mode ISTIO_MUTUAL uses the workload certificate from the agent/],
+  ] as const) {
+    const c = new Checker();
+    destinationRule({ host: 'web.rpc.cluster.local', trafficPolicy: { tls } }, c, new Warnings(), { name: 'd', namespace: 'default', origin: { registry: 't', ref: 'd' }, location: { source: 't' } });
+    assert.match(c.problems.map((p) => `${p.field}: ${p.reason}`).join('\n'), re, JSON.stringify(tls));
+  }
+});

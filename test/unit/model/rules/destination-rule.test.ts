@@ -25,7 +25,7 @@ describe('DestinationRule: valid documents map to the typed model', () => {
             http: { http1MaxPendingRequests: 10, http2MaxRequests: 1000, maxRequestsPerConnection: 1, maxRetries: 3, idleTimeout: '1m', h2UpgradePolicy: 'UPGRADE', maxConcurrentStreams: 100 },
           },
           outlierDetection: { consecutive5xxErrors: 5, consecutiveGatewayErrors: 3, interval: '5m', baseEjectionTime: '15m', maxEjectionPercent: 100, minHealthPercent: 0, splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 2 },
-          tls: { mode: 'SIMPLE', sni: 'reviews.example.com', subjectAltNames: ['reviews'] },
+          tls: { mode: 'SIMPLE', caCertificates: '/etc/certs/ca.pem', sni: 'reviews.example.com', subjectAltNames: ['reviews'] },
           portLevelSettings: [{ port: { number: 80 }, loadBalancer: { simple: 'LEAST_REQUEST' } }, { port: { number: 9000 }, connectionPool: { tcp: { maxConnections: 5 } } }],
         },
         subsets: [
@@ -65,7 +65,7 @@ describe('DestinationRule: valid documents map to the typed model', () => {
             http: { http1MaxPendingRequests: 10, http2MaxRequests: 1000, maxRequestsPerConnection: 1, maxRetries: 3, idleTimeoutMs: 60_000, h2UpgradePolicy: 'UPGRADE', maxConcurrentStreams: 100 },
           },
           outlierDetection: { consecutive5xxErrors: 5, consecutiveGatewayErrors: 3, intervalMs: 300_000, baseEjectionTimeMs: 900_000, maxEjectionPercent: 100, minHealthPercent: 0, splitExternalLocalOriginErrors: true, consecutiveLocalOriginFailures: 2 },
-          tls: { mode: 'SIMPLE', sni: 'reviews.example.com', subjectAltNames: ['reviews'] },
+          tls: { mode: 'SIMPLE', caCertificates: '/etc/certs/ca.pem', sni: 'reviews.example.com', subjectAltNames: ['reviews'] },
           portLevelSettings: [{ port: 80, loadBalancer: { simple: 'LEAST_REQUEST' } }, { port: 9000, connectionPool: { tcp: { maxConnections: 5 } } }],
         },
         subsets: [
@@ -152,7 +152,7 @@ describe('DestinationRule: rejections name the field and the reason', () => {
     { name: 'deprecated consecutiveErrors', spec: policy({ outlierDetection: { consecutiveErrors: 5 } }), problems: [[`${tp}.outlierDetection.consecutiveErrors`, /deprecated in Istio; use consecutive5xxErrors or consecutiveGatewayErrors/]] },
     { name: 'local-origin failures without split', spec: policy({ outlierDetection: { consecutiveLocalOriginFailures: 3 } }), problems: [[`${tp}.outlierDetection.consecutiveLocalOriginFailures`, /needs splitExternalLocalOriginErrors: true/]] },
     { name: 'bad TLS mode', spec: policy({ tls: { mode: 'STRICT' } }), problems: [[`${tp}.tls.mode`, /expected one of: DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL/]] },
-    { name: 'MUTUAL without certificate', spec: policy({ tls: { mode: 'MUTUAL', privateKey: '/k' } }), problems: [[`${tp}.tls.clientCertificate`, /mode MUTUAL needs clientCertificate/]] },
+    { name: 'MUTUAL without certificate', spec: policy({ tls: { mode: 'MUTUAL', privateKey: '/k', caCertificates: '/ca' } }), problems: [[`${tp}.tls.clientCertificate`, /mode MUTUAL needs clientCertificate/]] },
     { name: 'port-level without port', spec: policy({ portLevelSettings: [{ loadBalancer: { simple: 'RANDOM' } }] }), problems: [[`${tp}.portLevelSettings[0].port`, /port is missing/]] },
     { name: 'port-level without settings', spec: policy({ portLevelSettings: [{ port: { number: 80 } }] }), problems: [[`${tp}.portLevelSettings[0]`, /has no settings/]] },
     { name: 'port-level twice for a port', spec: policy({ portLevelSettings: [{ port: { number: 80 }, loadBalancer: { simple: 'RANDOM' } }, { port: { number: 80 }, loadBalancer: { simple: 'ROUND_ROBIN' } }] }), problems: [[`${tp}.portLevelSettings[1].port.number`, /port 80 already has settings in spec\.trafficPolicy\.portLevelSettings\[0\]/]] },

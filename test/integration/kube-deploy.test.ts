@@ -23,6 +23,7 @@ const ORDER = [
   'isthmus/namespace.yaml',
   'crds/rpcservice.yaml',
   'crds/istio-networking.yaml',
+  'crds/istio-security.yaml',
   'isthmus/rbac.yaml',
   'isthmus/services.yaml',
   'isthmus/deployment.yaml',

@@ -72,8 +72,8 @@ before(async () => {
   legacy = await startBackends('http', 'legacy', 1, 50);
   [rpcPort, legacyPort] = (await freePorts(2)) as [number, number];
   kube = await startKubeApiServer({ name: 'kube-apiserver-mesh' });
-  for (const f of ['rpcservice.yaml', 'istio-networking.yaml']) await kube.applyYaml(fs.readFileSync(path.join(REPO, 'deploy', 'crds', f), 'utf8'));
-  for (const crd of ['rpcservices.rpc.isthmus.io', 'serviceentries.networking.istio.io']) await kube.waitForCrd(crd);
+  for (const f of ['rpcservice.yaml', 'istio-networking.yaml', 'istio-security.yaml']) await kube.applyYaml(fs.readFileSync(path.join(REPO, 'deploy', 'crds', f), 'utf8'));
+  for (const crd of ['rpcservices.rpc.isthmus.io', 'serviceentries.networking.istio.io', 'peerauthentications.security.istio.io']) await kube.waitForCrd(crd);
   await kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
   await kube.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-a', labels: { 'topology.kubernetes.io/region': 'east', 'topology.kubernetes.io/zone': 'east-1a' } } });
   await kube.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-b', labels: { 'topology.kubernetes.io/region': 'east', 'topology.kubernetes.io/zone': 'east-1b' } } });
@@ -140,6 +140,15 @@ test('an Istio ServiceEntry from the cluster is routed', async () => {
     },
   });
   await waitUntil(() => httpRequest(out(), LEGACY), (a) => a.backend === 'legacy-1', { ...PROPAGATION, what: `Host ${LEGACY} routed` });
+});
+
+test('a PeerAuthentication from the cluster is read (security.istio.io/v1), and a bad one refused by field', async () => {
+  await kube.create({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'strict', namespace: NS }, spec: { mtls: { mode: 'STRICT' } } });
+  await kube.create({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'ports', namespace: NS }, spec: { portLevelMtls: { 8080: { mode: 'DISABLE' } } } });
+  const z = await waitUntil(() => isthmus.registryz() as Promise<{ rules: { peerAuthentications: string[] }; registries: { rejections: { reason: string }[] }[] }>, (r) => r.rules.peerAuthentications.includes(`${NS}/strict`), { ...PROPAGATION, what: 'the PeerAuthentication in registryz' });
+  assert.deepEqual(z.rules.peerAuthentications, [`${NS}/strict`]);
+  assert.match(z.registries.flatMap((r) => r.rejections).map((r) => r.reason).join('\n'), /portLevelMtls needs spec.selector/);
+  for (const name of ['strict', 'ports']) await kube.delete({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name, namespace: NS } });
 });
 
 test('an API server restart: Envoy keeps every endpoint and requests keep flowing; later changes still arrive', async () => {

@@ -31,8 +31,10 @@ export const WORKLOAD_ENTRIES: ResourceRef = { kind: 'WorkloadEntry', group: 'ne
 export const VIRTUAL_SERVICES: ResourceRef = { kind: 'VirtualService', group: 'networking.istio.io', version: 'v1', plural: 'virtualservices', namespaced: true, optional: true };
 export const DESTINATION_RULES: ResourceRef = { kind: 'DestinationRule', group: 'networking.istio.io', version: 'v1', plural: 'destinationrules', namespaced: true, optional: true };
 
+export const PEER_AUTHENTICATIONS: ResourceRef = { kind: 'PeerAuthentication', group: 'security.istio.io', version: 'v1', plural: 'peerauthentications', namespaced: true, optional: true };
+
 /** The Istio kinds, in the order their objects are read. */
-export const ISTIO_KINDS: readonly ResourceRef[] = [SERVICE_ENTRIES, WORKLOAD_ENTRIES, VIRTUAL_SERVICES, DESTINATION_RULES];
+export const ISTIO_KINDS: readonly ResourceRef[] = [SERVICE_ENTRIES, WORKLOAD_ENTRIES, VIRTUAL_SERVICES, DESTINATION_RULES, PEER_AUTHENTICATIONS];
 
 /** Path of a resource collection, cluster-wide or in one namespace. */
 export function collectionPath(r: ResourceRef, namespace?: string): string {

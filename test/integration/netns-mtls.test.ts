@@ -53,15 +53,20 @@ const declaration = {
   },
 };
 
-/** `isthmus agent` in the host's namespace as the sidecar's uid, its SDS socket where Envoy reads it. */
+/**
+ * `isthmus agent` in the host's namespace, its SDS socket handed to the sidecar's uid. (In a
+ * pod the agent runs as the sidecar's uid itself; here it runs as root, since the checkout it
+ * runs from may not be readable by that uid. It starts before interception, like an init step.)
+ */
 async function agent(host: Host, caAddress: string, token: string, root: string): Promise<string> {
   const dir = fs.mkdtempSync(path.join(shared, `agent-${host.name}-`));
   fs.writeFileSync(path.join(dir, 'token'), token, { mode: 0o600 });
   fs.copyFileSync(root, path.join(dir, 'root-cert.pem'));
-  for (const f of ['', 'token', 'root-cert.pem']) fs.chownSync(path.join(dir, f), PROXY_UID, PROXY_UID);
+  fs.chownSync(dir, PROXY_UID, PROXY_UID);
   const sock = path.join(dir, 'sds.sock');
-  const p: Proc = lab!.spawn(host, 'agent', 'setpriv', ['--reuid', String(PROXY_UID), '--regid', String(PROXY_UID), '--clear-groups', process.execPath, MAIN, 'agent', '--ca-address', caAddress, '--ca-root', path.join(dir, 'root-cert.pem'), '--token-file', path.join(dir, 'token'), '--sds-socket', sock]);
-  await waitFor(() => /workload certificate issued/.test(p.output()), { timeoutMs: 30_000, what: `the agent on ${host.name} has its certificate` });
+  const p: Proc = lab!.spawn(host, 'agent', process.execPath, [MAIN, 'agent', '--ca-address', caAddress, '--ca-root', path.join(dir, 'root-cert.pem'), '--token-file', path.join(dir, 'token'), '--sds-socket', sock]);
+  await waitFor(() => /workload certificate issued/.test(p.output()) && fs.existsSync(sock), { timeoutMs: 30_000, what: `the agent on ${host.name} has its certificate` });
+  fs.chownSync(sock, PROXY_UID, PROXY_UID);
   return sock;
 }
 

@@ -76,6 +76,8 @@ export class Isthmus {
   private recordStore?: EtcdRecordStore;
   private recordsApi?: RecordsApiServer;
   private caServer?: CaServer;
+  /** Identities join tokens bind to host addresses (the CA's), for registryz. */
+  private vmIdentities: () => ReadonlyMap<string, { namespace: string; serviceAccount: string }> = () => new Map();
   private latest?: MeshSnapshot;
   private states: readonly RegistryState[] = [];
   private subs: Subscription[] = [];
@@ -98,7 +100,7 @@ export class Isthmus {
       syncz: () => this.ads.status(),
       configDump: (id) => this.ads.configDump(id),
       dnsz: () => this.dns?.status(),
-      instances: () => instanceStatus(this.model, this.ads.proxies().map(({ proxy, peer }) => ({ ...proxy, peer })), opts.trustDomain),
+      instances: () => instanceStatus(this.model, this.ads.proxies().map(({ proxy, peer }) => ({ ...proxy, peer })), opts.trustDomain, this.vmIdentities()),
     });
     const d = opts.dns;
     if (d) {
@@ -168,7 +170,7 @@ export class Isthmus {
       }),
     );
     await this.recordsApi?.start();
-    if (this.opts.ca) this.caServer = await startCa(this.opts.ca);
+    if (this.opts.ca) ({ server: this.caServer, identitiesByAddress: this.vmIdentities } = await startCa(this.opts.ca));
     log.info('isthmus serving', { xds: `${this.opts.xdsAddress.replace(/:\d+$/, '')}:${this.xdsPort}`, admin: this.adminPort, registries: this.opts.registries.map((r) => r.id), ...(this.caServer ? { ca: this.caServer.port } : {}) });
   }
 

@@ -23,7 +23,7 @@ export interface InstanceStatus {
   readonly ports: Readonly<Record<string, number>>;
   /** The registry the endpoint came from (its id, e.g. etcd://…/dubbo or file://…). */
   readonly source: string;
-  /** Its workload's SPIFFE ID (a pod's ServiceAccount, a WorkloadEntry's serviceAccount); null when its registry names none. */
+  /** Its workload's SPIFFE ID (a pod's ServiceAccount, a WorkloadEntry's serviceAccount, the join token bound to its host's address); null when none names one. */
   readonly identity: string | null;
   /** Node id of the transparent sidecar intercepting this instance's inbound traffic, if any. */
   readonly sidecar: string | null;
@@ -48,7 +48,11 @@ export function proxyAddresses(p: ConnectedProxy): readonly string[] {
   return p.instanceIps.length ? p.instanceIps : [peerAddress(p.peer)];
 }
 
-export function instanceStatus(model: ModelSnapshot, proxies: readonly ConnectedProxy[], trustDomain = DEFAULT_TRUST_DOMAIN): InstanceStatus[] {
+/**
+ * `byAddress`: identities of hosts that joined with an address-bound join token, for
+ * endpoints whose registry names none (a VM's SOA providers).
+ */
+export function instanceStatus(model: ModelSnapshot, proxies: readonly ConnectedProxy[], trustDomain = DEFAULT_TRUST_DOMAIN, byAddress: ReadonlyMap<string, { namespace: string; serviceAccount: string }> = new Map()): InstanceStatus[] {
   // Only transparent Envoy sidecars intercept inbound calls sent to the app's own address.
   const fronting = new Map<string, { id: string; appPorts: ReadonlySet<number> }[]>();
   for (const p of proxies) {
@@ -62,13 +66,14 @@ export function instanceStatus(model: ModelSnapshot, proxies: readonly Connected
   for (const [host, svc] of model.services) {
     for (const e of model.endpoints.get(host) ?? []) {
       const ports = svc.ports.map((p) => e.ports[p.name] ?? p.targetPort ?? p.number);
+      const id = e.identity ?? byAddress.get(e.address);
       const sidecar = (fronting.get(e.address) ?? []).find((s) => s.appPorts.size === 0 || ports.some((p) => s.appPorts.has(p)));
       out.push({
         service: host,
         address: e.address,
         ports: e.ports,
         source: e.origin.registry,
-        identity: e.identity ? spiffeId({ trustDomain, ...e.identity }) : null,
+        identity: id ? spiffeId({ trustDomain, ...id }) : null,
         sidecar: sidecar?.id ?? null,
         paths: sidecar ? { fromMeshedCaller: 'double-hop', fromLegacyCaller: 'server single-hop' } : { fromMeshedCaller: 'client single-hop', fromLegacyCaller: 'direct' },
       });

@@ -3,6 +3,7 @@
 // token given to a VM's agent) or, to renew, with a certificate this CA issued (mTLS).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { parse } from 'yaml';
 import { identityNameProblem, type WorkloadIdentity } from '../model/identity.ts';
 
@@ -23,7 +24,8 @@ export type TokenReviewer = (token: string, audiences: readonly string[]) => Pro
 /** A bearer token → the identity it proves, or undefined when this kind of token does not apply. */
 export interface Authenticator {
   readonly kind: string;
-  authenticate(token: string, trustDomain: string): Promise<WorkloadIdentity | undefined>;
+  /** `peer`: the caller's IP address. */
+  authenticate(token: string, trustDomain: string, peer?: string): Promise<WorkloadIdentity | undefined>;
 }
 
 /** ServiceAccount tokens (JWTs), reviewed by the API server. */
@@ -58,6 +60,8 @@ interface JoinToken {
   readonly namespace: string;
   readonly serviceAccount: string;
   readonly expires?: Date;
+  /** The hosts the token is for: only they may use it, and their endpoints carry its identity. */
+  readonly addresses?: readonly string[];
 }
 
 /**
@@ -67,7 +71,10 @@ interface JoinToken {
  *     namespace: legacy
  *     serviceAccount: orders
  *     expires: 2027-01-01T00:00:00Z           # optional
- * Read again when it changes. A token is compared by its hash, in constant time.
+ *     addresses: [10.0.0.5]                    # optional: the host(s) it is for
+ * Read again when it changes. A token is compared by its hash, in constant time. A token
+ * with addresses is accepted from those addresses only, and names the identity of the
+ * endpoints at them (registryz).
  */
 export class JoinTokenAuthenticator implements Authenticator {
   readonly kind = 'join-token';
@@ -92,12 +99,22 @@ export class JoinTokenAuthenticator implements Authenticator {
     return tokens;
   }
 
-  async authenticate(token: string, trustDomain: string): Promise<WorkloadIdentity | undefined> {
+  async authenticate(token: string, trustDomain: string, peer?: string): Promise<WorkloadIdentity | undefined> {
     const hash = createHash('sha256').update(token).digest();
     const found = (await this.tokens()).find((t) => timingSafeEqual(t.sha256, hash));
     if (!found) return undefined;
     if (found.expires && found.expires.getTime() < Date.now()) throw new AuthnError(`the join token expired at ${found.expires.toISOString()}`);
+    if (found.addresses && !(peer && found.addresses.includes(peer))) {
+      throw new AuthnError(`the join token of ${found.namespace}/${found.serviceAccount} is for ${found.addresses.join(', ')}; this request comes from ${peer ?? 'an unknown address'}`);
+    }
     return { trustDomain, namespace: found.namespace, serviceAccount: found.serviceAccount };
+  }
+
+  /** Address → identity of the tokens bound to addresses, as last read (empty before the first read). */
+  identitiesByAddress(): ReadonlyMap<string, { namespace: string; serviceAccount: string }> {
+    const out = new Map<string, { namespace: string; serviceAccount: string }>();
+    for (const t of this.cache?.tokens ?? []) for (const a of t.addresses ?? []) if (!out.has(a)) out.set(a, { namespace: t.namespace, serviceAccount: t.serviceAccount });
+    return out;
   }
 }
 
@@ -114,7 +131,7 @@ export function parseJoinTokens(text: string, file: string): JoinToken[] {
     const at = `join tokens file ${file}: tokens[${i}]`;
     if (!raw || typeof raw !== 'object') throw new AuthnError(`${at}: expected a mapping`);
     const t = raw as Record<string, unknown>;
-    for (const k of Object.keys(t)) if (!['sha256', 'token', 'namespace', 'serviceAccount', 'expires'].includes(k)) throw new AuthnError(`${at}.${k}: unknown field`);
+    for (const k of Object.keys(t)) if (!['sha256', 'token', 'namespace', 'serviceAccount', 'expires', 'addresses'].includes(k)) throw new AuthnError(`${at}.${k}: unknown field`);
     let sha: Buffer;
     if (typeof t.sha256 === 'number' || typeof t.token === 'number') throw new AuthnError(`${at}: ${typeof t.sha256 === 'number' ? 'sha256' : 'token'} was read as a number: quote it`);
     if (typeof t.sha256 === 'string' && t.token === undefined) {
@@ -136,7 +153,15 @@ export function parseJoinTokens(text: string, file: string): JoinToken[] {
       expires = t.expires instanceof Date ? t.expires : new Date(String(t.expires));
       if (Number.isNaN(expires.getTime())) throw new AuthnError(`${at}.expires: not a time (RFC 3339, e.g. 2027-01-01T00:00:00Z)`);
     }
-    return { sha256: sha, namespace: t.namespace as string, serviceAccount: t.serviceAccount as string, ...(expires ? { expires } : {}) };
+    let addresses: string[] | undefined;
+    if (t.addresses !== undefined) {
+      if (!Array.isArray(t.addresses) || t.addresses.length === 0) throw new AuthnError(`${at}.addresses: expected a non-empty list of IP addresses`);
+      addresses = t.addresses.map((a, j) => {
+        if (typeof a !== 'string' || !isIP(a)) throw new AuthnError(`${at}.addresses[${j}]: ${JSON.stringify(a)} is not an IP address`);
+        return a;
+      });
+    }
+    return { sha256: sha, namespace: t.namespace as string, serviceAccount: t.serviceAccount as string, ...(expires ? { expires } : {}), ...(addresses ? { addresses } : {}) };
   });
 }
 

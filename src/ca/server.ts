@@ -77,6 +77,15 @@ export function loadCaService(): grpc.ServiceDefinition {
   return pkg.istio.v1.auth.IstioCertificateService.service;
 }
 
+/** The IP of a gRPC peer string ("ipv4:1.2.3.4:5", "1.2.3.4:5", "[::1]:5"). */
+function peerIp(peer: string): string | undefined {
+  const s = peer.replace(/^ipv[46]:/, '');
+  const v6 = /^\[([^\]]+)\]:\d+$/.exec(s);
+  if (v6) return v6[1]!.replace(/^::ffff:/, '');
+  const i = s.lastIndexOf(':');
+  return i > 0 ? s.slice(0, i).replace(/^::ffff:/, '') : undefined;
+}
+
 export class CaServer {
   private readonly opts: CaServerOptions;
   private server: grpc.Server | undefined;
@@ -178,8 +187,9 @@ export class CaServer {
       }
     }
     const token = bearerToken(auth);
+    const peer = peerIp(call.getPeer());
     for (const a of this.opts.authenticators) {
-      const id = await a.authenticate(token, this.opts.trustDomain).catch((e: unknown) => {
+      const id = await a.authenticate(token, this.opts.trustDomain, peer).catch((e: unknown) => {
         throw Object.assign(e as Error, { via: a.kind });
       });
       if (id) return { identity: id, via: a.kind };

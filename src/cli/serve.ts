@@ -64,7 +64,9 @@ Certificate authority (off unless --ca-address is given; see README "Workload id
                           ca-key.pem, cert-chain.pem, root-cert.pem); an operator's intermediate,
                           or a root generated there on first start (default ${defaultCaDir()})
   --ca-join-tokens FILE   join tokens of VMs and legacy hosts (YAML: tokens: [{sha256|token,
-                          namespace, serviceAccount, expires}]), read again when it changes
+                          namespace, serviceAccount, expires, addresses}]), read again when it
+                          changes; a token with addresses is taken from those hosts only and
+                          names the identity of their endpoints in /debug/registryz
   --ca-token-review kube://[CONTEXT][?kubeconfig=PATH]
                           check Kubernetes ServiceAccount tokens by TokenReview on that cluster
   --ca-token-audience AUD audience the ServiceAccount tokens must carry (default istio-ca)

@@ -17,6 +17,8 @@ import { freePort } from '../helpers/ports.ts';
 import { assertNoLeftovers, dumpLogsOnFailure, scratchDir, stopAll } from '../helpers/processes.ts';
 
 const VM_TOKEN = randomBytes(24).toString('hex');
+const DB_TOKEN = randomBytes(24).toString('hex');
+const LOCAL_TOKEN = randomBytes(24).toString('hex');
 const VM_ID = 'spiffe://cluster.local/ns/legacy/sa/orders';
 let dir: string;
 let caDir: string;
@@ -70,7 +72,7 @@ function verify(chain: string[]): string {
 before(async () => {
   dir = scratchDir('ca');
   caDir = path.join(dir, 'ca');
-  fs.writeFileSync(path.join(dir, 'tokens.yaml'), `tokens:\n- token: ${VM_TOKEN}\n  namespace: legacy\n  serviceAccount: orders\n- sha256: '${'0'.repeat(64)}'\n  namespace: legacy\n  serviceAccount: expired\n  expires: 2020-01-01T00:00:00Z\n`);
+  fs.writeFileSync(path.join(dir, 'tokens.yaml'), `tokens:\n- token: ${VM_TOKEN}\n  namespace: legacy\n  serviceAccount: orders\n- sha256: '${'0'.repeat(64)}'\n  namespace: legacy\n  serviceAccount: expired\n  expires: 2020-01-01T00:00:00Z\n- { token: ${DB_TOKEN}, namespace: legacy, serviceAccount: db, addresses: [10.9.0.1] }\n- { token: ${LOCAL_TOKEN}, namespace: legacy, serviceAccount: local, addresses: ['127.0.0.1'] }\n`);
   kube = await startKubeApiServer({ name: 'kube-apiserver-ca' });
   await kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop' } });
   await kube.create({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'cart', namespace: 'shop' } });
@@ -171,10 +173,18 @@ describe('isthmus CA', () => {
     assert.equal(after.code, undefined, after.details);
   });
 
-  test('registryz shows each instance\'s SPIFFE ID: the WorkloadEntry\'s service account, none for an endpoint that names none', async () => {
+  test('registryz shows each instance\'s SPIFFE ID: the WorkloadEntry\'s service account, or the join token bound to the host\'s address', async () => {
     const z = (await isthmus.registryz()) as { instances: { address: string; identity: string | null }[] };
     const ids = Object.fromEntries(z.instances.map((i) => [i.address, i.identity]));
-    assert.deepEqual(ids, { '10.9.0.1': null, '10.9.0.2': VM_ID });
+    assert.deepEqual(ids, { '10.9.0.1': 'spiffe://cluster.local/ns/legacy/sa/db', '10.9.0.2': VM_ID });
+  });
+
+  test('a join token bound to addresses is taken from those addresses only', async () => {
+    const ok = await createCertificate({ csr: csr().csr }, { token: LOCAL_TOKEN });
+    assert.equal(ok.code, undefined, ok.details);
+    const elsewhere = await createCertificate({ csr: csr().csr }, { token: DB_TOKEN });
+    assert.equal(elsewhere.code, grpc.status.UNAUTHENTICATED);
+    assert.match(elsewhere.details!, /the join token of legacy\/db is for 10\.9\.0\.1; this request comes from 127\.0\.0\.1/);
   });
 
   test('isthmus ca init writes a root in the cacerts layout that serve then signs under, and never overwrites one', async () => {

@@ -73,6 +73,8 @@ test('SPIFFE IDs and join token files: what is wrong is named', () => {
     ['tokens:\n- token: aaaaaaaaaaaaaaaaaaaa\n  namespace: a\n  serviceAccount: b\n  role: admin', /tokens\[0\]\.role: unknown field/],
     ['tokens:\n- token: aaaaaaaaaaaaaaaaaaaa\n  namespace: a\n  serviceAccount: b\n  expires: soon', /tokens\[0\]\.expires: not a time/],
     ['tokens:\n- sha256: 1234\n  namespace: a\n  serviceAccount: b', /sha256 was read as a number: quote it/],
+    ['tokens:\n- token: aaaaaaaaaaaaaaaaaaaa\n  namespace: a\n  serviceAccount: b\n  addresses: []', /tokens\[0\]\.addresses: expected a non-empty list of IP addresses/],
+    ['tokens:\n- token: aaaaaaaaaaaaaaaaaaaa\n  namespace: a\n  serviceAccount: b\n  addresses: [vm-1.local]', /tokens\[0\]\.addresses\[0\]: "vm-1.local" is not an IP address/],
   ] as const) {
     assert.throws(() => parseJoinTokens(text, 'f'), (e: Error) => re.test(e.message), text);
   }

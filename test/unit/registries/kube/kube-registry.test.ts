@@ -56,8 +56,8 @@ const slice = (name: string, svc: string, addresses: string[], port = 8080) => (
 
 before(async () => {
   kube = await startKubeApiServer({ name: 'kube-apiserver-registry' });
-  for (const f of ['rpcservice.yaml', 'istio-networking.yaml']) await kube.applyYaml(fs.readFileSync(path.join(REPO, 'deploy', 'crds', f), 'utf8'));
-  for (const crd of ['rpcservices.rpc.isthmus.io', 'serviceentries.networking.istio.io', 'workloadentries.networking.istio.io']) await kube.waitForCrd(crd);
+  for (const f of ['rpcservice.yaml', 'istio-networking.yaml', 'istio-security.yaml']) await kube.applyYaml(fs.readFileSync(path.join(REPO, 'deploy', 'crds', f), 'utf8'));
+  for (const crd of ['rpcservices.rpc.isthmus.io', 'serviceentries.networking.istio.io', 'workloadentries.networking.istio.io', 'peerauthentications.security.istio.io']) await kube.waitForCrd(crd);
   await kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
   await kube.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-a', labels: { 'topology.kubernetes.io/region': 'east', 'topology.kubernetes.io/zone': 'east-1a' } } });
   await kube.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-b', labels: { 'topology.kubernetes.io/region': 'east', 'topology.kubernetes.io/zone': 'east-1b' } } });
@@ -228,7 +228,7 @@ test('an API server restart: no emitted state loses an endpoint, the outage is v
   const from = states.length;
   await kube.stop();
   const down = await waitState((x) => x.error !== undefined, 'the outage reported', 30_000);
-  assert.match(down!.error!, /^Service, EndpointSlice, Pod, Node, RPCService, ServiceEntry, WorkloadEntry, VirtualService, DestinationRule: .* \(failing since .*, last synced .*\); serving the last known state$/);
+  assert.match(down!.error!, /^Service, EndpointSlice, Pod, Node, RPCService, ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, PeerAuthentication: .* \(failing since .*, last synced .*\); serving the last known state$/);
   assert.ok(metrics.render().includes(`isthmus_kube_watch_up{registry="${registry.id}",resource="Service"} 0`));
   await kube.start();
   await waitState((x) => x.error === undefined, 'recovered after the restart', 30_000);

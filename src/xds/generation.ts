@@ -263,7 +263,8 @@ export class Generation {
         return this.endpoints.get(name) ?? this.localityEndpoints(name);
       case CLUSTER_TYPE:
         if (proxy.kind === 'grpc') return this.proxylessCluster(name, this.classOf(proxy));
-        return (this.locality.has(name) ? undefined : this.clusters.get(name)) ?? this.view(proxy).clusters.get(name);
+        // The proxy's own view: it holds the mTLS twins and the ISTIO_MUTUAL placeholders.
+        return this.view(proxy).clusters.get(name);
       case LISTENER_TYPE:
         return (proxy.kind === 'envoy' ? this.view(proxy).listeners.get(name) : undefined) ?? this.target(LISTENER_TYPE, name);
       case ROUTE_TYPE:

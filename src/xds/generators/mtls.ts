@@ -136,6 +136,9 @@ export function inboundChains(
       problems.push({ name: `inbound port ${port}`, reason: 'PeerAuthentication STRICT, but this sidecar has no certificates (isthmus agent, isthmus bootstrap --sds-socket): it accepts no connection on the port rather than plaintext' });
     }
     if (mode !== 'STRICT') chains.push(chain);
+    // A port-level STRICT where other ports pass through in plaintext: a plaintext connection
+    // to this port must not fall to that default chain. A chain without filters closes it.
+    else if (sec?.peerAuth?.mode !== 'STRICT') chains.push({ name: `${chain.name}|refused`, filter_chain_match: chain.filter_chain_match ?? {}, filters: [] });
   }
   const plaintextRest = sec?.peerAuth?.mode !== 'STRICT';
   // Envoy refuses a listener without filter chains: one that no connection matches keeps it

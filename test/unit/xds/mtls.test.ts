@@ -174,3 +174,11 @@ test('DestinationRule tls: ISTIO_MUTUAL is mesh mTLS to every endpoint, and no e
     assert.match(c.problems.map((p) => `${p.field}: ${p.reason}`).join('\n'), re, JSON.stringify(tls));
   }
 });
+
+test('a port-level STRICT beside plaintext passthrough: plaintext to that port is closed by a chain of its own, never passed through', () => {
+  const g = withPolicies([pa('default', { selector: { matchLabels: { app: 'web' } }, portLevelMtls: { 8080: { mode: 'STRICT' } } })]);
+  const l = decode(LISTENER_TYPE, g.view(proxy('z', { ISTHMUS_MODE: 'transparent', ISTHMUS_APP_PORTS: '8080:HTTP,7070:TCP', ISTHMUS_NAMESPACE: 'default', ISTHMUS_LABELS: 'app=web', ISTHMUS_SDS: 'true' })).listeners.get('virtualInbound')!.any);
+  const on8080 = l.filter_chains.filter((c: J) => c.filter_chain_match?.destination_port?.value === 8080);
+  assert.deepEqual(on8080.map((c: J) => [!!c.transport_socket, (c.filters ?? []).length > 0]), [[true, true], [false, false]]);
+  assert.ok(l.default_filter_chain, 'other ports still pass through');
+});
